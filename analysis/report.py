@@ -1,0 +1,299 @@
+"""The HTML report of a grid: ``notebooks/report.ipynb`` executed by papermill, exported by nbconvert.
+
+``study report --grid NAME`` calls :func:`report_grid`. The notebook only calls functions from
+``analysis``; the helpers it needs beyond ``table`` and ``anova`` (the results table, the ANOVA
+section and the figure) live here so they can be tested and reused without a kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.table import FACTORS, PROJECT_ROOT, load_runs, resolve_tracking_uri, varying_factors
+
+REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
+DEFAULT_OUT_DIR = PROJECT_ROOT / "runs" / "reports"
+
+RESULT_COLUMNS = (
+    "name", "dataset", "student", "objective", "initialisation", "augmentation", "seed",
+    "score", "teacher_score", "score_ratio",
+)
+
+# Factors whose contribution the report's ANOVA estimates; "dataset" enters as a block (each task
+# has its own baseline and metric) and "seed" is the replicate, i.e. the residual.
+TREATMENTS = tuple(f for f in FACTORS if f not in ("dataset", "seed"))
+
+
+class ReportError(RuntimeError):
+    """The report notebook failed to execute; the message names the notebook and the failing cell."""
+
+
+# ---------------------------------------------------------------------------------------------
+# What the notebook shows
+
+
+def summary(df: pd.DataFrame, grid: str) -> str:
+    """One paragraph: how many cells, which datasets, which factors vary, the teachers' scores."""
+    teachers = df.groupby("dataset", observed=True)["teacher_score"].mean().dropna()
+    teacher_text = ", ".join(f"{d} {s:.4f}" for d, s in teachers.items()) or "not logged"
+    varying = varying_factors(df)
+    return (
+        f"Grid {grid!r}: {len(df)} finished cells on {df['dataset'].nunique()} dataset(s) "
+        f"({', '.join(map(str, df['dataset'].cat.categories))}). "
+        f"Varying factors: {', '.join(varying) or 'none'}. Teacher dev score: {teacher_text}."
+    )
+
+
+def results_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The cells sorted by score (best first) with the columns a reader compares.
+
+    ``score`` and ``teacher_score`` are the dev metric as fractions; ``score_ratio`` is
+    student / teacher.
+    """
+    columns = [c for c in RESULT_COLUMNS if c in df.columns]
+    return df.sort_values("score", ascending=False, kind="stable")[columns].reset_index(drop=True)
+
+
+def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.DataFrame | None]:
+    """The report's type-II ANOVA, or why there is none.
+
+    Factors are the varying treatments (student, objective, initialisation, augmentation); the
+    dataset is a block when it varies; seeds are replicates. The objective × initialisation
+    interaction is included when both vary and the residual degrees of freedom allow it.
+
+    Returns:
+        ``(note, table)``: ``note`` describes the model (or says why it cannot be fitted) and
+        ``table`` is :func:`analysis.anova.anova_table`, or None.
+    """
+    from analysis import anova
+
+    factors = varying_factors(df, TREATMENTS)
+    blocks = varying_factors(df, ("dataset",))
+    if not factors:
+        return (
+            "No ANOVA: no treatment factor (student, objective, initialisation, augmentation) "
+            "takes more than one value in this grid.",
+            None,
+        )
+    candidates = []
+    if "objective" in factors and "initialisation" in factors:
+        candidates.append([("objective", "initialisation")])
+    candidates.append([])
+    reason = ""
+    for interactions in candidates:
+        try:
+            table = anova.anova_table(df, metric, factors, blocks=blocks, interactions=interactions)
+        except ValueError as error:
+            reason = str(error)
+            continue
+        terms = [*factors, *(f"{a}:{b}" for a, b in interactions)]
+        note = (
+            f"Type-II ANOVA of {metric} on {', '.join(terms)}"
+            f"{'; block: ' + ', '.join(blocks) if blocks else ''}; seeds are replicates. "
+            f"{int(table.loc['Residual', 'df'])} residual degrees of freedom, "
+            f"{table.attrs['n_obs']} cells."
+        )
+        return note, table
+    return f"No ANOVA: {reason}", None
+
+
+# How the report prints each column: metrics as fractions with 4 digits, effect sizes with 3,
+# p-values with 2 significant digits (so 1e-17 stays readable).
+_FORMATS = {
+    "score": "{:.4f}", "teacher_score": "{:.4f}", "score_ratio": "{:.3f}",
+    "sum_sq": "{:.3g}", "df": "{:.0f}", "F": "{:.3g}", "p_value": "{:.2g}",
+    "partial_eta_sq": "{:.3f}", "omega_sq": "{:.3f}",
+}
+
+
+def styled(table: pd.DataFrame | None, hide_index: bool = False):
+    """``table`` as a pandas ``Styler`` with the report's number formats, or None for None."""
+    if table is None:
+        return None
+    formats = {c: f for c, f in _FORMATS.items() if c in table.columns}
+    style = table.style.format(formats, na_rep="")
+    return style.hide(axis="index") if hide_index else style
+
+
+def plot_objective_by_initialisation(df: pd.DataFrame):
+    """Score by objective (x) and student initialisation (hue), one panel per dataset.
+
+    Points are means over the remaining cells (seeds, and students/augmentations if they vary),
+    bars ± one standard deviation; the dashed line is the teacher's dev score. Scores are the
+    dev metric as fractions.
+
+    Returns:
+        ``matplotlib.figure.Figure``.
+    """
+    import seaborn as sns
+
+    data = df[df["score"].notna()].copy()
+    for column in ("dataset", "objective", "initialisation"):
+        data[column] = data[column].astype("category").cat.remove_unused_categories()
+    n_datasets = data["dataset"].nunique()
+    grid = sns.catplot(
+        data=data,
+        x="objective",
+        y="score",
+        hue="initialisation",
+        col="dataset",
+        col_wrap=min(n_datasets, 3) if n_datasets > 1 else None,
+        kind="point",
+        dodge=0.3,
+        linestyle="none",
+        errorbar="sd",
+        capsize=0.1,
+        sharey=False,
+        height=3.5,
+        aspect=1.3,
+    )
+    teacher = data.groupby("dataset", observed=True)["teacher_score"].mean()
+    for dataset, ax in grid.axes_dict.items():
+        if dataset in teacher.index and pd.notna(teacher[dataset]):
+            ax.axhline(teacher[dataset], color="0.4", linestyle="--", linewidth=1)
+            ax.annotate(
+                "teacher", (1.0, teacher[dataset]), xycoords=("axes fraction", "data"),
+                ha="right", va="bottom", fontsize=8, color="0.4",
+            )
+        ax.tick_params(axis="x", labelrotation=20)
+    grid.set_axis_labels("objective", "dev score")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle("Score by objective × initialisation (mean ± sd)", y=1.03)
+    return grid.figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing and exporting
+
+
+def _uses_this_python(argv: list[str]) -> bool:
+    # jupyter_client swaps a bare "python"/"python3"/"python3.X" for sys.executable
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if not argv:
+        return False
+    if argv[0] in bare:
+        return True
+    # no resolve(): a venv's python is a symlink to the base interpreter, which every venv shares
+    return os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
+
+
+def ensure_kernel(kernel_name: str | None = None) -> str:
+    """A kernel spec name whose kernel runs this interpreter (so it can import ``analysis``).
+
+    ``kernel_name`` is returned as is when given. Otherwise ``python3`` when it resolves to this
+    interpreter (the usual case: ipykernel in the same environment); if not (e.g. a user-level
+    ``python3`` spec pointing at another Python), a ``kd-study`` spec for ``sys.executable`` is
+    installed under ``sys.prefix`` and used.
+    """
+    if kernel_name:
+        return kernel_name
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    for name in ("python3", "kd-study"):
+        try:
+            spec = manager.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        if _uses_this_python(spec.argv):
+            return name
+    from ipykernel.kernelspec import install
+
+    install(prefix=sys.prefix, kernel_name="kd-study", display_name=f"kd-study ({sys.executable})")
+    return "kd-study"
+
+
+@contextlib.contextmanager
+def _project_importable() -> Iterator[None]:
+    """Let the kernel import ``analysis`` even when the project is not pip-installed."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), old) if p)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def render_report(
+    notebook: str | Path, parameters: dict, out_html: Path, kernel_name: str | None = None
+) -> Path:
+    """Execute ``notebook`` with papermill and write it as HTML, without the code cells.
+
+    The executed notebook goes to a temporary ``.ipynb`` next to ``out_html`` and is removed
+    once the HTML is written. The kernel runs in the project root with the project on
+    ``PYTHONPATH``; see :func:`ensure_kernel` for which kernel.
+
+    Returns:
+        ``out_html``.
+
+    Raises:
+        ReportError: a cell raised or the kernel died; the message names the notebook, keeps
+            papermill's traceback and the path of the partly executed notebook (kept).
+    """
+    import nbformat
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbconvert import HTMLExporter
+
+    notebook, out_html = Path(notebook), Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    kernel = ensure_kernel(kernel_name)
+    handle, executed = tempfile.mkstemp(suffix=".ipynb", prefix=f".{out_html.stem}-", dir=out_html.parent)
+    os.close(handle)
+    executed = Path(executed)
+    try:
+        with _project_importable():
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(PROJECT_ROOT),
+                progress_bar=False,
+            )
+    except (papermill.PapermillExecutionError, DeadKernelError, CellTimeoutError) as error:
+        raise ReportError(
+            f"Executing {notebook} with parameters {parameters} failed (kernel {kernel!r}); "
+            f"the partly executed notebook is {executed}.\n{error}"
+        ) from error
+
+    exporter = HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    out_html.write_text(body, encoding="utf-8")
+    executed.unlink()
+    return out_html
+
+
+def report_grid(grid: str, tracking_uri: str | None = None, out_dir: Path | None = None) -> Path:
+    """Write ``<out_dir>/<grid>.html`` (default ``<project>/runs/reports``) for a grid.
+
+    Checks first that the grid has finished cells, so that a wrong name fails fast with the
+    message of :func:`analysis.table.load_runs` rather than inside the notebook.
+
+    Raises:
+        LookupError: no experiment for ``grid``, or none of its cells has finished.
+        ReportError: the notebook failed.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    df = load_runs(grid, uri)
+    if df.empty:
+        raise LookupError(
+            f"Grid {grid!r} has no finished cells at tracking URI {uri}. "
+            f"Run `study run --grid {grid}` first (`study status --grid {grid}` shows progress)."
+        )
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+    return render_report(
+        REPORT_NOTEBOOK, {"grid": grid, "tracking_uri": uri}, out_dir / f"{grid}.html"
+    )

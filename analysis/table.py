@@ -1,0 +1,294 @@
+"""One tidy table of a grid's cells, read from the MLflow store that ``study run`` writes.
+
+Schema read here (written by the runner, one MLflow experiment per grid, named after the grid):
+
+- tags: ``study.kind`` = ``"cell"``, ``study.cell_id``, ``study.grid``, ``study.teacher_id``,
+  and ``study.error`` on FAILED runs; the run name is the cell's display name;
+- params (strings): ``dataset, student, objective, initialisation, augmentation, seed, teacher,
+  epochs, learning_rate, batch_size, max_length, max_train_examples`` and ``objective.<name>``;
+- metrics (latest value = final): ``dev_score``, ``dev_<metric>`` for each official metric,
+  ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``.
+
+Only FINISHED runs are results. A cell that was run twice to completion keeps its latest run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+FACTORS = ("dataset", "student", "objective", "initialisation", "augmentation", "seed")
+"""The design factors of a grid, in the order tables show them."""
+
+ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
+"""Columns stored as pandas categoricals (``seed`` as the categorical of its string)."""
+
+DEV_METRICS = ("dev_accuracy", "dev_f1", "dev_matthews_corr", "dev_pearson", "dev_spearman")
+"""Per-metric dev columns; ``load_runs`` keeps those present in the grid, each a fraction."""
+
+COST_COLUMNS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
+
+BUDGET_PARAMS = ("epochs", "learning_rate", "batch_size", "max_length", "max_train_examples")
+
+# run status -> what ``run_status`` reports; anything not listed (SCHEDULED, RUNNING) is "running"
+_STATUS_WORD = {"FINISHED": "done", "FAILED": "failed", "KILLED": "failed"}
+
+
+def default_tracking_uri() -> str:
+    """The tracking URI used when none is given.
+
+    ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``<project>/runs/mlflow.db``
+    (MLflow 3 no longer writes to a plain file store).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{PROJECT_ROOT / 'runs' / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """``tracking_uri`` if given, else :func:`default_tracking_uri`."""
+    return tracking_uri or default_tracking_uri()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def _client(uri: str):
+    # Imported here so that ``import analysis.table`` (and the CLI's startup) stays cheap.
+    with warnings.catch_warnings():
+        # mlflow imports tqdm.auto, which warns inside a kernel without ipywidgets (the report)
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(grid: str, uri: str) -> str | None:
+    """The id of the grid's experiment, or None. Never creates an empty sqlite file."""
+    path = _sqlite_path(uri)
+    if path is not None and not path.exists():
+        return None
+    experiment = _client(uri).get_experiment_by_name(grid)
+    return None if experiment is None else experiment.experiment_id
+
+
+def _search(uri: str, experiment_id: str, filter_string: str) -> list:
+    from mlflow.entities import ViewType
+
+    client = _client(uri)
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=10_000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _latest_first(runs: Iterable) -> list:
+    return sorted(
+        runs,
+        key=lambda r: (r.info.start_time or 0, r.info.end_time or 0, r.info.run_id),
+        reverse=True,
+    )
+
+
+def _no_runs_error(grid: str, uri: str) -> LookupError:
+    return LookupError(
+        f"No runs were found for grid {grid!r} at tracking URI {uri}. "
+        f"Run `study run --grid {grid}` first (or pass the tracking URI the grid was run with)."
+    )
+
+
+def _empty_table(include_failed: bool) -> pd.DataFrame:
+    columns = {c: pd.Categorical([]) for c in ID_COLUMNS}
+    columns.update(
+        {c: pd.Series([], dtype=float) for c in ("score", "teacher_score", "score_ratio", *COST_COLUMNS)}
+    )
+    columns["run_id"] = pd.Series([], dtype=object)
+    if include_failed:
+        columns["status"] = pd.Series([], dtype=object)
+        columns["error"] = pd.Series([], dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _as_category(values: pd.Series, numeric_order: bool = False) -> pd.Series:
+    values = values.astype(object).where(values.notna(), None)
+    levels = sorted({v for v in values if v is not None})
+    if numeric_order:
+        # seeds "0", "1", ..., "10" sort as numbers, not as strings
+        levels.sort(key=lambda s: (0, float(s), s) if _is_number(s) else (1, 0.0, s))
+    return pd.Series(pd.Categorical(values, categories=levels), index=values.index)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _maybe_numeric(values: pd.Series) -> pd.Series:
+    converted = pd.to_numeric(values, errors="coerce")
+    if converted.notna().sum() == values.notna().sum():
+        return converted
+    return values
+
+
+def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool = False) -> pd.DataFrame:
+    """Read a grid's cells into one row per cell.
+
+    Args:
+        grid: the grid name, which is also the MLflow experiment name.
+        tracking_uri: MLflow tracking URI; default :func:`default_tracking_uri`.
+        include_failed: also return cells whose runs all FAILED (or were KILLED); their metrics
+            are NaN and ``error`` holds the ``study.error`` tag. Adds columns ``status``, ``error``.
+
+    Returns:
+        One row per ``cell_id`` with columns ``cell_id, name, grid, dataset, student, objective,
+        initialisation, augmentation, seed`` (categoricals; ``seed`` holds strings, ordered as
+        numbers), ``score`` (``dev_score``, the task's official metric as a fraction in [0, 1]),
+        the ``dev_<metric>`` columns present in the grid, ``teacher_score``
+        (``teacher_dev_score``), ``score_ratio`` (score / teacher_score), ``wall_time_s``
+        (seconds), ``train_examples_per_s``, ``peak_memory_mb`` (MiB), ``run_id``; then
+        ``teacher``, the training-budget params (numbers) and ``objective.<name>`` params
+        (numbers where every value parses) when logged. Sorted by ``cell_id``. An experiment
+        without cell runs gives an empty frame with the same leading columns.
+
+        A cell with several FINISHED runs keeps the latest (by start time) and a
+        ``UserWarning`` names it. A FINISHED run always beats a failed one.
+
+    Raises:
+        LookupError: no experiment named ``grid`` at the tracking URI.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    experiment_id = _experiment_id(grid, uri)
+    if experiment_id is None:
+        raise _no_runs_error(grid, uri)
+
+    # MLflow's search only compares status with one value, so failures are filtered here.
+    filter_string = "tags.\"study.kind\" = 'cell'"
+    if not include_failed:
+        filter_string += " and attributes.status = 'FINISHED'"
+    statuses = ("FINISHED", "FAILED", "KILLED") if include_failed else ("FINISHED",)
+    runs = [r for r in _search(uri, experiment_id, filter_string) if r.info.status in statuses]
+    if not runs:
+        return _empty_table(include_failed)
+
+    # FINISHED first, then latest first: the first run seen per cell is the one kept.
+    ordered = sorted(_latest_first(runs), key=lambda r: r.info.status != "FINISHED")
+    kept: dict[str, object] = {}
+    duplicated: set[str] = set()
+    for run in ordered:
+        cell_id = run.data.tags.get("study.cell_id")
+        if cell_id is None:
+            continue
+        if cell_id in kept:
+            if run.info.status == "FINISHED":
+                duplicated.add(cell_id)
+            continue
+        kept[cell_id] = run
+    if duplicated:
+        warnings.warn(
+            f"grid {grid!r}: {len(duplicated)} cell(s) have several FINISHED runs; keeping the "
+            f"latest of each: {', '.join(sorted(duplicated))}",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    rows = []
+    for cell_id, run in kept.items():
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        row = {
+            "cell_id": cell_id,
+            "name": run.info.run_name or tags.get("mlflow.runName"),
+            "grid": tags.get("study.grid", grid),
+            **{f: params.get(f) for f in FACTORS},
+            "score": metrics.get("dev_score", np.nan),
+            **{m: metrics[m] for m in DEV_METRICS if m in metrics},
+            "teacher_score": metrics.get("teacher_dev_score", np.nan),
+            **{c: metrics.get(c, np.nan) for c in COST_COLUMNS},
+            "run_id": run.info.run_id,
+        }
+        if include_failed:
+            row["status"] = run.info.status
+            row["error"] = tags.get("study.error")
+        row["teacher"] = params.get("teacher")
+        row.update({p: params.get(p) for p in BUDGET_PARAMS})
+        row.update({k: v for k, v in params.items() if k.startswith("objective.")})
+        rows.append(row)
+
+    df = pd.DataFrame(rows)
+    present_dev = [m for m in DEV_METRICS if m in df.columns]
+    objective_params = sorted(c for c in df.columns if c.startswith("objective."))
+    df["score_ratio"] = df["score"] / df["teacher_score"].where(df["teacher_score"] != 0)
+    for column in ID_COLUMNS:
+        df[column] = _as_category(df[column], numeric_order=(column == "seed"))
+    for column in (*BUDGET_PARAMS, *objective_params):
+        df[column] = _maybe_numeric(df[column])
+    if df["teacher"].isna().all():
+        df = df.drop(columns="teacher")
+
+    order = [
+        *ID_COLUMNS,
+        "score",
+        *present_dev,
+        "teacher_score",
+        "score_ratio",
+        *COST_COLUMNS,
+        "run_id",
+        *(("status", "error") if include_failed else ()),
+        *(("teacher",) if "teacher" in df.columns else ()),
+        *(p for p in BUDGET_PARAMS if df[p].notna().any()),
+        *objective_params,
+    ]
+    df = df[order].sort_values("cell_id", kind="stable").reset_index(drop=True)
+    return df
+
+
+def varying_factors(df: pd.DataFrame, candidates: Sequence[str] = FACTORS) -> list[str]:
+    """The candidate columns of ``df`` that take more than one (non-missing) value, in order."""
+    return [c for c in candidates if c in df.columns and df[c].nunique(dropna=True) > 1]
+
+
+def run_status(
+    grid: str, cell_ids: Iterable[str], tracking_uri: str | None = None
+) -> dict[str, str]:
+    """Status of each cell: ``"done"``, ``"failed"`` or ``"running"``.
+
+    ``"done"`` when any run of the cell FINISHED; otherwise the status of the cell's latest run
+    (FAILED or KILLED → ``"failed"``; RUNNING or SCHEDULED → ``"running"``). Cells without any
+    run are left out of the result (the caller shows them as pending); an unknown grid gives {}.
+    """
+    wanted = set(cell_ids)
+    uri = resolve_tracking_uri(tracking_uri)
+    experiment_id = _experiment_id(grid, uri)
+    if experiment_id is None or not wanted:
+        return {}
+    status: dict[str, str] = {}
+    for run in _latest_first(_search(uri, experiment_id, "tags.\"study.kind\" = 'cell'")):
+        cell_id = run.data.tags.get("study.cell_id")
+        if cell_id not in wanted:
+            continue
+        word = _STATUS_WORD.get(run.info.status, "running")
+        if cell_id not in status or word == "done":
+            status[cell_id] = word
+    return status

@@ -1,0 +1,148 @@
+"""The ``study`` command: run grids, show their status, browse them in MLflow, render reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from study.registry import StudyConfigError
+
+app = typer.Typer(help="Reproducible knowledge-distillation studies: `study run --grid smoke`.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+GridOpt = typer.Option(..., "--grid", "-g", help="A shipped grid name (see study/grids/) or a YAML path.")
+UriOpt = typer.Option(None, "--tracking-uri", help="MLflow store; default $MLFLOW_TRACKING_URI or runs/mlflow.db.")
+
+
+@app.command()
+def run(
+    grid: str = GridOpt,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="GLUE folder in the official layout; default $STUDY_DATA_DIR, else the hub."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their state; train nothing."),
+    retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="Train cells whose last run failed."),
+    tracking_uri: Optional[str] = UriOpt,
+) -> None:
+    """Train every pending cell of a grid (finished cells are never retrained)."""
+    _quiet_libraries()
+    from study.data import resolve_data_dir
+    from study.grid import load_grid
+    from study.runner import plan, print_summary, run_grid
+    from study.tracking import Tracker
+
+    try:
+        g = load_grid(grid)
+        resolve_data_dir(data_dir)
+        if dry_run:
+            tracker = Tracker(tracking_uri)
+            pending, done, status = plan(g, tracker, retry_failed)
+            _cell_table(g, status, f"grid {g.name}: {len(pending)} pending, {len(done)} done (dry run)")
+            return
+        summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
+                           retry_failed=retry_failed, console=err)
+    except (StudyConfigError, ValueError) as exc:
+        raise _fail(exc) from None
+    print_summary(summary, summary.tracking_uri, out)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _cell_table(g, status: dict[str, str], title: str) -> None:
+    table = Table(title=title)
+    for col in ("cell", "cell_id", "state"):
+        table.add_column(col)
+    for cell in g.cells():
+        state = status.get(cell.cell_id, "pending")
+        table.add_row(cell.name, cell.cell_id, state)
+    out.print(table)
+
+
+@app.command()
+def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
+           cells: bool = typer.Option(False, "--cells", help="List every cell, not just the counts.")) -> None:
+    """Count a grid's cells that are done, failed, running or pending."""
+    _quiet_libraries()
+    from study.grid import load_grid
+    from study.tracking import Tracker
+
+    try:
+        g = load_grid(grid)
+        cells_list = g.validate()
+    except StudyConfigError as exc:
+        raise _fail(exc) from None
+    tracker = Tracker(tracking_uri)
+    st = tracker.cell_status(g.name)
+    counts: dict[str, int] = {}
+    for c in cells_list:
+        s = st.get(c.cell_id, "pending")
+        counts[s] = counts.get(s, 0) + 1
+    if cells:
+        _cell_table(g, st, f"grid {g.name}")
+    line = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "failed", "running", "killed", "pending"))
+    out.print(f"grid {g.name}: {len(cells_list)} cells: {line}  (store {tracker.uri})")
+
+
+@app.command()
+def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."), tracking_uri: Optional[str] = UriOpt) -> None:
+    """Start the MLflow UI on the project's store, on 127.0.0.1."""
+    from study.paths import tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    out.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for the HTML; default runs/reports/.")) -> None:
+    """Render the grid's HTML report (results, type-II ANOVA, figure) with papermill."""
+    from analysis.report import report_grid
+    from study.grid import load_grid
+
+    try:
+        g = load_grid(grid)
+        path = report_grid(g.name, tracking_uri=tracking_uri, out_dir=out_dir)
+    except (StudyConfigError, LookupError, ValueError) as exc:
+        raise _fail(exc) from None
+    out.print(f"report written: {path}")
+
+
+try:  # the analysis commands (analyze, recommend) live beside the analysis package
+    from study.cli_analysis import register as _register_analysis
+
+    _register_analysis(app)
+except ImportError:  # pragma: no cover - only while the module is absent
+    pass
+
+
+if __name__ == "__main__":
+    app()

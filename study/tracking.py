@@ -1,0 +1,148 @@
+"""MLflow bookkeeping: experiments per grid, batched logging, the done/failed/running map.
+
+Schema (``analysis.table`` reads exactly this): one experiment per grid, named as the grid;
+teachers in the experiment ``teachers``. Tags ``study.kind`` (``cell``/``teacher``),
+``study.cell_id`` / ``study.teacher_id``, ``study.grid``, ``study.error`` on failure. Metrics are
+logged with ``log_batch`` (one sqlite round trip per epoch, not per point).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Iterable
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+import study
+from study.paths import PROJECT_ROOT, runs_dir, tracking_uri
+
+TEACHER_EXPERIMENT = "teachers"
+_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        if out.returncode:
+            return "unknown"
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags(device: str) -> dict[str, str]:
+    """Provenance tags: package versions, git commit, device, host."""
+    import torch
+    import transformers
+
+    return {
+        "study.version": study.__version__,
+        "study.git_commit": _git_commit(),
+        "study.device": device,
+        "study.versions.torch": torch.__version__,
+        "study.versions.transformers": transformers.__version__,
+        "study.versions.python": platform.python_version(),
+        "study.host": platform.node(),
+    }
+
+
+class Tracker:
+    """A thin layer over ``MlflowClient`` with the study's schema."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = tracking_uri(uri)
+        if self.uri.startswith("sqlite:///"):
+            os.makedirs(os.path.dirname(self.uri[len("sqlite:///"):]) or ".", exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        """The experiment's id; created with artifacts under ``runs/mlartifacts/`` if missing."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        location = None
+        if self.uri.startswith("sqlite:"):
+            location = (runs_dir() / "mlartifacts" / name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # another worker created it first
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def runs(self, experiment: str, kind: str, key: str) -> dict[str, list]:
+        """All runs of ``kind`` in ``experiment``, grouped by the tag ``key``, newest first."""
+        exp_id = self.experiment_id(experiment, create=False)
+        out: dict[str, list] = defaultdict(list)
+        if exp_id is None:
+            return out
+        token = None
+        while True:
+            page = self.client.search_runs([exp_id], filter_string=f"tags.`study.kind` = '{kind}'",
+                                           max_results=1000, page_token=token,
+                                           order_by=["attributes.start_time DESC"])
+            for run in page:
+                out[run.data.tags.get(key, "")].append(run)
+            token = page.token
+            if not token:
+                return out
+
+    def cell_status(self, grid: str) -> dict[str, str]:
+        """cell_id → ``done`` (a FINISHED run exists), ``failed``, ``running``, or ``killed``."""
+        status = {}
+        for cell_id, runs in self.runs(grid, "cell", "study.cell_id").items():
+            statuses = [r.info.status for r in runs]
+            if "FINISHED" in statuses:
+                status[cell_id] = "done"
+            else:
+                status[cell_id] = {"FAILED": "failed", "RUNNING": "running"}.get(statuses[0], "killed")
+        return status
+
+    def start(self, experiment: str, run_name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+        """Create a RUNNING run with its params and tags logged in one batch; return its id."""
+        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name)
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
+        """Log ``(key, value, step)`` points in batches."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(s)) for k, v, s in points]
+        for i in range(0, len(metrics), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
+
+    def finish(self, run_id: str) -> None:
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str, exc: BaseException) -> None:
+        """Record the error (tag ``study.error`` and the traceback as an artifact) and mark FAILED."""
+        message = f"{type(exc).__name__}: {exc}"[:4000]
+        self.client.set_tag(run_id, "study.error", message)
+        try:
+            self.client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        except Exception:  # the error tag is what matters; an artifact store problem must not hide it
+            pass
+        self.client.set_terminated(run_id, "FAILED")
+
+    def kill_orphans(self, runs: list) -> int:
+        """Mark RUNNING runs KILLED (called under the cell's lock, so their process is gone)."""
+        n = 0
+        for run in runs:
+            if run.info.status == "RUNNING":
+                self.client.set_tag(run.info.run_id, "study.error", "process died (killed) before finishing")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                n += 1
+        return n

@@ -1,0 +1,118 @@
+"""The report end to end: an MLflow store in the runner's schema → papermill → HTML."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from mlflow_fixtures import Cell, log_cells, log_teacher, sqlite_uri  # noqa: E402
+
+from analysis import report, table  # noqa: E402
+
+# 2 objectives x 2 initialisations x 2 seeds on one dataset; attention_kl is planted 0.05 better.
+CELLS = [
+    Cell(
+        objective=objective,
+        initialisation=initialisation,
+        seed=seed,
+        score=0.80 + (0.05 if objective == "attention_kl" else 0.0) + 0.002 * seed
+        + (0.001 if initialisation == "teacher_lower" else 0.0),
+    )
+    for objective in ("attention_kl", "logit_kd")
+    for initialisation in ("random", "teacher_lower")
+    for seed in (0, 1)
+]
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory) -> str:
+    uri = sqlite_uri(tmp_path_factory.mktemp("mlruns"))
+    log_teacher(uri, "teacher-sst2", 0.9)
+    log_cells(uri, "smoke", CELLS)
+    log_cells(uri, "nothing-finished", [Cell(status="FAILED")])
+    return uri
+
+
+def test_results_table_is_sorted_by_score(uri):
+    results = report.results_table(table.load_runs("smoke", uri))
+    assert list(results.columns) == list(report.RESULT_COLUMNS)
+    assert results["score"].is_monotonic_decreasing
+    assert results.loc[0, "name"] == "sst2-L2_H384-attention_kl-teacher_lower-none-s1"
+
+
+def test_anova_section_explains_the_model(uri):
+    note, anova_result = report.anova_section(table.load_runs("smoke", uri))
+    assert "objective:initialisation" in note
+    assert anova_result.index[0] == "objective"
+    assert anova_result.loc["Residual", "df"] == 8 - 4
+
+
+def test_anova_section_says_why_not():
+    one_cell = pd.DataFrame({"objective": ["logit_kd"], "score": [0.8]})
+    note, anova_result = report.anova_section(one_cell)
+    assert anova_result is None
+    assert note.startswith("No ANOVA: no treatment factor")
+
+    unreplicated = pd.DataFrame({"objective": ["a", "b"], "score": [0.8, 0.9]})
+    note, anova_result = report.anova_section(unreplicated)
+    assert anova_result is None
+    assert "No residual degrees of freedom" in note
+
+
+def test_plot_has_one_panel_per_dataset_and_a_teacher_line(uri):
+    df = table.load_runs("smoke", uri)
+    two_datasets = pd.concat(
+        [df, df.assign(dataset="mrpc", score=df["score"] - 0.1, teacher_score=0.85)]
+    )
+    figure = report.plot_objective_by_initialisation(two_datasets)
+    axes = [ax for ax in figure.axes if ax.get_title()]
+    assert sorted(ax.get_title() for ax in axes) == ["mrpc", "sst2"]
+    sst2 = next(ax for ax in axes if ax.get_title() == "sst2")
+    dashed = [line for line in sst2.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_ydata()[0] for line in dashed] == [pytest.approx(0.9)]
+
+
+@pytest.mark.slow  # starts a kernel and imports mlflow, seaborn there: about 10 s
+def test_report_grid_writes_html(uri, tmp_path):
+    out = report.report_grid("smoke", tracking_uri=uri, out_dir=tmp_path / "reports")
+    assert out == tmp_path / "reports" / "smoke.html"
+    html = out.read_text(encoding="utf-8")
+    assert "Contributions of each factor (type-II ANOVA)" in html
+    assert "partial_eta_sq" in html
+    assert "sst2-L2_H384-logit_kd-random-none-s0" in html
+    # the HTML template itself carries a small PNG in its CSS: look for the figure's <img>
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', html)
+    assert "load_runs(grid, tracking_uri)" not in html  # code cells are left out
+    assert list((tmp_path / "reports").iterdir()) == [out]  # the executed .ipynb is cleaned up
+
+
+def test_report_grid_unknown_or_unfinished_grid(uri, tmp_path):
+    with pytest.raises(LookupError, match="study run --grid nope"):
+        report.report_grid("nope", tracking_uri=uri, out_dir=tmp_path)
+    with pytest.raises(LookupError, match="no finished cells"):
+        report.report_grid("nothing-finished", tracking_uri=uri, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_render_report_failure_names_the_notebook(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    broken = tmp_path / "broken.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("raise RuntimeError('planted failure')")]), broken)
+    with pytest.raises(report.ReportError, match="broken.ipynb") as info:
+        report.render_report(broken, {}, tmp_path / "out" / "broken.html")
+    assert "planted failure" in str(info.value)
+    assert not (tmp_path / "out" / "broken.html").exists()
+
+
+def test_kernel_runs_this_interpreter():
+    name = report.ensure_kernel()
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert report._uses_this_python(KernelSpecManager().get_kernel_spec(name).argv)
