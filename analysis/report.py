@@ -293,7 +293,10 @@ def report_grid(grid: str, tracking_uri: str | None = None, out_dir: Path | None
             f"Grid {grid!r} has no finished cells at tracking URI {uri}. "
             f"Run `study run --grid {grid}` first (`study status --grid {grid}` shows progress)."
         )
-    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+    if out_dir is None:
+        from study.paths import runs_dir
+
+        out_dir = runs_dir() / "reports"  # honours STUDY_RUNS_DIR, like the runner
     return render_report(
         REPORT_NOTEBOOK, {"grid": grid, "tracking_uri": uri}, out_dir / f"{grid}.html"
     )

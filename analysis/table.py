@@ -47,10 +47,9 @@ def default_tracking_uri() -> str:
     ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``<project>/runs/mlflow.db``
     (MLflow 3 no longer writes to a plain file store).
     """
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return f"sqlite:///{PROJECT_ROOT / 'runs' / 'mlflow.db'}"
+    from study.paths import tracking_uri
+
+    return tracking_uri(None)  # one definition, shared with the runner (honours STUDY_RUNS_DIR)
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:

@@ -125,13 +125,14 @@ def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."), tracking_uri: 
 def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for the HTML; default runs/reports/.")) -> None:
     """Render the grid's HTML report (results, type-II ANOVA, figure) with papermill."""
-    from analysis.report import report_grid
+    _quiet_libraries()
+    from analysis.report import ReportError, report_grid
     from study.grid import load_grid
 
     try:
         g = load_grid(grid)
         path = report_grid(g.name, tracking_uri=tracking_uri, out_dir=out_dir)
-    except (StudyConfigError, LookupError, ValueError) as exc:
+    except (StudyConfigError, LookupError, ValueError, ReportError) as exc:
         raise _fail(exc) from None
     out.print(f"report written: {path}")
 

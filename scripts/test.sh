@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up and run the test suite (unit, golden, notebook and end-to-end tests on real data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
+python -m pytest "$@"

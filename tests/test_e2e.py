@@ -1,0 +1,174 @@
+"""End to end on real data with the real teacher: `study run` on a tiny grid, what MLflow holds,
+what the analysis table contains, resumability, determinism, failure isolation and SIGKILL.
+
+Budgets are tiny (a teacher fine-tuned on 96 SST-2 examples, students on 64) so the whole file
+runs in about a minute on a 2-core CPU; scores are not the point here, the pipeline is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny",
+    "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "objective": ["ce", "attention_kl"],
+             "initialisation": ["random", "teacher_lower"], "augmentation": ["none"], "seed": [0]},
+    "teacher": {"epochs": 1, "max_train_examples": 96, "max_eval_examples": 64, "max_length": 32,
+                "batch_size": 16},
+    "training": {"epochs": 1, "max_train_examples": 64, "max_eval_examples": 64, "max_length": 32,
+                 "batch_size": 16},
+}
+
+
+def write_grid(tmp_path: Path, spec: dict, name: str | None = None) -> Path:
+    spec = dict(spec, name=name or spec["name"])
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def cell_runs(grid: str) -> list:
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name(grid)
+    return [] if exp is None else client.search_runs([exp.experiment_id], "tags.`study.kind` = 'cell'")
+
+
+def invoke(*args: str):
+    from study.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data):
+    grid = write_grid(tmp_path, TINY)
+    result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "finished now" in result.output and "best cell" in result.output
+
+    runs = cell_runs("tiny")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    run = next(r for r in runs if r.info.run_name == "sst2-L2_H384-attention_kl-teacher_lower-none-s0")
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert (p["objective"], p["initialisation"], p["student"], p["dataset"]) == ("attention_kl", "teacher_lower", "L2_H384", "sst2")
+    assert p["objective.beta"] == "1.0" and p["teacher"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert len(t["study.cell_id"]) == 16 and t["study.grid"] == "tiny" and t["study.device"] == "cpu"
+    assert 0.0 <= m["dev_score"] <= 1.0 and m["dev_score"] == m["dev_accuracy"]
+    assert m["train_examples_per_s"] > 0 and m["wall_time_s"] > 0 and m["peak_memory_mb"] > 0
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [h.step for h in history] == [1, 2, 3, 4]  # 64 examples / batch 16, one point per step
+    assert client.get_metric_history(run.info.run_id, "train_loss_attention")
+
+    teachers = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    assert len(teachers) == 1 and teachers[0].info.status == "FINISHED"
+    assert m["teacher_dev_score"] == teachers[0].data.metrics["dev_score"]
+    assert (isolated_runs / "teachers" / t["study.teacher_id"] / "teacher.json").exists()
+
+    from analysis.table import load_runs
+
+    table = load_runs("tiny")
+    assert len(table) == 4 and set(table["objective"]) == {"ce", "attention_kl"}
+    assert str(table["initialisation"].dtype) == "category"
+    row = table.set_index("name").loc["sst2-L2_H384-attention_kl-teacher_lower-none-s0"]
+    assert row["score"] == m["dev_score"] and row["teacher_score"] == m["teacher_dev_score"]
+    assert row["score_ratio"] == pytest.approx(m["dev_score"] / m["teacher_dev_score"])
+
+    # A second run trains nothing and says so.
+    again = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    assert again.exit_code == 0 and "Nothing to train" in again.output + str(again.stderr_bytes or b"")
+    assert len(cell_runs("tiny")) == 4
+    status = invoke("status", "--grid", str(grid))
+    assert "done 4" in status.output and "pending 0" in status.output
+
+    # Determinism on CPU: the same cells in a second store, reusing the cached teacher, give the
+    # same dev scores to the last bit.
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'second.db'}"
+    again = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    assert again.exit_code == 0
+    first = {r.info.run_name: r.data.metrics["dev_score"] for r in runs}
+    second = {r.info.run_name: r.data.metrics["dev_score"] for r in cell_runs("tiny")}
+    assert first == second
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, shared_data, monkeypatch):
+    import study.runner
+
+    real = study.runner.build_student
+
+    def explode(teacher, size, initialisation, *args, **kwargs):
+        if initialisation == "teacher_lower":
+            raise RuntimeError("planted failure for the test")
+        return real(teacher, size, initialisation, *args, **kwargs)
+
+    monkeypatch.setattr(study.runner, "build_student", explode)
+    grid = write_grid(tmp_path, TINY, "tiny_fail")
+    result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    assert result.exit_code == 1
+    runs = cell_runs("tiny_fail")
+    by_status = {}
+    for r in runs:
+        by_status.setdefault(r.info.status, []).append(r)
+    assert len(by_status["FINISHED"]) == 2 and len(by_status["FAILED"]) == 2
+    assert all("planted failure" in r.data.tags["study.error"] for r in by_status["FAILED"])
+    # The retry trains only the failed cells; the finished ones are not touched.
+    monkeypatch.setattr(study.runner, "build_student", real)
+    result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    assert result.exit_code == 0
+    finished = [r for r in cell_runs("tiny_fail") if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["study.cell_id"] for r in finished) == sorted({r.data.tags["study.cell_id"] for r in runs})
+
+
+def test_bad_input_fails_before_training(tmp_path, isolated_runs, shared_data):
+    bad = dict(TINY, axes=dict(TINY["axes"], objective=["attention_kll"]))
+    result = invoke("run", "--grid", str(write_grid(tmp_path, bad, "bad")), "--data-dir", str(shared_data))
+    assert result.exit_code == 2 and "attention_kll" in result.output and "attention_kl" in result.output
+    result = invoke("run", "--grid", str(write_grid(tmp_path, TINY)), "--data-dir", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2 and "nowhere" in result.output
+    assert not (isolated_runs / "teachers").exists()
+
+
+def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_runs, shared_data):
+    spec = dict(TINY, axes=dict(TINY["axes"], seed=[0, 1, 2]))  # 12 cells
+    grid = write_grid(tmp_path, spec, "tiny_kill")
+    cmd = [sys.executable, "-m", "study.cli", "run", "--grid", str(grid), "--data-dir", str(shared_data),
+           "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # kill once some cells are done and one is mid-training
+            runs = cell_runs("tiny_kill") if (isolated_runs / "mlflow.db").exists() else []
+            if sum(r.info.status == "FINISHED" for r in runs) >= 2 and any(r.info.status == "RUNNING" for r in runs):
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run ended before it could be killed")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no cell finished in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = cell_runs("tiny_kill")
+    done_before = {r.data.tags["study.cell_id"] for r in before if r.info.status == "FINISHED"}
+    assert 2 <= len(done_before) < 12
+
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = cell_runs("tiny_kill")
+    finished = [r.data.tags["study.cell_id"] for r in after if r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == 12  # every cell finished exactly once
+    assert not [r for r in after if r.info.status == "RUNNING"]  # the orphan was marked KILLED
+    # Cells finished before the kill kept their original run.
+    assert done_before <= {r.data.tags["study.cell_id"] for r in before if r.info.status == "FINISHED"}
+    assert {r.info.run_id for r in before if r.info.status == "FINISHED"} <= {r.info.run_id for r in after if r.info.status == "FINISHED"}
