@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.cost import COST_COLUMNS, _as_list
 from analysis.csvtable import check_columns
 
 #: Columns ``study analyze --grid`` may treat as factors, when they vary in the grid.
@@ -21,13 +22,7 @@ GRID_FACTOR_CANDIDATES = ("objective", "initialisation", "augmentation", "studen
 #: What ``study analyze --grid`` compares within, less any column that is a factor.
 GRID_BLOCK = ("dataset", "student")
 #: Leading columns of ``cost.csv``, in this order.
-COST_CSV_COLUMNS = ("factor", "level", "mean_cost", "worst_cost", "blocks")
-
-
-def _as_list(names: Sequence[str] | str) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n and n.strip()]
+COST_CSV_COLUMNS = COST_COLUMNS
 
 
 def parse_interactions(

@@ -16,6 +16,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -60,9 +61,14 @@ class Tracker:
 
     def __init__(self, uri: str | None = None):
         self.uri = tracking_uri(uri)
-        if self.uri.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(self.uri[len("sqlite:///"):]) or ".", exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
+        if self.uri.startswith("sqlite:///"):
+            db = self.uri[len("sqlite:///"):]
+            os.makedirs(os.path.dirname(db) or ".", exist_ok=True)
+            # MLflow creates and migrates the sqlite schema on first use; two workers doing that
+            # at once corrupt the migration, so the first use is serialised.
+            with FileLock(db + ".lock"):
+                self.client.search_experiments(max_results=1)
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         """The experiment's id; created with artifacts under ``runs/mlartifacts/`` if missing."""

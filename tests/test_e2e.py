@@ -142,13 +142,16 @@ def test_bad_input_fails_before_training(tmp_path, isolated_runs, shared_data):
 def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_runs, shared_data):
     spec = dict(TINY, axes=dict(TINY["axes"], seed=[0, 1, 2]))  # 12 cells
     grid = write_grid(tmp_path, spec, "tiny_kill")
+    from study.tracking import Tracker
+
+    Tracker()  # create the store's schema first, so polling it never races the worker's migration
     cmd = [sys.executable, "-m", "study.cli", "run", "--grid", str(grid), "--data-dir", str(shared_data),
            "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     try:
         while time.time() < deadline:  # kill once some cells are done and one is mid-training
-            runs = cell_runs("tiny_kill") if (isolated_runs / "mlflow.db").exists() else []
+            runs = cell_runs("tiny_kill")
             if sum(r.info.status == "FINISHED" for r in runs) >= 2 and any(r.info.status == "RUNNING" for r in runs):
                 break
             if proc.poll() is not None:
