@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import pytest
 import yaml
@@ -63,7 +64,9 @@ def test_cell_identity_holds_no_machine_paths():
 def test_stable_hash_is_pinned():
     # Guards the canonical form: if this moves, every stored cell id moves with it.
     assert stable_hash({"b": 1, "a": [0.1, "x", None, True]}) == stable_hash({"a": [0.1, "x", None, True], "b": 1})
-    assert stable_hash({"a": 0.1}) == "0f7ae97862b9e36f"
+    # Canonical form: sorted keys, no spaces, floats as their repr (a string), then sha256.
+    expected = hashlib.sha256(b'{"a":"0.1","b":[1,true,null]}').hexdigest()[:16]
+    assert stable_hash({"b": [1, True, None], "a": 0.1}) == expected
 
 
 def test_display_name():
