@@ -2,7 +2,13 @@
 
 ``study report --grid NAME`` calls :func:`report_grid`. The notebook only calls functions from
 ``analysis``; the helpers it needs beyond ``table`` and ``anova`` (the results table, the ANOVA
-section and the figure) live here so they can be tested and reused without a kernel.
+section and the figure) live here so they can be tested and reused without a kernel. Its later
+sections call the analysis layer directly, with the factors and blocks of
+``analysis.analyze.grid_design`` (as ``study analyze --grid``): cost of sub-optimal choices
+(``cost``), best recipe (``recipe``), main effects and interaction (``figures``), seed bootstrap
+intervals, pairwise tests and the mixed-effects model (``anova``), and the recommender's
+leave-one-dataset-out regret (``recommend.grid_lodo``). Each prints why it is left out when the
+grid is too small for it (one seed, one dataset, fewer than three datasets...).
 """
 
 from __future__ import annotations
@@ -104,12 +110,22 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
     return f"No ANOVA: {reason}", None
 
 
-# How the report prints each column: metrics as fractions with 4 digits, effect sizes with 3,
-# p-values with 2 significant digits (so 1e-17 stays readable).
+# How the report prints each column: metrics, and costs, intervals and coefficients in metric
+# units, as fractions with 4 digits; ratios, ranks and effect sizes with 3; p-values with 2
+# significant digits (so 1e-17 stays readable); counts that a mean row turns into floats as %g.
+_METRIC_UNITS = (
+    "score", "teacher_score", "mean_cost", "worst_cost", "mean_regret", "mean", "ci_low",
+    "ci_high", "diff", "coef", "std_err", "best", "regret_recommender", "regret_best_recipe",
+    "regret_random",
+)
 _FORMATS = {
-    "score": "{:.4f}", "teacher_score": "{:.4f}", "score_ratio": "{:.3f}",
-    "sum_sq": "{:.3g}", "df": "{:.0f}", "F": "{:.3g}", "p_value": "{:.2g}",
+    **dict.fromkeys(_METRIC_UNITS, "{:.4f}"),
+    "score_ratio": "{:.3f}", "mean_cost_frac": "{:.3f}", "worst_cost_frac": "{:.3f}",
+    "mean_rank": "{:.2f}", "mean_pct_rank": "{:.3f}", "within_1pt": "{:.2f}",
+    "sum_sq": "{:.3g}", "df": "{:.0f}", "F": "{:.3g}", "z": "{:.3g}",
+    "p_value": "{:.2g}", "p_adjusted": "{:.2g}",
     "partial_eta_sq": "{:.3f}", "omega_sq": "{:.3f}",
+    "n_blocks": "{:g}", "n_candidates": "{:g}", "recipe_fallbacks": "{:g}",
 }
 
 
@@ -146,7 +162,8 @@ def plot_objective_by_initialisation(df: pd.DataFrame):
         col="dataset",
         col_wrap=min(n_datasets, 3) if n_datasets > 1 else None,
         kind="point",
-        dodge=0.3,
+        # seaborn divides the dodge by (hue levels - 1): a single initialisation must not dodge
+        dodge=0.3 if data["initialisation"].nunique() > 1 else False,
         linestyle="none",
         errorbar="sd",
         capsize=0.1,

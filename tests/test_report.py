@@ -28,12 +28,28 @@ CELLS = [
     for seed in (0, 1)
 ]
 
+# The same design on a second dataset with a lower baseline: 2 datasets x 2 objectives x
+# 2 initialisations x 2 seeds, enough for the report's seed, pairwise and mixed-effects sections.
+MRPC_CELLS = [
+    Cell(
+        dataset="mrpc",
+        objective=cell.objective,
+        initialisation=cell.initialisation,
+        seed=cell.seed,
+        score=cell.score - 0.1 + 0.003 * (cell.seed == 1 and cell.objective == "logit_kd"),
+        teacher_score=0.85,
+    )
+    for cell in CELLS
+]
+
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory) -> str:
     uri = sqlite_uri(tmp_path_factory.mktemp("mlruns"))
     log_teacher(uri, "teacher-sst2", 0.9)
+    log_teacher(uri, "teacher-mrpc", 0.85)
     log_cells(uri, "smoke", CELLS)
+    log_cells(uri, "two-datasets", CELLS + MRPC_CELLS)
     log_cells(uri, "nothing-finished", [Cell(status="FAILED")])
     return uri
 
@@ -77,17 +93,40 @@ def test_plot_has_one_panel_per_dataset_and_a_teacher_line(uri):
     assert [line.get_ydata()[0] for line in dashed] == [pytest.approx(0.9)]
 
 
-@pytest.mark.slow  # starts a kernel and imports mlflow, seaborn there: about 10 s
+def test_plot_with_a_single_initialisation(uri):
+    df = table.load_runs("smoke", uri)
+    figure = report.plot_objective_by_initialisation(df[df["initialisation"] == "random"])
+    assert [ax.get_title() for ax in figure.axes if ax.get_title()] == ["sst2"]
+
+
+@pytest.mark.slow  # starts a kernel and imports mlflow, seaborn, statsmodels, sklearn there: ~15 s
 def test_report_grid_writes_html(uri, tmp_path):
-    out = report.report_grid("smoke", tracking_uri=uri, out_dir=tmp_path / "reports")
-    assert out == tmp_path / "reports" / "smoke.html"
+    out = report.report_grid("two-datasets", tracking_uri=uri, out_dir=tmp_path / "reports")
+    assert out == tmp_path / "reports" / "two-datasets.html"
     html = out.read_text(encoding="utf-8")
     assert "Contributions of each factor (type-II ANOVA)" in html
     assert "partial_eta_sq" in html
     assert "sst2-L2_H384-logit_kd-random-none-s0" in html
-    # the HTML template itself carries a small PNG in its CSS: look for the figure's <img>
-    assert re.search(r'<img[^>]+src="data:image/png;base64,', html)
+    # every section of the analysis layer is there, and renders on this grid
+    for heading in (
+        "Cost of sub-optimal choices", "Best single recipe", "Main effects and interaction",
+        "Replicate seeds", "Mixed-effects model", "Recommender, leave one dataset out",
+    ):
+        assert re.search(rf"<h2[^>]*>{re.escape(heading)}", html), heading
+    assert "blocks_missing" in html and "Cost averaged over the other factors" in html
+    assert "Best single recipe: objective = attention_kl" in html
+    assert "ci_low" in html and "p_adjusted" in html  # bootstrap_ci and pairwise tables
+    assert "group_var" in html  # the mixed-effects table
+    # two datasets are too few for leave-one-dataset-out: the section says why, it does not fail
+    assert "No leave-one-dataset-out evaluation: the grid has 2 dataset(s)" in html
+    for skipped in ("No seed statistics", "No interval", "No pairwise", "No mixed-effects"):
+        assert skipped not in html
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html  # no warning printed
+    # the HTML template itself carries a small PNG in its CSS: count the figures' <img>s
+    # (score by objective x initialisation, cost bars, main effects, interaction heat-map)
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) == 4
     assert "load_runs(grid, tracking_uri)" not in html  # code cells are left out
+    assert "grid_design(df)" not in html
     assert list((tmp_path / "reports").iterdir()) == [out]  # the executed .ipynb is cleaned up
 
 
