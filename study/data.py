@@ -243,7 +243,14 @@ def _read_split(spec: TaskSpec, path: Path) -> Split:
 def _load_hub(spec: TaskSpec) -> dict[str, Split]:
     import datasets  # heavy import, only needed without a local directory
 
-    ds = datasets.load_dataset(HUB_DATASET, spec.hub_config)
+    try:
+        ds = datasets.load_dataset(HUB_DATASET, spec.hub_config)
+    except (ConnectionError, OSError) as exc:
+        raise StudyConfigError(
+            f"No data directory was given, and {HUB_DATASET!r} ({spec.hub_config}) could not be "
+            f"loaded from the hub: {exc}. Point --data-dir or ${DATA_DIR_ENV} at a folder in the "
+            "official GLUE layout (e.g. ../shared/data)."
+        ) from exc
     fields = _HUB_TEXT_FIELDS[len(spec.text_fields)]
     cast = float if spec.task_type == "regression" else int
     out = {}

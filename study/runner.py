@@ -150,7 +150,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                 bar.update(1)
                 continue
             try:
-                runs = tracker.runs(grid.name, "cell", "study.cell_id").get(cell.cell_id, [])
+                runs = tracker.runs(grid.name, "cell", "study.cell_id", cell.cell_id).get(cell.cell_id, [])
                 if any(r.info.status == "FINISHED" for r in runs):
                     summary.skipped += 1  # finished by another worker since we planned
                     continue

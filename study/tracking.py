@@ -88,15 +88,19 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    def runs(self, experiment: str, kind: str, key: str) -> dict[str, list]:
-        """All runs of ``kind`` in ``experiment``, grouped by the tag ``key``, newest first."""
+    def runs(self, experiment: str, kind: str, key: str, value: str | None = None) -> dict[str, list]:
+        """Runs of ``kind`` in ``experiment``, grouped by the tag ``key``, newest first; only those
+        whose ``key`` equals ``value`` when it is given (one cell's runs, without reading them all)."""
         exp_id = self.experiment_id(experiment, create=False)
         out: dict[str, list] = defaultdict(list)
         if exp_id is None:
             return out
+        query = f"tags.`study.kind` = '{kind}'"
+        if value is not None:
+            query += f" and tags.`{key}` = '{value}'"
         token = None
         while True:
-            page = self.client.search_runs([exp_id], filter_string=f"tags.`study.kind` = '{kind}'",
+            page = self.client.search_runs([exp_id], filter_string=query,
                                            max_results=1000, page_token=token,
                                            order_by=["attributes.start_time DESC"])
             for run in page:

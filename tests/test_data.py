@@ -208,3 +208,15 @@ def test_subsample_none_or_too_large_is_unchanged():
     assert subsample(split, 50, seed=0) is split
     with pytest.raises(ValueError):
         subsample(split, -1, seed=0)
+
+
+def test_unreachable_hub_says_how_to_point_at_local_data(monkeypatch):
+    import datasets
+
+    def offline(name, config):
+        raise ConnectionError(f"Couldn't reach '{name}' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(StudyConfigError) as info:
+        load_task("rte", None)
+    assert "nyu-mll/glue" in str(info.value) and "--data-dir" in str(info.value) and "STUDY_DATA_DIR" in str(info.value)
