@@ -130,8 +130,13 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     from study.grid import load_grid
 
     try:
-        g = load_grid(grid)
-        path = report_grid(g.name, tracking_uri=tracking_uri, out_dir=out_dir)
+        try:
+            name = load_grid(grid).name
+        except StudyConfigError:
+            if grid.endswith((".yaml", ".yml")):
+                raise
+            name = grid  # a grid run from a YAML elsewhere: its experiment carries its name
+        path = report_grid(name, tracking_uri=tracking_uri, out_dir=out_dir)
     except (StudyConfigError, LookupError, ValueError, ReportError) as exc:
         raise _fail(exc) from None
     out.print(f"report written: {path}")

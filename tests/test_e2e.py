@@ -51,7 +51,7 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data):
+def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch):
     grid = write_grid(tmp_path, TINY)
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -94,7 +94,7 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data):
 
     # Determinism on CPU: the same cells in a second store, reusing the cached teacher, give the
     # same dev scores to the last bit.
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'second.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'second.db'}")
     again = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert again.exit_code == 0
     first = {r.info.run_name: r.data.metrics["dev_score"] for r in runs}
@@ -175,3 +175,29 @@ def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_ru
     # Cells finished before the kill kept their original run.
     assert done_before <= {r.data.tags["study.cell_id"] for r in before if r.info.status == "FINISHED"}
     assert {r.info.run_id for r in before if r.info.status == "FINISHED"} <= {r.info.run_id for r in after if r.info.status == "FINISHED"}
+
+
+def test_regression_pairs_augmentation_and_narrow_students(tmp_path, isolated_runs, shared_data):
+    """STS-B (regression) and MRPC (sentence pairs) with EDA, a narrower student (learned
+    hidden-state projection) and evenly spaced teacher layers: every path of the full grid."""
+    spec = {
+        "name": "tiny_paths",
+        "axes": {"dataset": ["stsb", "mrpc"], "student": ["L2_H384", "L4_H256"],
+                 "objective": ["logit_kd", "hidden_mse"], "initialisation": ["random", "teacher_uniform"],
+                 "augmentation": ["eda"], "seed": [0]},
+        "teacher": TINY["teacher"], "training": dict(TINY["training"], max_train_examples=32),
+        "exclude": [{"student": "L4_H256", "initialisation": "teacher_uniform"},
+                    {"student": "L2_H384", "initialisation": "random"}],
+    }
+    result = invoke("run", "--grid", str(write_grid(tmp_path, spec)), "--data-dir", str(shared_data), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    runs = {r.info.run_name: r for r in cell_runs("tiny_paths")}
+    assert len(runs) == 8 and {r.info.status for r in runs.values()} == {"FINISHED"}
+    stsb = runs["stsb-L4_H256-hidden_mse-random-eda-s0"].data
+    assert {"dev_pearson", "dev_spearman"} <= set(stsb.metrics)
+    assert stsb.metrics["dev_score"] == pytest.approx((stsb.metrics["dev_pearson"] + stsb.metrics["dev_spearman"]) / 2)
+    assert "train_loss_mse" in stsb.metrics and "train_loss_hidden" in stsb.metrics
+    assert stsb.metrics["train_examples"] == 64  # 32 originals + one EDA copy each
+    mrpc = runs["mrpc-L2_H384-logit_kd-teacher_uniform-eda-s0"].data
+    assert {"dev_f1", "dev_accuracy"} <= set(mrpc.metrics) and mrpc.params["augmentation.n_aug"] == "1"
+    assert len(list((isolated_runs / "cache" / "augment").glob("eda-*.jsonl"))) == 2  # once per dataset
