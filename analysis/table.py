@@ -14,7 +14,6 @@ Only FINISHED runs are results. A cell that was run twice to completion keeps it
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path

@@ -13,7 +13,9 @@ from study import augment as augment_mod
 from study.data import TASKS, Split, load_task, subsample
 from study.grid import stable_hash
 from study.paths import runs_dir
-from study.trainer import TokenizedSplit
+import torch
+
+from study.trainer import TokenizedSplit, teacher_logits
 
 
 class DataCache:
@@ -25,6 +27,7 @@ class DataCache:
         self._raw: dict[str, dict[str, Split]] = {}
         self._tok: dict[tuple, TokenizedSplit] = {}
         self.augment_meta: dict[tuple, dict] = {}
+        self._logits: dict[tuple[str, int], torch.Tensor] = {}
 
     def raw(self, dataset: str) -> dict[str, Split]:
         if dataset not in self._raw:
@@ -67,3 +70,11 @@ class DataCache:
         ds = self.tokenized(dataset, "dev", tokenizer, max_length, max_examples)
         labels = [f["labels"].item() for f in ds.features]
         return ds, labels
+
+    def teacher_logits(self, teacher_id: str, teacher: torch.nn.Module, data: TokenizedSplit,
+                       tokenizer, device: torch.device) -> torch.Tensor:
+        """The teacher's (N, C) logits on a tokenised split, computed once per (teacher, split)."""
+        key = (teacher_id, id(data))  # tokenised splits live as long as this cache
+        if key not in self._logits:
+            self._logits[key] = teacher_logits(teacher, data, tokenizer, device)
+        return self._logits[key]

@@ -76,9 +76,15 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
                                   augmentation_seed=cell.seed)
         dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
                                                 tr["max_eval_examples"])
+        cached = None
+        if objective.needs_teacher and not (objective.needs_hidden or objective.needs_attentions):
+            # Logit-only objectives read the frozen teacher's logits from a per-split cache.
+            cached = data.teacher_logits(cell.teacher.teacher_id, teacher.model, train_ds,
+                                         teacher.tokenizer, device)
         result = train(student, objective, train_ds, dev_ds, dev_labels, task, teacher.tokenizer, tr,
                        cell.seed, device, teacher=teacher.model if objective.needs_teacher else None,
-                       log_metrics=lambda pts: tracker.log_metrics(run_id, pts), desc=cell.name)
+                       log_metrics=lambda pts: tracker.log_metrics(run_id, pts), desc=cell.name,
+                       cached_teacher_logits=cached)
         n_params = sum(p.numel() for p in student.parameters())
         tracker.log_metrics(run_id, [
             ("teacher_dev_score", teacher.dev_score, 0),

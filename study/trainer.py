@@ -45,8 +45,9 @@ class TokenizedSplit(torch.utils.data.Dataset):
         enc = tokenizer(*[list(f) for f in fields], truncation=True, max_length=max_length)
         self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(split))]
         dtype = torch.float32 if regression else torch.long
-        for feat, label in zip(self.features, split.labels):
+        for i, (feat, label) in enumerate(zip(self.features, split.labels)):
             feat["labels"] = torch.tensor(label, dtype=dtype)
+            feat["idx"] = i  # row of this example in a teacher-logit cache
 
     @property
     def lengths(self) -> list[int]:
@@ -106,11 +107,37 @@ def predict(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: 
     model.eval()
     preds = []
     for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "idx")}
         with _autocast(device):
             logits = model(**batch).logits.float()  # (B, C)
         preds.append(logits.squeeze(-1) if task.task_type == "regression" else logits.argmax(-1))
     return torch.cat(preds).cpu().numpy()
+
+
+@torch.no_grad()
+def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: PreTrainedTokenizerBase,
+                   device: torch.device, batch_size: int = 128) -> torch.Tensor:
+    """The teacher's logits for every example of ``data``, (N, C) float32 on CPU, in row order.
+
+    The teacher is frozen and in eval mode (no dropout), so its logits for an example never change
+    during a student's training: objectives that need only the logits read them from this cache
+    instead of running the teacher on every step.
+    """
+    teacher.to(device).eval()
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    order = sorted(range(len(data)), key=data.lengths.__getitem__)  # little padding per batch
+    loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate)
+    out = torch.empty(0)
+    for batch in loader:
+        idx = batch.pop("idx")
+        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        with _autocast(device):
+            logits = teacher(**batch).logits.float().cpu()  # (B, C)
+        if out.numel() == 0:
+            out = torch.empty(len(data), logits.shape[-1])
+        out[idx] = logits
+    return out
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, labels: list, task: TaskSpec, device: torch.device) -> dict[str, float]:
@@ -132,6 +159,7 @@ def train(
     teacher: torch.nn.Module | None = None,
     log_metrics: Callable[[list[tuple[str, float, int]]], None] | None = None,
     desc: str = "train",
+    cached_teacher_logits: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics.
 
@@ -140,6 +168,8 @@ def train(
             ``weight_decay``, ``max_grad_norm``.
         log_metrics: called once per epoch with ``(key, value, step)`` triples (batched
             logging; ``train_loss`` per optimiser step, dev metrics per epoch).
+        cached_teacher_logits: (N, C) from ``teacher_logits``; used instead of running the teacher
+            when the objective needs only logits.
     """
     start = time.perf_counter()
     if device.type == "cuda":
@@ -179,19 +209,24 @@ def train(
         for batch in bar:
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
+            idx = batch.pop("idx")
             with _autocast(device):
                 out = model(**batch, output_hidden_states=objective.needs_hidden,
                             output_attentions=objective.needs_attentions)
-                t_out = None
-                if teacher is not None and objective.needs_teacher:
+                t_out, t_logits = None, None
+                if objective.needs_teacher and cached_teacher_logits is not None and not (
+                        objective.needs_hidden or objective.needs_attentions):
+                    t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C)
+                elif teacher is not None and objective.needs_teacher:
                     with torch.no_grad():
                         t_out = teacher(**batch, output_hidden_states=objective.needs_hidden,
                                         output_attentions=objective.needs_attentions)
+                        t_logits = t_out.logits.float()
             losses = objective(KDInputs(
                 student_logits=out.logits.float(),                      # (B, C)
                 labels=labels,                                          # (B,)
                 attention_mask=batch["attention_mask"],                 # (B, T)
-                teacher_logits=t_out.logits.float() if t_out is not None else None,
+                teacher_logits=t_logits,
                 student_hidden=_f32(out.hidden_states), teacher_hidden=_f32(t_out.hidden_states if t_out else None),
                 student_attentions=_f32(out.attentions), teacher_attentions=_f32(t_out.attentions if t_out else None),
             ))

@@ -201,3 +201,24 @@ def test_regression_pairs_augmentation_and_narrow_students(tmp_path, isolated_ru
     mrpc = runs["mrpc-L2_H384-logit_kd-teacher_uniform-eda-s0"].data
     assert {"dev_f1", "dev_accuracy"} <= set(mrpc.metrics) and mrpc.params["augmentation.n_aug"] == "1"
     assert len(list((isolated_runs / "cache" / "augment").glob("eda-*.jsonl"))) == 2  # once per dataset
+
+
+def test_teacher_logit_cache_matches_the_teacher(shared_data):
+    """The cache holds, row for row, what the teacher computes for each example alone."""
+    import torch
+
+    from study.datacache import DataCache
+    from study.models import load_pretrained_classifier
+    from study.teacher import load_tokenizer
+    from study.trainer import teacher_logits
+
+    tokenizer = load_tokenizer("all-MiniLM-L6-v2")
+    teacher = load_pretrained_classifier("all-MiniLM-L6-v2", 2).eval()
+    data = DataCache(shared_data).tokenized("sst2", "train", tokenizer, 32, max_examples=40, data_seed=0)
+    cache = teacher_logits(teacher, data, tokenizer, torch.device("cpu"), batch_size=16)
+    assert cache.shape == (40, 2)
+    with torch.no_grad():
+        for i in (0, 7, 39):
+            ids = torch.tensor([data.features[i]["input_ids"]])
+            alone = teacher(input_ids=ids, token_type_ids=torch.zeros_like(ids)).logits[0]
+            assert torch.allclose(cache[i], alone, atol=1e-4), i
