@@ -68,18 +68,13 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "data_seed": 0,
 }
 
+#: The teacher's fine-tuning budget: the students' settings, with its own model, length of
+#: training, learning rate and seed.
 TEACHER_DEFAULTS: dict[str, Any] = {
+    **TRAINING_DEFAULTS,
     "model": "all-MiniLM-L6-v2",
     "epochs": 3,
     "learning_rate": 5e-5,
-    "batch_size": 32,
-    "warmup_ratio": 0.1,
-    "weight_decay": 0.01,
-    "max_grad_norm": 1.0,
-    "max_length": 128,
-    "max_train_examples": None,
-    "max_eval_examples": None,
-    "data_seed": 0,
     "seed": 0,
 }
 
