@@ -26,7 +26,6 @@ class DataCache:
         self.cache_dir = cache_dir or runs_dir() / "cache"
         self._raw: dict[str, dict[str, Split]] = {}
         self._tok: dict[tuple, TokenizedSplit] = {}
-        self.augment_meta: dict[tuple, dict] = {}
         self._logits: dict[tuple[str, int], torch.Tensor] = {}
 
     def raw(self, dataset: str) -> dict[str, Split]:
@@ -44,9 +43,8 @@ class DataCache:
             return split
         key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed,
                            "params": augmentation_params or {}}, 12)
-        out, meta = augment_mod.augment(split, augmentation, augmentation_seed, augmentation_params,
-                                        cache_dir=self.cache_dir, cache_key=f"{dataset}-{key}")
-        self.augment_meta[(dataset, augmentation, key, augmentation_seed)] = meta
+        out, _ = augment_mod.augment(split, augmentation, augmentation_seed, augmentation_params,
+                                     cache_dir=self.cache_dir, cache_key=f"{dataset}-{key}")
         return out
 
     def tokenized(self, dataset: str, split_name: str, tokenizer, max_length: int,

@@ -54,6 +54,8 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
     task = TASKS[cell.dataset]
     tags = {"study.kind": "cell", "study.cell_id": cell.cell_id, "study.grid": cell.grid,
             "study.teacher_id": cell.teacher.teacher_id, "study.teacher_run_id": teacher.run_id,
+            # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
+            "study.augmentation_version": cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
     run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
     try:
