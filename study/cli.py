@@ -142,12 +142,11 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     out.print(f"report written: {path}")
 
 
-try:  # the analysis commands (analyze, recommend) live beside the analysis package
-    from study.cli_analysis import register as _register_analysis
+# The analysis commands (analyze, recommend) live in their own module; an import error there
+# must surface, not silently drop the commands.
+from study.cli_analysis import register as _register_analysis  # noqa: E402
 
-    _register_analysis(app)
-except ImportError:  # pragma: no cover - only while the module is absent
-    pass
+_register_analysis(app)
 
 
 if __name__ == "__main__":
