@@ -1,0 +1,70 @@
+"""The contract of a layer mapping.
+
+Layers are 1-indexed; layer 0 is the embedding output, which exists only for features that have
+it (``hidden``, ``cls``: HF ``output_hidden_states`` has L + 1 entries, embeddings first;
+attention-like features have L). A mapping is built for (L_s, L_t, whether layer 0 exists) and
+combines per-pair losses: ``mapping(pair_loss)`` where ``pair_loss(m, n)`` is the scalar loss
+between student layer m and teacher layer n. Fixed mappings list weighted pairs; learned ones
+(EMD) may call ``pair_loss`` on every pair and hold parameters of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from study.objectives.component import Component
+from study.registry import StudyConfigError
+
+LAYER_MAPPINGS: dict[str, type["LayerMapping"]] = {}
+
+Pair = tuple[int, int, float]
+
+
+class LayerMapping(Component, torch.nn.Module):
+    """Base class; subclasses set ``name`` and implement ``forward`` (or ``pairs`` via FixedMapping)."""
+
+    registry: ClassVar[dict] = LAYER_MAPPINGS
+    kind: ClassVar[str] = "layer mapping"
+
+    def __init__(self, params: dict[str, Any] | None, *, student_layers: int, teacher_layers: int,
+                 embeddings: bool = False):
+        torch.nn.Module.__init__(self)
+        for what, n in (("student_layers", student_layers), ("teacher_layers", teacher_layers)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise StudyConfigError(f"Layer mapping {self.name!r}: {what} must be an integer >= 1, got {n!r}.")
+        self.params = self.resolve(params)
+        self.student_layers = student_layers
+        self.teacher_layers = teacher_layers
+        self.embeddings = embeddings
+
+    def layers_used(self) -> tuple[set[int], set[int]]:
+        """(student layers, teacher layers) whose features ``forward`` reads."""
+        first = 0 if self.embeddings else 1
+        return set(range(first, self.student_layers + 1)), set(range(first, self.teacher_layers + 1))
+
+    def forward(self, pair_loss: Callable[[int, int], Tensor]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FixedMapping(LayerMapping):
+    """A mapping given by weighted pairs; the combined loss is ``sum_p w_p * pair_loss(m_p, n_p)``
+    with weights that sum to 1 (equal weights: the mean over pairs)."""
+
+    def pairs(self) -> list[Pair]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def layers_used(self) -> tuple[set[int], set[int]]:
+        pairs = self.pairs()
+        return {m for m, _, _ in pairs}, {n for _, n, _ in pairs}
+
+    def forward(self, pair_loss: Callable[[int, int], Tensor]) -> Tensor:
+        return torch.stack([w * pair_loss(m, n) for m, n, w in self.pairs()]).sum()
+
+
+def equal_weights(pairs: list[tuple[int, int]]) -> list[Pair]:
+    """Pairs with weight 1/|pairs| each."""
+    return [(m, n, 1.0 / len(pairs)) for m, n in pairs]

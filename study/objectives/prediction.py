@@ -1,0 +1,139 @@
+"""The prediction-layer loss: gold labels against the teacher's predictions.
+
+One convention for alpha across the catalogue, Sultan et al. 2024's::
+
+    loss = (1 - alpha) * L_gold + alpha * L_teacher
+
+so alpha = 0 is plain fine-tuning and alpha = 1 learns from the teacher alone. Mapping to other
+papers: Hinton et al. 2015 and TinyBERT use alpha as here; DistilBERT's ``alpha_ce`` weighs the
+KL term (= alpha) and ``alpha_mlm`` the gold term; this project's earlier ``objective_params``
+``alpha`` weighed the gold term (= 1 - alpha; converted by ``study.objectives.presets``).
+
+Classification, with s = student logits and t = teacher logits (B, C), tau_t and tau_s the teacher
+and student temperatures, p_t = softmax(t / tau_t), q_s = softmax(s / tau_s):
+
+- ``kl``: ``tau_s^2 * KL(p_t || q_s)`` (Hinton et al. 2015; nats per example, ``batchmean``)
+- ``soft_ce``: ``tau_s^2 * H(p_t, q_s) = tau_s^2 * (KL(p_t || q_s) + H(p_t))`` (Distiller's and
+  TextBrewer's ``ce``: same gradient as ``kl``, a value offset by the teacher's entropy)
+- ``mse``: ``tau_s^2 * MSE(s / tau_s, t / tau_t)`` over B x C entries (Ba & Caruana 2014 at tau 1)
+
+The tau_s^2 factor keeps the soft-target gradients at the scale of the gold term as the student
+temperature changes (Hinton et al., sec. 2: the gradient w.r.t. s carries 1/tau_s); with
+tau_t = tau_s = T it is Hinton's T^2. Regression (C = 1): the teacher term is
+``MSE(s, t)`` for every distance (a softmax over one output is constant), temperatures unused.
+``L_gold`` is CE to the labels (nats per example) or, for regression, MSE to the label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from study.objectives.component import number
+from study.registry import StudyConfigError, lookup
+
+DISTANCES = {
+    "kl": "KL(p_t || q_s) scaled by tau_s^2 (Hinton et al. 2015)",
+    "soft_ce": "cross-entropy H(p_t, q_s) scaled by tau_s^2 (Distiller, TextBrewer 'ce')",
+    "mse": "MSE between tempered logits scaled by tau_s^2 (Ba & Caruana 2014)",
+}
+DEFAULTS: dict[str, Any] = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0,
+                            "alpha": 0.5}
+VERSION = "1"
+_CHECKS = {
+    "alpha": number(lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"),
+    "teacher_temperature": number(lambda x: x > 0.0, "a finite number > 0"),
+    "student_temperature": number(lambda x: x > 0.0, "a finite number > 0"),
+}
+
+
+def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The full prediction slot: defaults updated by ``params``, checked and normalised.
+
+    With ``alpha == 0`` the teacher term is unused, so the slot becomes ``{"distance": "none",
+    "alpha": 0.0}``: cells that train the same way get one identity.
+
+    Raises:
+        StudyConfigError: an unknown key or distance (did-you-mean), or a value out of range.
+    """
+    given = dict(params or {})
+    for key in given:
+        lookup(DEFAULTS, key, "prediction parameter")
+    out = {**DEFAULTS, **given}
+    if out["distance"] != "none" or out["alpha"] != 0:
+        if not isinstance(out["distance"], str):
+            raise StudyConfigError(f"prediction.distance must be a name, got {out['distance']!r}.")
+        lookup(DISTANCES, out["distance"], "prediction distance")
+    for key, check in _CHECKS.items():
+        out[key] = check("prediction", key, out[key])
+    if out["alpha"] == 0.0:
+        return {"distance": "none", "alpha": 0.0}
+    return out
+
+
+def gold_loss(student_logits: Tensor, labels: Tensor, task_type: str) -> tuple[str, Tensor]:
+    """``("loss_ce", CE(s, y))`` (classification, nats per example) or ``("loss_mse", MSE(s, y))``.
+
+    student_logits: (B, C) float, or (B, 1) for regression; labels: (B,) int64 or float.
+    """
+    if task_type == "regression":
+        s = regression_output(student_logits)
+        return "loss_mse", F.mse_loss(s, labels.to(s.dtype))
+    return "loss_ce", F.cross_entropy(f32(student_logits), labels.long())
+
+
+def teacher_loss(student_logits: Tensor, teacher_logits: Tensor, params: dict[str, Any], task_type: str) -> Tensor:
+    """The teacher term of the slot ``params`` (see the module docstring), a float32+ scalar."""
+    if task_type == "regression":
+        return F.mse_loss(regression_output(student_logits), regression_output(teacher_logits).detach())
+    tau_t, tau_s = params["teacher_temperature"], params["student_temperature"]
+    s, t = f32(student_logits), f32(teacher_logits).detach()
+    if params["distance"] == "mse":
+        return tau_s * tau_s * F.mse_loss(s / tau_s, t / tau_t)
+    log_q = F.log_softmax(s / tau_s, dim=-1)
+    log_p = F.log_softmax(t / tau_t, dim=-1)
+    if params["distance"] == "kl":
+        value = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    else:  # soft_ce
+        value = -(log_p.exp() * log_q).sum(dim=-1).mean()
+    return tau_s * tau_s * value
+
+
+def prediction_loss(student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None,
+                    params: dict[str, Any], task_type: str) -> dict[str, Tensor]:
+    """``(1 - alpha) * L_gold + alpha * L_teacher`` and its components (detached).
+
+    Returns ``{"loss", "loss_ce"|"loss_mse", ["loss_kd"]}``; ``loss_kd`` only when alpha > 0.
+
+    Raises:
+        ValueError: alpha > 0 and no ``teacher_logits``.
+    """
+    name, gold = gold_loss(student_logits, labels, task_type)
+    alpha = params["alpha"]
+    if alpha == 0.0:
+        return {"loss": gold, name: gold.detach()}
+    if teacher_logits is None:
+        raise ValueError("the prediction-layer loss has alpha > 0 but no teacher logits were given")
+    kd = teacher_loss(student_logits, teacher_logits, params, task_type)
+    return {"loss": (1.0 - alpha) * gold + alpha * kd, name: gold.detach(), "loss_kd": kd.detach()}
+
+
+def regression_output(logits: Tensor) -> Tensor:
+    """(B, 1) or (B,) -> (B,), at least float32.
+
+    Raises:
+        ValueError: logits of another shape.
+    """
+    if logits.dim() == 2:
+        if logits.shape[-1] != 1:
+            raise ValueError(f"Regression expects logits of shape (B, 1), got {tuple(logits.shape)}.")
+        logits = logits.squeeze(-1)
+    return f32(logits)
+
+
+def f32(x: Tensor) -> Tensor:
+    """Upcast bf16/fp16 to float32; float32 and float64 are returned unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))

@@ -1,0 +1,94 @@
+"""Named objectives: shorthands for a prediction slot and a list of intermediate entries.
+
+``objective: attention_kl`` in a grid means what it meant before the cell was opened up:
+
+| preset         | prediction slot                                  | intermediate entries                      |
+|----------------|--------------------------------------------------|-------------------------------------------|
+| ``ce``         | alpha 0 (gold labels only)                       | none                                      |
+| ``logit_kd``   | kl, tau_t = tau_s = 2, alpha 0.5                 | none                                      |
+| ``logit_mse``  | mse, tau_t = tau_s = 1, alpha 0.5                | none                                      |
+| ``hidden_mse`` | as logit_kd                                      | hidden states, mse, skip, weight 1        |
+| ``attention_kl`` | as logit_kd                                    | attention, kl, skip, weight 1             |
+
+The legacy ``objective_params: {NAME: {...}}`` section is translated by ``legacy_params``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from study.registry import StudyConfigError, did_you_mean, lookup
+
+_KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ce": {"prediction": {"alpha": 0.0}, "intermediate": []},
+    "logit_kd": {"prediction": dict(_KD), "intermediate": []},
+    "logit_mse": {"prediction": {"distance": "mse", "teacher_temperature": 1.0, "student_temperature": 1.0,
+                                 "alpha": 0.5}, "intermediate": []},
+    "hidden_mse": {"prediction": dict(_KD),
+                   "intermediate": [{"features": "hidden", "loss": "mse", "mapping": "skip", "weight": 1.0}]},
+    "attention_kl": {"prediction": dict(_KD),
+                     "intermediate": [{"features": "attention", "loss": "kl", "mapping": "skip", "weight": 1.0}]},
+}
+
+# Old parameter names of objective_params and where each went.
+_LEGACY = {"temperature", "alpha", "beta", "layer_mapping", "logit"}
+_LOGIT_TERMS = {"ce": None, "logit_kd": "kl", "logit_mse": "mse"}
+_MAPPINGS = {"uniform": "skip", "last": "last"}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A deep copy of preset ``name``: ``{"prediction": {...}, "intermediate": [...]}``.
+
+    Raises:
+        StudyConfigError: unknown name (did-you-mean).
+    """
+    return copy.deepcopy(lookup(PRESETS, name, "objective"))
+
+
+def legacy_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Translate the old ``objective_params[name]`` into slot settings on top of preset ``name``.
+
+    ``temperature`` -> both temperatures; ``alpha`` (which weighed the gold term) -> prediction
+    alpha = 1 - alpha; ``logit`` (ce, logit_kd, logit_mse) -> the prediction distance;
+    ``beta`` -> the intermediate weight; ``layer_mapping`` (uniform = skip, last) -> the mapping.
+
+    Raises:
+        StudyConfigError: an unknown parameter name or value.
+    """
+    slots = preset(name)
+    if not isinstance(params, dict):
+        raise StudyConfigError(f"objective_params.{name} must be a mapping, got {params!r}.")
+    for key in params:
+        if key not in _LEGACY:
+            raise StudyConfigError(
+                f"Unknown parameter {key!r} in objective_params.{name}. Allowed: "
+                f"{', '.join(sorted(_LEGACY))}.{did_you_mean(key, _LEGACY)}")
+    pred = slots["prediction"]
+    if "logit" in params:
+        distance = lookup(_LOGIT_TERMS, params["logit"], "logit term")
+        if distance is None:
+            pred = {"alpha": 0.0}
+        else:
+            pred = {**_KD, "distance": distance}
+            if distance == "mse":
+                pred.update(teacher_temperature=1.0, student_temperature=1.0)
+    if "temperature" in params:
+        pred.update(teacher_temperature=params["temperature"], student_temperature=params["temperature"])
+    if "alpha" in params:
+        a = params["alpha"]
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
+            raise StudyConfigError(f"objective_params.{name}.alpha must be a number in [0, 1], got {a!r}.")
+        pred["alpha"] = 1.0 - float(a)
+    slots["prediction"] = pred
+    for entry in slots["intermediate"]:
+        if "beta" in params:
+            entry["weight"] = params["beta"]
+        if "layer_mapping" in params:
+            entry["mapping"] = lookup(_MAPPINGS, params["layer_mapping"], "layer mapping")
+    if not slots["intermediate"] and ({"beta", "layer_mapping"} & set(params)):
+        raise StudyConfigError(f"objective_params.{name}: beta and layer_mapping apply to objectives with an "
+                               "intermediate loss (hidden_mse, attention_kl).")
+    return slots
