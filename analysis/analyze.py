@@ -17,7 +17,8 @@ import pandas as pd
 from analysis.cost import COST_COLUMNS, _as_list
 from analysis.csvtable import check_columns
 
-#: Columns ``study analyze --grid`` may treat as factors, when they vary in the grid.
+#: Columns ``study analyze --grid`` treats as factors when the runs record none (older stores);
+#: otherwise the grid's own factors, as its runs record them (``analysis.table.grid_factors``).
 GRID_FACTOR_CANDIDATES = ("objective", "initialisation", "augmentation", "student")
 #: What ``study analyze --grid`` compares within, less any column that is a factor.
 GRID_BLOCK = ("dataset", "student")
@@ -52,7 +53,7 @@ def parse_interactions(
 
 def grid_design(
     df: pd.DataFrame,
-    candidates: Sequence[str] = GRID_FACTOR_CANDIDATES,
+    candidates: Sequence[str] | None = None,
     block: Sequence[str] = GRID_BLOCK,
 ) -> tuple[list[str], list[str]]:
     """The factors and block of a grid's tidy table (``analysis.table.load_runs``).
@@ -63,6 +64,10 @@ def grid_design(
     Raises:
         ValueError: no candidate varies (nothing to analyse).
     """
+    if candidates is None:
+        from analysis.table import treatment_factors
+
+        candidates = treatment_factors(df) or list(GRID_FACTOR_CANDIDATES)
     factors = [c for c in candidates if c in df.columns and df[c].nunique(dropna=True) > 1]
     if not factors:
         raise ValueError(

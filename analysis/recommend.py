@@ -564,7 +564,12 @@ def distiller_lodo(
 
 # The choices a grid varies that a recommender recommends, and what it takes as given.
 GRID_TARGET = "score_ratio"
-GRID_CHOICES = ("objective", "initialisation", "augmentation")
+def grid_choices(df: pd.DataFrame) -> list[str]:
+    """The choices a grid varies that a recommender recommends: its treatment factors (from the
+    runs, ``analysis.table.treatment_factors``) less ``student``, which a deployment fixes."""
+    from analysis.table import treatment_factors
+
+    return [f for f in treatment_factors(df) if f != "student"]
 
 
 def grid_lodo(
@@ -578,7 +583,7 @@ def grid_lodo(
 ) -> pd.DataFrame:
     """LODO on one of our grids' tidy table (``analysis.table.load_runs``), target ``score_ratio``.
 
-    Factors: those of ``objective``, ``initialisation`` and ``augmentation`` that vary. Context:
+    Factors: the grid's treatment factors that vary (``grid_choices``). Context:
     ``student`` when it varies (a deployment budget fixes it; the recommender does not choose
     it), and ``teacher`` when some dataset was distilled from several teachers (one teacher per
     dataset is part of the dataset). Seeds are replicates. Dataset features come from
@@ -587,9 +592,10 @@ def grid_lodo(
 
     Raises: ValueError if no factor varies or fewer than two datasets have a score ratio.
     """
-    factors = [c for c in GRID_CHOICES if c in df.columns and df[c].nunique(dropna=True) > 1]
+    factors = grid_choices(df)
     if not factors:
-        raise ValueError(f"no choice varies in this grid: each of {', '.join(GRID_CHOICES)} has one level")
+        raise ValueError("no choice varies in this grid (its factors, less dataset, seed and student, "
+                         "each have one level)")
     context = []
     if "student" in df.columns and df["student"].nunique(dropna=True) > 1:
         context.append("student")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.table import FACTORS, PROJECT_ROOT, load_runs, resolve_tracking_uri, varying_factors
+from analysis.table import PROJECT_ROOT, grid_factors, load_runs, resolve_tracking_uri, treatment_factors, varying_factors
 
 REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
 DEFAULT_OUT_DIR = PROJECT_ROOT / "runs" / "reports"
@@ -32,9 +32,9 @@ RESULT_COLUMNS = (
     "score", "teacher_score", "score_ratio",
 )
 
-# Factors whose contribution the report's ANOVA estimates; "dataset" enters as a block (each task
-# has its own baseline and metric) and "seed" is the replicate, i.e. the residual.
-TREATMENTS = tuple(f for f in FACTORS if f not in ("dataset", "seed"))
+# The factors whose contribution the report's ANOVA estimates come from the runs
+# (``treatment_factors``): "dataset" enters as a block (each task has its own baseline and
+# metric) and "seed" is the replicate, i.e. the residual.
 
 
 class ReportError(RuntimeError):
@@ -49,7 +49,7 @@ def summary(df: pd.DataFrame, grid: str) -> str:
     """One paragraph: how many cells, which datasets, which factors vary, the teachers' scores."""
     teachers = df.groupby("dataset", observed=True)["teacher_score"].mean().dropna()
     teacher_text = ", ".join(f"{d} {s:.4f}" for d, s in teachers.items()) or "not logged"
-    varying = varying_factors(df)
+    varying = grid_factors(df)
     return (
         f"Grid {grid!r}: {len(df)} finished cells on {df['dataset'].nunique()} dataset(s) "
         f"({', '.join(map(str, df['dataset'].cat.categories))}). "
@@ -80,17 +80,18 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
     """
     from analysis import anova
 
-    factors = varying_factors(df, TREATMENTS)
+    factors = treatment_factors(df)
     blocks = varying_factors(df, ("dataset",))
     if not factors:
         return (
-            "No ANOVA: no treatment factor (student, objective, initialisation, augmentation) "
-            "takes more than one value in this grid.",
+            "No ANOVA: no treatment factor (the grid's factors less dataset and seed) takes more "
+            "than one value in this grid.",
             None,
         )
     candidates = []
-    if "objective" in factors and "initialisation" in factors:
-        candidates.append([("objective", "initialisation")])
+    pairs = interaction_pairs(factors)
+    if pairs:
+        candidates.append(pairs)
     candidates.append([])
     reason = ""
     for interactions in candidates:
@@ -108,6 +109,24 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
         )
         return note, table
     return f"No ANOVA: {reason}", None
+
+
+#: Interactions the seed studies ask about, shown when both factors vary (in this order), then
+#: any other pair of the first factors.
+PAPER_INTERACTIONS = (
+    ("intermediate.loss", "intermediate.mapping"),  # Distiller: intermediate loss x layer mapping
+    ("objective", "initialisation"),  # Wang et al. 2023
+    ("augmentation", "training.max_train_examples"),  # Distiller: augmentation x training-set size
+    ("prediction.distance", "prediction.student_temperature"),  # Sultan et al. 2024
+)
+
+
+def interaction_pairs(factors: list[str], limit: int = 1) -> list[tuple[str, str]]:
+    """Up to ``limit`` two-way interactions among ``factors``: the papers' pairs first."""
+    pairs = [p for p in PAPER_INTERACTIONS if set(p) <= set(factors)]
+    pairs += [(a, b) for i, a in enumerate(factors) for b in factors[i + 1:]
+              if (a, b) not in pairs and (b, a) not in pairs]
+    return pairs[:limit]
 
 
 # How the report prints each column: metrics, and costs, intervals and coefficients in metric

@@ -1,9 +1,10 @@
 """One tidy table of a grid's cells, read from the MLflow store that ``study run`` writes.
 
-Schema read here (written by the runner, one MLflow experiment per grid, named after the grid):
+Schema read here: ``analysis.contract`` (one MLflow experiment per grid, named after the grid;
+a cell of several grids is tagged ``study.in.<grid>`` by each, with the grid's factors):
 
 - tags: ``study.kind`` = ``"cell"``, ``study.cell_id``, ``study.grid``, ``study.teacher_id``,
-  and ``study.error`` on FAILED runs; the run name is the cell's display name;
+  ``study.in.<grid>``, and ``study.error`` on FAILED runs; the run name is the display name;
 - params (strings): ``dataset, student, objective, initialisation, augmentation, seed, teacher,
   epochs, learning_rate, batch_size, max_length, max_train_examples`` and ``objective.<name>``;
 - metrics (latest value = final): ``dev_score``, ``dev_<metric>`` for each official metric,
@@ -21,10 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import contract
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 FACTORS = ("dataset", "student", "objective", "initialisation", "augmentation", "seed")
-"""The design factors of a grid, in the order tables show them."""
+"""The slots every cell run logs as params (shown first in tables). A grid's factors (what it
+varies, such as ``prediction.student_temperature``) come from the runs: ``grid_factors(df)``."""
 
 ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
 """Columns stored as pandas categoricals (``seed`` as the categorical of its string)."""
@@ -81,14 +85,15 @@ def _experiment_id(grid: str, uri: str) -> str | None:
     return None if experiment is None else experiment.experiment_id
 
 
-def _search(uri: str, experiment_id: str, filter_string: str) -> list:
+def _search(uri: str, experiment_id: str | list[str], filter_string: str) -> list:
     from mlflow.entities import ViewType
 
     client = _client(uri)
     runs, token = [], None
+    ids = experiment_id if isinstance(experiment_id, list) else [experiment_id]
     while True:
         page = client.search_runs(
-            [experiment_id],
+            ids,
             filter_string=filter_string,
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=10_000,
@@ -178,18 +183,13 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         LookupError: no experiment named ``grid`` at the tracking URI.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    experiment_id = _experiment_id(grid, uri)
-    if experiment_id is None:
-        raise _no_runs_error(grid, uri)
-
-    # MLflow's search only compares status with one value, so failures are filtered here.
-    filter_string = "tags.\"study.kind\" = 'cell'"
-    if not include_failed:
-        filter_string += " and attributes.status = 'FINISHED'"
     statuses = ("FINISHED", "FAILED", "KILLED") if include_failed else ("FINISHED",)
-    runs = [r for r in _search(uri, experiment_id, filter_string) if r.info.status in statuses]
+    runs = [r for r in _grid_runs(grid, uri) if r.info.status in statuses]
     if not runs:
+        if _experiment_id(grid, uri) is None:
+            raise _no_runs_error(grid, uri)
         return _empty_table(include_failed)
+    member = contract.membership_tag(grid)
 
     # FINISHED first, then latest first: the first run seen per cell is the one kept.
     ordered = sorted(_latest_first(runs), key=lambda r: r.info.status != "FINISHED")
@@ -212,14 +212,19 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
             stacklevel=2,
         )
 
-    rows = []
+    rows, grid_factors = [], []
     for cell_id, run in kept.items():
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        name, factor_values = run.info.run_name or tags.get("mlflow.runName"), {}
+        if member in tags:  # the grid's own view of the cell: its name and factor values
+            name, factor_values = contract.decode_membership(tags[member])
+            grid_factors += [f for f in factor_values if f not in grid_factors]
         row = {
             "cell_id": cell_id,
-            "name": run.info.run_name or tags.get("mlflow.runName"),
-            "grid": tags.get("study.grid", grid),
+            "name": name,
+            "grid": grid,
             **{f: params.get(f) for f in FACTORS},
+            **factor_values,
             "score": metrics.get("dev_score", np.nan),
             **{m: metrics[m] for m in DEV_METRICS if m in metrics},
             "teacher_score": metrics.get("teacher_dev_score", np.nan),
@@ -235,11 +240,12 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         rows.append(row)
 
     df = pd.DataFrame(rows)
+    extra_factors = [f for f in grid_factors if f not in FACTORS]
     present_dev = [m for m in DEV_METRICS if m in df.columns]
     objective_params = sorted(c for c in df.columns if c.startswith("objective."))
     df["score_ratio"] = df["score"] / df["teacher_score"].where(df["teacher_score"] != 0)
-    for column in ID_COLUMNS:
-        df[column] = _as_category(df[column], numeric_order=(column == "seed"))
+    for column in (*ID_COLUMNS, *extra_factors):
+        df[column] = _as_category(df[column], numeric_order=(column == "seed" or _all_numbers(df[column])))
     for column in (*BUDGET_PARAMS, *objective_params):
         df[column] = _maybe_numeric(df[column])
     if df["teacher"].isna().all():
@@ -247,6 +253,7 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
 
     order = [
         *ID_COLUMNS,
+        *extra_factors,
         "score",
         *present_dev,
         "teacher_score",
@@ -259,7 +266,51 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         *objective_params,
     ]
     df = df[order].sort_values("cell_id", kind="stable").reset_index(drop=True)
+    df.attrs["factors"] = grid_factors
     return df
+
+
+def _all_numbers(values: pd.Series) -> bool:
+    present = [v for v in values if v is not None and v == v]
+    return bool(present) and all(_is_number(v) for v in present)
+
+
+def _grid_runs(grid: str, uri: str) -> list:
+    """Cell runs of ``grid``: those tagged ``study.in.<grid>`` in any experiment, and (stores
+    written before that tag) every cell run of the experiment named after the grid."""
+    path = _sqlite_path(uri)
+    if path is not None and not path.exists():
+        return []
+    client = _client(uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments(max_results=50000)}
+    if not experiments:
+        return []
+    member = contract.membership_tag(grid)
+    runs = _search(uri, list(experiments), f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'")
+    return [r for r in runs if member in r.data.tags or experiments.get(r.info.experiment_id) == grid]
+
+
+def _all_cell_runs(uri: str) -> list:
+    """Every cell run in the store, whichever grid trained it (cells are keyed by id)."""
+    path = _sqlite_path(uri)
+    if path is not None and not path.exists():
+        return []
+    ids = [e.experiment_id for e in _client(uri).search_experiments(max_results=50000)]
+    return _search(uri, ids, f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'") if ids else []
+
+
+def grid_factors(df: pd.DataFrame) -> list[str]:
+    """The factors a grid varies, as its runs record them (``df.attrs["factors"]``, set by
+    ``load_runs``); for a table without that record, the ``FACTORS`` columns that vary."""
+    recorded = df.attrs.get("factors")
+    if recorded:
+        return [f for f in recorded if f in df.columns]
+    return varying_factors(df)
+
+
+def treatment_factors(df: pd.DataFrame) -> list[str]:
+    """The grid's factors less blocks (dataset) and the replicate (seed), that vary in ``df``."""
+    return [f for f in contract.treatments(grid_factors(df)) if df[f].nunique(dropna=True) > 1]
 
 
 def varying_factors(df: pd.DataFrame, candidates: Sequence[str] = FACTORS) -> list[str]:
@@ -274,15 +325,15 @@ def run_status(
 
     ``"done"`` when any run of the cell FINISHED; otherwise the status of the cell's latest run
     (FAILED or KILLED → ``"failed"``; RUNNING or SCHEDULED → ``"running"``). Cells without any
-    run are left out of the result (the caller shows them as pending); an unknown grid gives {}.
+    run are left out of the result (the caller shows them as pending). Cells are keyed by id in
+    the whole store: a cell another grid trained is found whatever ``grid`` is.
     """
     wanted = set(cell_ids)
     uri = resolve_tracking_uri(tracking_uri)
-    experiment_id = _experiment_id(grid, uri)
-    if experiment_id is None or not wanted:
+    if not wanted:
         return {}
     status: dict[str, str] = {}
-    for run in _latest_first(_search(uri, experiment_id, "tags.\"study.kind\" = 'cell'")):
+    for run in _latest_first(_all_cell_runs(uri)):
         cell_id = run.data.tags.get("study.cell_id")
         if cell_id not in wanted:
             continue

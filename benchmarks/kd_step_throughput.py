@@ -19,7 +19,8 @@ import transformers
 from study.data import TASKS, resolve_data_dir
 from study.datacache import DataCache
 from study.models import StudentSize, build_student, load_pretrained_classifier
-from study.objectives import build_objective
+from study.objectives import Distillation, ModelDims
+from study.objectives.presets import preset
 from study.teacher import load_tokenizer
 from study.trainer import derive_seed, select_device, teacher_logits, train
 
@@ -59,16 +60,15 @@ def main() -> None:
             runs.append((name, True))
     for name, cached in runs:
         torch.manual_seed(derive_seed(0, "init"))
-        objective = build_objective(name, None, task_type=task.task_type,
-                                    teacher_layers=teacher.config.num_hidden_layers, student_layers=size.layers,
-                                    teacher_hidden_size=teacher.config.hidden_size, student_hidden_size=size.hidden)
-        attn = "eager" if objective.needs_attentions else "sdpa"
-        teacher.set_attn_implementation(attn)
+        attn = "sdpa"  # attention features come from Q/K/V hooks: no eager kernel needed
         init = "teacher_lower" if size.hidden == teacher.config.hidden_size else "random"
         student = build_student(teacher, size, init, task.num_labels, attn)
+        slots = preset(name)
+        objective = Distillation(slots["prediction"], slots["intermediate"], task_type=task.task_type,
+                                 student=ModelDims.of(student.config), teacher=ModelDims.of(teacher.config))
         t0 = time.perf_counter()
         result = train(student, objective, train_ds, dev_ds, dev_labels, task, tokenizer, budget, 0, device,
-                       teacher=teacher if objective.needs_teacher else None, desc=name,
+                       teacher=teacher if (objective.needs_teacher and not cached) else None, desc=name,
                        cached_teacher_logits=cache if cached else None)
         label = f"{name} (cached)" if cached else name
         rows.append((label, attn, result.train_examples_per_s, result.peak_memory_mb, time.perf_counter() - t0))

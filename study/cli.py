@@ -62,7 +62,7 @@ def run(
         resolve_data_dir(data_dir)
         if dry_run:
             tracker = Tracker(tracking_uri)
-            pending, done, status = plan(g, tracker, retry_failed)
+            pending, done, status = plan(g, tracker, retry_failed, adopt=False)
             _cell_table(g, status, f"grid {g.name}: {len(pending)} pending, {len(done)} done (dry run)")
             return
         summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,

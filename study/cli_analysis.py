@@ -220,7 +220,7 @@ def recommend_command(
             dataset_col = dataset_col or ("task" if distiller else "dataset")
             df = load_table(csv, metric, factor_list, [dataset_col, *ctx])
         else:
-            from analysis.recommend import GRID_CHOICES, GRID_TARGET
+            from analysis.recommend import GRID_TARGET, grid_choices
             from analysis.table import load_runs
 
             metric = metric or GRID_TARGET
@@ -229,9 +229,7 @@ def recommend_command(
             df = load_runs(grid, tracking_uri=tracking_uri)
             if df.empty:
                 raise ValueError(f"grid {grid!r} has no finished cell yet")
-            factor_list = _split(factors) or [
-                c for c in GRID_CHOICES if c in df.columns and df[c].nunique(dropna=True) > 1
-            ]
+            factor_list = _split(factors) or grid_choices(df)
             if not factor_list:
                 raise ValueError(f"no choice varies in grid {grid!r}: nothing to recommend")
         feats = _features_for(df, dataset_col, features, distiller)

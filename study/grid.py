@@ -1,29 +1,52 @@
 """Grids: a YAML declaration of axes, fixed settings and excludes, expanded into cells.
 
+A cell is a set of named slots, each filled from a registry:
+
+| slot             | what                                                             | registry / check                 |
+|------------------|------------------------------------------------------------------|----------------------------------|
+| ``dataset``      | the task                                                         | ``study.data.TASKS``             |
+| ``student``      | ``L{layers}_H{hidden}`` in the teacher's family                  | ``study.models.StudentSize``     |
+| ``initialisation`` | how the student starts                                         | ``study.models.INITIALISATIONS`` |
+| ``teacher``      | model and fine-tuning budget                                     | ``TeacherSettings``              |
+| ``prediction``   | distance, teacher_temperature, student_temperature, alpha        | ``study.objectives.prediction``  |
+| ``intermediate`` | a list of {features, loss, mapping, weight, parameters}          | ``study.objectives.intermediate``|
+| ``augmentation`` | an augmentation policy and its parameters                        | ``study.augment.AUGMENTATIONS``  |
+| ``seed``         | the cell's random streams                                        | int >= 0                         |
+| ``training``     | the student's budget                                             | ``TrainingSettings``             |
+
 A grid file (``study/grids/NAME.yaml``)::
 
     name: smoke
-    axes:                      # the cross product of these is the set of cells
+    axes:                              # the cross product of these is the set of cells
       dataset: [sst2]
       student: [L2_H384]
-      objective: [ce, logit_kd]
-      initialisation: [random, teacher_lower]
-      augmentation: [none]
+      objective: [ce, logit_kd]        # a named preset of prediction + intermediate
+      initialisation: [teacher_lower, teacher_upper]
+      prediction.student_temperature: [1, 2]   # any slot parameter, by dotted name
+      intermediate.mapping: [skip, last]       # applies to every intermediate entry
       seed: [0]
-    teacher: {model: all-MiniLM-L6-v2, epochs: 2, ...}
-    training: {epochs: 1, learning_rate: 1.0e-4, ...}
-    objective_params: {logit_kd: {temperature: 2.0}}
+    teacher: {model: all-MiniLM-L6-v2, epochs: 2}
+    training: {epochs: 1, learning_rate: 1.0e-4}
+    prediction: {alpha: 0.5}           # fixed slot settings, on top of the preset
+    intermediate: [{features: hidden, loss: mse}]
     augmentation_params: {eda: {n_aug: 1}}
-    exclude:                   # drop every cell matching all keys (a list matches any of its values)
+    exclude:                           # drop cells matching all keys (a list matches any value)
       - {student: L4_H256, initialisation: [teacher_lower, teacher_upper]}
 
-A cell's identity is every choice that changes its result and nothing else (no paths, device,
-tracking URI): its id is the sha256 of the canonical JSON of that identity (sorted keys, floats
-written with ``repr``), cut to 16 hex digits.
+Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
+``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,
+``intermediate.N.K``, ``teacher.K``, ``training.K``. A cell is resolved in this order: defaults,
+the preset (``objective``) and its legacy ``objective_params``, the grid's fixed slot settings,
+then the cell's axis values. Cells that resolve to the same choices are one cell.
+
+A cell's identity is every resolved choice and each component's version, nothing else (no paths,
+device, tracking URI, grid name): its id is the sha256 of the canonical JSON of that identity
+(sorted keys, floats written with ``repr``), cut to 16 hex digits.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -31,52 +54,91 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
+from analysis import contract
 from study import augment as augment_mod
 from study import data as data_mod
-from study import objectives as objectives_mod
 from study.models import (
+    INIT_VERSION,
     INITIALISATIONS,
     StudentSize,
-    canonical_teacher,
     check_initialisation,
     load_teacher_config,
+    student_config,
+    teacher_identity,
 )
+from study.objectives import prediction as prediction_mod
+from study.objectives.distillation import Distillation, ModelDims
+from study.objectives.intermediate import entry_versions, resolve_entry
+from study.objectives.presets import PRESETS, legacy_params, preset
 from study.paths import grids_dir
 from study.registry import StudyConfigError, did_you_mean, lookup
 
-AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed")
-TOP_KEYS = ("name", "description", "axes", "teacher", "training", "objective_params",
-            "augmentation_params", "exclude")
+TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate",
+            "objective_params", "augmentation_params", "exclude")
+#: Axes that name a whole slot (the others are dotted: prediction.K, intermediate.K, ...).
+SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate")
+DOTTED_ROOTS = ("prediction", "intermediate", "teacher", "training")
+REQUIRED_AXES = ("dataset", "student")
+AXIS_DEFAULTS: dict[str, list] = {"initialisation": ["random"], "augmentation": ["none"], "seed": [0]}
+#: The display name's leading parts, always logged as params (older stores and reports read them).
+NAME_PARTS = ("dataset", "student", "objective", "initialisation", "augmentation")
 
 #: Version of the training recipe (loop, optimiser, schedule); part of every cell's identity.
-TRAINER_VERSION = "1"
+#: 2: features from Q/K/V hooks before attention dropout; alpha weighs the teacher term.
+TRAINER_VERSION = "2"
 
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 1,
-    "learning_rate": 1e-4,
-    "batch_size": 32,
-    "warmup_ratio": 0.1,
-    "weight_decay": 0.01,
-    "max_grad_norm": 1.0,
-    "max_length": 128,
-    "max_train_examples": None,
-    "max_eval_examples": None,
-    "data_seed": 0,
-}
+PosInt = Annotated[int, Strict(), Field(gt=0)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
-#: The teacher's fine-tuning budget: the students' settings, with its own model, length of
-#: training, learning rate and seed.
-TEACHER_DEFAULTS: dict[str, Any] = {
-    **TRAINING_DEFAULTS,
-    "model": "all-MiniLM-L6-v2",
-    "epochs": 3,
-    "learning_rate": 5e-5,
-    "seed": 0,
-}
+
+class TrainingSettings(BaseModel):
+    """A training budget; every field is part of the identity. Learning rate in 1/step units."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: PosInt = 1
+    learning_rate: PosFloat = 1e-4
+    batch_size: PosInt = 32
+    warmup_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.1
+    weight_decay: NonNegFloat = 0.01
+    max_grad_norm: PosFloat = 1.0
+    max_length: PosInt = 128
+    max_train_examples: PosInt | None = None
+    max_eval_examples: PosInt | None = None
+    data_seed: NonNegInt = 0
+
+
+class TeacherSettings(TrainingSettings):
+    """The teacher's fine-tuning: its model (a known alias, a hub id or a local directory) and budget."""
+
+    model: Annotated[str, Field(min_length=1)] = "all-MiniLM-L6-v2"
+    epochs: PosInt = 3
+    learning_rate: PosFloat = 5e-5
+    seed: NonNegInt = 0
+
+
+TRAINING_DEFAULTS: dict[str, Any] = TrainingSettings().model_dump()
+TEACHER_DEFAULTS: dict[str, Any] = TeacherSettings().model_dump()
+
+
+def _settings(model: type[BaseModel], values: Mapping, where: str) -> dict[str, Any]:
+    """Validate a settings mapping with pydantic; one-line StudyConfigError naming key and value."""
+    try:
+        return model.model_validate(dict(values)).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(map(str, err["loc"])) or "?"
+        if err["type"] == "extra_forbidden":
+            allowed = [k for k in model.model_fields]
+            raise StudyConfigError(f"Unknown key {key!r} in {where}. Allowed: {', '.join(allowed)}."
+                                   f"{did_you_mean(key, allowed)}") from None
+        raise StudyConfigError(f"{where}.{key}: {err['msg']}, got {err.get('input')!r}.") from None
 
 
 def _canonical(obj: Any) -> Any:
@@ -108,7 +170,7 @@ class TeacherSpec:
     @cached_property
     def identity(self) -> dict[str, Any]:
         s = dict(self.settings)
-        s["model"] = canonical_teacher(s["model"])
+        s["model"] = teacher_identity(s["model"])  # never a path: a local folder is its weights' hash
         return {"dataset": self.dataset, "teacher": s, "trainer_version": TRAINER_VERSION,
                 "data_version": data_mod.VERSION}
 
@@ -121,37 +183,51 @@ class TeacherSpec:
         return self.settings["model"]
 
 
+def _label(value: Any) -> str:
+    """An axis value as text for names, params and tables."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One training run of a grid: every choice that changes its result."""
+    """One training run of a grid: every resolved slot, and the grid's view of it.
+
+    ``factors`` maps each axis the grid varies (more than one value) to this cell's value; the
+    grid name and ``factors`` are not part of the identity.
+    """
 
     grid: str
     dataset: str
     student: str
-    objective: str
     initialisation: str
-    augmentation: str
     seed: int
-    objective_params: dict[str, Any] = field(hash=False)
+    objective: str  # the preset's name, or "custom" when the cell names none
+    augmentation: str
     augmentation_params: dict[str, Any] = field(hash=False)
+    prediction: dict[str, Any] = field(hash=False)
+    intermediate: list[dict[str, Any]] = field(hash=False)
     training: dict[str, Any] = field(hash=False)
     teacher: TeacherSpec = field(hash=False)
+    factors: dict[str, str] = field(hash=False, default_factory=dict)
 
     @cached_property
     def identity(self) -> dict[str, Any]:
-        """The choices that define this cell (what the id hashes); the grid name is not one."""
+        """The choices that define this cell (what the id hashes)."""
         return {
             "dataset": self.dataset,
             "student": self.student,
-            "objective": {"name": self.objective, "params": self.objective_params,
-                          "version": objectives_mod.OBJECTIVES[self.objective].version},
             "initialisation": self.initialisation,
+            "seed": self.seed,
+            "prediction": {**self.prediction, "version": prediction_mod.VERSION},
+            "intermediate": [{**e, "version": entry_versions(e)} for e in self.intermediate],
             "augmentation": {"name": self.augmentation, "params": self.augmentation_params,
                              "version": augment_mod.version(self.augmentation)},
-            "seed": self.seed,
             "training": self.training,
             "teacher": self.teacher.identity,
             "trainer_version": TRAINER_VERSION,
+            "initialisation_version": INIT_VERSION,
             "data_version": data_mod.VERSION,
         }
 
@@ -161,54 +237,123 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """Display name, e.g. ``sst2-L2_H384-attention_kl-teacher_lower-none-s0``."""
-        return (f"{self.dataset}-{self.student}-{self.objective}-{self.initialisation}-"
-                f"{self.augmentation}-s{self.seed}")
+        """Display name: ``sst2-L2_H384-attention_kl-teacher_lower-none[-k=v...]-s0``."""
+        parts = [str(getattr(self, p)) for p in NAME_PARTS]
+        parts += [f"{axis.rsplit('.', 1)[-1]}={value}" for axis, value in self.factors.items()
+                  if axis not in (*NAME_PARTS, "seed")]
+        return "-".join(parts + [f"s{self.seed}"])
 
     def params(self) -> dict[str, str]:
-        """Flat MLflow params: every choice, with the field's names."""
-        out: dict[str, Any] = {axis: getattr(self, axis) for axis in AXES}
-        out["teacher"] = canonical_teacher(self.teacher.model)
+        """Flat MLflow params: every resolved choice by dotted name, and every grid factor."""
+        out: dict[str, Any] = {p: getattr(self, p) for p in (*NAME_PARTS, "seed")}
+        out["teacher"] = teacher_identity(self.teacher.model)
         out.update(self.training)
-        out.update({f"objective.{k}": v for k, v in self.objective_params.items()})
-        out.update({f"augmentation.{k}": v for k, v in self.augmentation_params.items()})
         out.update({f"teacher.{k}": v for k, v in self.teacher.settings.items() if k != "model"})
+        out.update({f"prediction.{k}": v for k, v in self.prediction.items()})
+        for i, entry in enumerate(self.intermediate):
+            out.update({f"intermediate.{i}.{k}": v for k, v in entry.items()})
+        out["intermediate.count"] = len(self.intermediate)
+        out.update({f"augmentation.{k}": v for k, v in self.augmentation_params.items()})
+        out.update(self.factors)
         return {k: str(v) for k, v in out.items()}
+
+    def build_objective(self, task_type: str, student: ModelDims, teacher: ModelDims,
+                        train_size: int = 0) -> Distillation:
+        """The cell's ``Distillation`` for models of these dimensions."""
+        return Distillation(self.prediction, self.intermediate, task_type=task_type, student=student,
+                            teacher=teacher, train_size=train_size)
 
 
 @dataclass
 class Grid:
-    """A parsed and validated grid."""
+    """A parsed grid: its axes (dotted names -> values) and fixed settings."""
 
     name: str
     description: str
     axes: dict[str, list]
     teacher: dict[str, Any]
     training: dict[str, Any]
+    prediction: dict[str, Any]
+    intermediate: list[dict[str, Any]] | None
     objective_params: dict[str, dict]
     augmentation_params: dict[str, dict]
     exclude: list[dict[str, list]]
     source: Path | None = None
 
+    @property
+    def axis_order(self) -> list[str]:
+        """Axis names in a canonical order (slots first, then dotted names sorted), so that the
+        order of keys in the YAML never changes the order of cells."""
+        order = {a: i for i, a in enumerate(("dataset", "student", "objective", "initialisation",
+                                             "augmentation", "seed", "intermediate"))}
+        return sorted(self.axes, key=lambda a: (order.get(a, len(order)), a))
+
+    @property
+    def factors(self) -> list[str]:
+        """The axes with more than one value (what the analysis compares), in canonical order."""
+        return [a for a in self.axis_order if len(self.axes[a]) > 1]
+
     def cells(self) -> list[Cell]:
-        """Expand the cross product of the axes, minus excludes, in a stable order."""
-        out = []
-        for values in itertools.product(*(self.axes[a] for a in AXES)):
-            choice = dict(zip(AXES, values))
-            if any(all(choice[k] in v for k, v in ex.items()) for ex in self.exclude):
+        """Expand the cross product of the axes, minus excludes, in a stable order; a choice that
+        resolves to an existing cell's identity is that cell (kept once)."""
+        out: dict[str, Cell] = {}
+        names = self.axis_order
+        for values in itertools.product(*(self.axes[a] for a in names)):
+            choice = dict(zip(names, values))
+            if any(all(_label(choice[k]) in v for k, v in ex.items()) for ex in self.exclude):
                 continue
-            out.append(self._cell(choice))
-        return out
+            cell = self._cell(choice)
+            out.setdefault(cell.cell_id, cell)
+        return list(out.values())
 
     def _cell(self, choice: dict[str, Any]) -> Cell:
-        objective_params = objectives_mod.resolve_params(
-            choice["objective"], self.objective_params.get(choice["objective"]))
-        augmentation_params = augment_mod.resolve_params(
-            choice["augmentation"], self.augmentation_params.get(choice["augmentation"]))
-        teacher = TeacherSpec(choice["dataset"], dict(self.teacher))
-        return Cell(grid=self.name, objective_params=objective_params,
-                    augmentation_params=augmentation_params, training=dict(self.training),
-                    teacher=teacher, **choice)
+        where = f"grid {self.name!r}, cell " + ", ".join(f"{k}={_label(v)}" for k, v in choice.items())
+        objective = choice.get("objective")
+        if objective is not None:
+            slots = (legacy_params(objective, self.objective_params[objective])
+                     if objective in self.objective_params else preset(objective))
+        else:
+            slots = {"prediction": {}, "intermediate": []}
+        pred = {**slots["prediction"], **self.prediction}
+        entries = copy.deepcopy(self.intermediate) if self.intermediate is not None else slots["intermediate"]
+        teacher, training = dict(self.teacher), dict(self.training)
+        if "intermediate" in choice:
+            entries = copy.deepcopy(_entries(choice["intermediate"], "axis intermediate"))
+        for axis, value in choice.items():
+            root, _, rest = axis.partition(".")
+            if not rest:
+                continue
+            if root == "prediction":
+                pred[rest] = value
+            elif root == "teacher":
+                teacher[rest] = value
+            elif root == "training":
+                training[rest] = value
+            elif root == "intermediate":
+                index, _, key = rest.partition(".")
+                if key:
+                    if int(index) >= len(entries):
+                        raise StudyConfigError(f"{where}: axis {axis!r} names entry {index}, but the cell has "
+                                               f"{len(entries)} intermediate entries.")
+                    entries[int(index)][key] = value
+                else:
+                    for entry in entries:
+                        entry[rest] = value
+        try:
+            pred = prediction_mod.resolve(pred)
+            entries = [resolve_entry(e, f"intermediate[{i}]") for i, e in enumerate(entries)]
+            teacher = _settings(TeacherSettings, teacher, "teacher")
+            training = _settings(TrainingSettings, training, "training")
+        except StudyConfigError as exc:
+            raise StudyConfigError(f"{where}: {exc}") from None
+        aug = choice.get("augmentation", "none")
+        aug_params = augment_mod.resolve_params(aug, self.augmentation_params.get(aug))
+        factors = {a: _label(choice[a]) for a in self.factors}
+        return Cell(grid=self.name, dataset=choice["dataset"], student=choice["student"],
+                    initialisation=choice.get("initialisation", "random"), seed=choice.get("seed", 0),
+                    objective=objective or "custom", augmentation=aug, augmentation_params=aug_params,
+                    prediction=pred, intermediate=entries, training=training,
+                    teacher=TeacherSpec(choice["dataset"], teacher), factors=factors)
 
     def teachers(self) -> list[TeacherSpec]:
         """The distinct teachers the cells need, in first-use order."""
@@ -220,38 +365,54 @@ class Grid:
     def validate(self) -> list[Cell]:
         """Expand and check every cell before any training; return the cells.
 
-        Checks each (objective, student, dataset) against the teacher's architecture: a teacher_*
-        initialisation needs the teacher's width, a layer mapping needs valid layer counts, an
-        objective must apply to the task type.
+        Checks each cell against its teacher's architecture: the student's width against the
+        teacher's head size, a teacher_* initialisation against the teacher's width and depth, the
+        layer mappings against both depths, the objective against the task type.
 
         Raises:
-            StudyConfigError: the first bad combination, naming it and what is allowed.
+            StudyConfigError: the first bad cell, naming it and what is allowed.
         """
         cells = self.cells()
         if not cells:
             raise StudyConfigError(f"Grid {self.name!r} expands to no cells (all excluded?).")
-        tcfg = load_teacher_config(self.teacher["model"])
-        checked: set[tuple] = set()
+        configs: dict[str, Any] = {}
+        checked: set[str] = set()
         for cell in cells:
-            key = (cell.dataset, cell.student, cell.objective, cell.initialisation)
+            key = stable_hash({"d": cell.dataset, "s": cell.student, "i": cell.initialisation, "t": cell.teacher.model,
+                               "p": cell.prediction, "e": cell.intermediate})
             if key in checked:
                 continue
             checked.add(key)
-            size = StudentSize.parse(cell.student)
+            if cell.teacher.model not in configs:
+                configs[cell.teacher.model] = load_teacher_config(cell.teacher.model)
+            tcfg = configs[cell.teacher.model]
             try:
+                size = StudentSize.parse(cell.student)
+                scfg = student_config(tcfg, size, 2)
                 check_initialisation(cell.initialisation, size, tcfg)
                 task = data_mod.TASKS[cell.dataset]
-                objectives_mod.build_objective(
-                    cell.objective, cell.objective_params, task_type=task.task_type,
-                    teacher_layers=tcfg.num_hidden_layers, student_layers=size.layers,
-                    teacher_hidden_size=tcfg.hidden_size, student_hidden_size=size.hidden)
+                cell.build_objective(task.task_type, ModelDims.of(scfg), ModelDims.of(tcfg))
             except StudyConfigError as exc:
                 raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: {exc}") from None
         return cells
 
 
+def _entries(value: Any, where: str) -> list[dict]:
+    """An ``intermediate`` value: a list of entry mappings, one mapping, or ``none``/``[]``."""
+    if value in (None, "none", []):
+        return []
+    if isinstance(value, Mapping):
+        return [dict(value)]
+    if isinstance(value, list) and all(isinstance(e, Mapping) for e in value):
+        return [dict(e) for e in value]
+    raise StudyConfigError(f"{where}: an intermediate value is a list of entries such as "
+                           f"[{{features: hidden, loss: mse}}], one entry, or none; got {value!r}.")
+
+
 def _as_list(axis: str, value: Any) -> list:
     values = value if isinstance(value, list) else [value]
+    if axis == "intermediate" and isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        values = [value]  # one list of entries, not a list of alternatives
     if not values:
         raise StudyConfigError(f"Axis {axis!r} is empty: give at least one value.")
     return values
@@ -265,92 +426,117 @@ def _check_keys(given: Mapping, allowed: Mapping | tuple, where: str) -> None:
                 f"{did_you_mean(key, allowed)}")
 
 
+def _check_axis_name(axis: str) -> None:
+    if axis in SLOT_AXES:
+        return
+    root, _, rest = str(axis).partition(".")
+    if root in DOTTED_ROOTS and rest:
+        if root == "teacher":
+            _check_keys({rest: 0}, TEACHER_DEFAULTS, "teacher (axis teacher.K)")
+        elif root == "training":
+            _check_keys({rest: 0}, TRAINING_DEFAULTS, "training (axis training.K)")
+        elif root == "prediction":
+            lookup(prediction_mod.DEFAULTS, rest, "prediction parameter (axis prediction.K)")
+        elif root == "intermediate":
+            index, _, key = rest.partition(".")
+            if key and not index.isdigit():
+                raise StudyConfigError(f"Axis {axis!r}: write intermediate.K or intermediate.N.K (N an entry index).")
+        return
+    allowed = [*SLOT_AXES, *(f"{r}.K" for r in DOTTED_ROOTS)]
+    raise StudyConfigError(f"Unknown axis {axis!r}. Allowed: {', '.join(allowed)}.{did_you_mean(axis, SLOT_AXES)}")
+
+
 def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
     """Validate the names in a grid mapping (as loaded from YAML) and build a ``Grid``.
 
+    Every cell is resolved here, so a bad value anywhere (an unknown component, a parameter out
+    of range, a bad learning rate) fails before any training.
+
     Raises:
-        StudyConfigError: a misspelt key, an unknown dataset/objective/initialisation/augmentation,
-            a bad student size or seed; the message names the value and what is allowed.
+        StudyConfigError: a misspelt key or axis, an unknown dataset/objective/initialisation/
+            augmentation, a bad student size, seed, grid name or setting; the message names the
+            value and what is allowed.
     """
     if not isinstance(spec, Mapping):
         raise StudyConfigError(f"A grid must be a mapping of keys, got {type(spec).__name__}.")
     _check_keys(spec, TOP_KEYS, "the grid")
     if "name" not in spec or "axes" not in spec:
         raise StudyConfigError("A grid needs 'name' and 'axes'.")
+    name = str(spec["name"]) if spec["name"] is not None else ""
+    try:
+        contract.membership_tag(name)
+    except ValueError as exc:
+        raise StudyConfigError(str(exc)) from None
     axes_in = spec["axes"] or {}
-    _check_keys(axes_in, AXES, "axes")
-    missing = [a for a in AXES if a not in axes_in]
+    if not isinstance(axes_in, Mapping):
+        raise StudyConfigError(f"'axes' must be a mapping of axis: values, got {axes_in!r}.")
+    for axis in axes_in:
+        _check_axis_name(str(axis))
+    missing = [a for a in REQUIRED_AXES if a not in axes_in]
     if missing:
-        raise StudyConfigError(f"Grid axes missing: {', '.join(missing)} (every axis needs a value).")
-    axes = {a: _as_list(a, axes_in[a]) for a in AXES}
+        raise StudyConfigError(f"Grid axes missing: {', '.join(missing)} (every grid names its datasets and students).")
+    axes = {a: _as_list(a, v) for a, v in axes_in.items()}
+    for a, v in AXIS_DEFAULTS.items():
+        axes.setdefault(a, list(v))
     for d in axes["dataset"]:
         lookup(data_mod.TASKS, d, "dataset")
-    for s in axes["student"]:
-        StudentSize.parse(s)
     axes["student"] = [str(StudentSize.parse(s)) for s in axes["student"]]
-    for o in axes["objective"]:
-        lookup(objectives_mod.OBJECTIVES, o, "objective")
+    for o in axes.get("objective", []):
+        lookup(PRESETS, o, "objective")
     for i in axes["initialisation"]:
         lookup(INITIALISATIONS, i, "initialisation")
     for a in axes["augmentation"]:
+        if isinstance(a, list):
+            raise StudyConfigError(
+                f"augmentation {a!r}: ordered pipelines of several augmentations are not supported yet; "
+                f"give one policy per cell ({', '.join(augment_mod.AUGMENTATIONS)}).")
         lookup(augment_mod.AUGMENTATIONS, a, "augmentation")
     for s in axes["seed"]:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise StudyConfigError(f"Bad seed {s!r}: seeds are non-negative integers.")
     for axis, values in axes.items():
-        if len(set(map(str, values))) != len(values):
+        if len(set(map(_label, values))) != len(values):
             raise StudyConfigError(f"Axis {axis!r} repeats a value: {values}.")
 
-    teacher = dict(TEACHER_DEFAULTS)
-    _check_keys(spec.get("teacher") or {}, TEACHER_DEFAULTS, "teacher")
-    teacher.update(spec.get("teacher") or {})
-    training = dict(TRAINING_DEFAULTS)
-    _check_keys(spec.get("training") or {}, TRAINING_DEFAULTS, "training")
-    training.update(spec.get("training") or {})
-    for where, settings in (("teacher", teacher), ("training", training)):
-        for key in ("epochs", "batch_size", "max_length"):
-            if not isinstance(settings[key], int) or settings[key] < 1:
-                raise StudyConfigError(f"{where}.{key} must be a positive integer, got {settings[key]!r}.")
-        for key in ("max_train_examples", "max_eval_examples"):
-            v = settings[key]
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise StudyConfigError(f"{where}.{key} must be a positive integer or null, got {v!r}.")
-        lr = settings["learning_rate"]
-        if isinstance(lr, str):  # YAML reads 1e-4 (no dot) as a string
-            try:
-                settings["learning_rate"] = float(lr)
-            except ValueError:
-                raise StudyConfigError(f"{where}.learning_rate must be a number, got {lr!r}.") from None
-        settings["learning_rate"] = float(settings["learning_rate"])
+    teacher = dict(spec.get("teacher") or {})
+    training = dict(spec.get("training") or {})
+    _settings(TeacherSettings, teacher, "teacher")
+    _settings(TrainingSettings, training, "training")
+    prediction = dict(spec.get("prediction") or {})
+    for key in prediction:
+        lookup(prediction_mod.DEFAULTS, key, "prediction parameter")
+    intermediate = _entries(spec["intermediate"], "intermediate") if "intermediate" in spec else None
 
     objective_params = dict(spec.get("objective_params") or {})
-    for name, params in objective_params.items():
-        lookup(objectives_mod.OBJECTIVES, name, "objective in objective_params")
-        objectives_mod.resolve_params(name, params)
+    for obj, params in objective_params.items():
+        legacy_params(obj, params)
     augmentation_params = dict(spec.get("augmentation_params") or {})
-    for name, params in augmentation_params.items():
-        lookup(augment_mod.AUGMENTATIONS, name, "augmentation in augmentation_params")
-        augment_mod.resolve_params(name, params)
+    for aug, params in augmentation_params.items():
+        lookup(augment_mod.AUGMENTATIONS, aug, "augmentation in augmentation_params")
+        augment_mod.resolve_params(aug, params)
 
     exclude = []
     for i, ex in enumerate(spec.get("exclude") or []):
         if not isinstance(ex, Mapping) or not ex:
             raise StudyConfigError(f"exclude[{i}] must be a non-empty mapping of axis: value(s).")
-        _check_keys(ex, AXES, f"exclude[{i}]")
+        _check_keys(ex, tuple(axes), f"exclude[{i}]")
         norm = {}
         for k, v in ex.items():
             vals = v if isinstance(v, list) else [v]
             if k == "student":
                 vals = [str(StudentSize.parse(x)) for x in vals]
-            unknown = [x for x in vals if x not in axes[k]]
+            labels = [_label(x) for x in vals]
+            unknown = [x for x in labels if x not in map(_label, axes[k])]
             if unknown:
-                raise StudyConfigError(
-                    f"exclude[{i}].{k} names {unknown}, which is not on the axis {axes[k]}.")
-            norm[k] = vals
+                raise StudyConfigError(f"exclude[{i}].{k} names {unknown}, which is not on the axis {axes[k]}.")
+            norm[k] = labels
         exclude.append(norm)
-    return Grid(name=str(spec["name"]), description=str(spec.get("description", "")), axes=axes,
-                teacher=teacher, training=training, objective_params=objective_params,
-                augmentation_params=augmentation_params, exclude=exclude, source=source)
+    grid = Grid(name=name, description=str(spec.get("description", "")), axes=axes, teacher=teacher,
+                training=training, prediction=prediction, intermediate=intermediate,
+                objective_params=objective_params, augmentation_params=augmentation_params,
+                exclude=exclude, source=source)
+    grid.cells()  # resolve every cell now: bad values fail before anything else happens
+    return grid
 
 
 def available_grids() -> list[str]:
@@ -358,11 +544,31 @@ def available_grids() -> list[str]:
     return sorted(p.stem for p in grids_dir().glob("*.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (a later value would silently replace the first)",
+                key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_grid(name_or_path: str | Path) -> Grid:
     """Load a grid by shipped name (``smoke``) or by path to a YAML file.
 
     Raises:
-        StudyConfigError: no such grid (lists the shipped ones), bad YAML, or bad content.
+        StudyConfigError: no such grid (lists the shipped ones), bad YAML (a duplicate key
+            included), or bad content.
     """
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
@@ -373,7 +579,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
             lookup(shipped, str(name_or_path), "grid")
         path = shipped[str(name_or_path)]
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        raise StudyConfigError(f"Grid file {str(path)!r} is not valid YAML: {exc}") from None
+        raise StudyConfigError(f"Grid file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_grid(spec, source=path)

@@ -6,6 +6,8 @@ tokenizer, head size); only depth, width and feed-forward size change.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -26,8 +28,13 @@ INITIALISATIONS: dict[str, str] = {
     "random": "fresh weights from the architecture's initialiser",
     "teacher_lower": "the teacher's embeddings and its first k layers",
     "teacher_upper": "the teacher's embeddings and its last k layers",
-    "teacher_uniform": "the teacher's embeddings and k evenly spaced layers (DistilBERT-style)",
+    "teacher_uniform": "the teacher's embeddings and the k layers the skip mapping distils from",
+    "teacher_distilbert": "the teacher's embeddings and k layers evenly spaced from the first to the last "
+                          "(DistilBERT's released 12 -> 6 choice: 0, 2, 4, 7, 9, 11)",
 }
+#: Version of the initialisation rules; part of every cell's identity.
+#: 2: teacher_uniform copies the skip mapping's layers (it copied 0, 2, 4, ... before).
+INIT_VERSION = "2"
 
 _STUDENT_RE = re.compile(r"^L(\d+)_H(\d+)$")
 
@@ -35,6 +42,28 @@ _STUDENT_RE = re.compile(r"^L(\d+)_H(\d+)$")
 def canonical_teacher(name: str) -> str:
     """The identity of a teacher name: the hub id for a known alias, the name itself otherwise."""
     return KNOWN_TEACHERS.get(name, name)
+
+
+@functools.lru_cache(maxsize=None)
+def teacher_identity(name: str) -> str:
+    """What a teacher name contributes to a cell's identity, never a machine path.
+
+    A known alias or hub id gives its canonical hub id; a local directory gives
+    ``local:<sha256 of its config and weight files, 16 hex digits>``, so the same weights give
+    the same cells on any machine and in any folder.
+    """
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return canonical_teacher(name)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file() and (
+        p.name == "config.json" or p.suffix in (".safetensors", ".bin")))
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"local:{digest.hexdigest()[:16]}"
 
 
 def resolve_teacher_path(name: str) -> str:
@@ -125,9 +154,12 @@ def student_config(teacher_config: PretrainedConfig, size: StudentSize, num_labe
 def teacher_layer_indices(initialisation: str, student_layers: int, teacher_layers: int) -> list[int]:
     """0-indexed teacher layers copied into the student's layers, in order.
 
-    ``teacher_lower``: 0..k-1. ``teacher_upper``: L-k..L-1. ``teacher_uniform``: ⌊i·L/k⌋ for
-    i = 0..k-1, i.e. every ⌈L/k⌉-th layer when k divides L (DistilBERT, Sanh et al. 2019, takes
-    every other layer of BERT-base). ``random``: [].
+    ``teacher_lower``: 0..k-1. ``teacher_upper``: L-k..L-1. ``teacher_uniform``: ⌊(i+1)·L/k⌋ - 1
+    for i = 0..k-1, the layers the ``skip`` mapping distils student layer i+1 towards (k=2, L=6:
+    layers 3 and 6, 1-based), so the top layer is always copied. ``teacher_distilbert``:
+    round(i·(L-1)/(k-1)), evenly spaced from the first to the last layer, which for k=6, L=12
+    gives 0, 2, 4, 7, 9, 11, the layers DistilBERT's released checkpoint was initialised from
+    (Sanh et al. 2019); k=1 gives the last layer. ``random``: [].
 
     Raises:
         StudyConfigError: unknown initialisation, or k > L for a teacher_* choice.
@@ -145,7 +177,11 @@ def teacher_layer_indices(initialisation: str, student_layers: int, teacher_laye
         return list(range(k))
     if initialisation == "teacher_upper":
         return list(range(n - k, n))
-    return [math.floor(i * n / k) for i in range(k)]
+    if initialisation == "teacher_uniform":
+        return [(i + 1) * n // k - 1 for i in range(k)]
+    if k == 1:
+        return [n - 1]
+    return [math.floor(i * (n - 1) / (k - 1) + 0.5) for i in range(k)]
 
 
 def check_initialisation(initialisation: str, size: StudentSize, teacher_config: PretrainedConfig) -> None:

@@ -1,7 +1,8 @@
 """Run a grid: validate everything, prepare teachers, train each pending cell once.
 
-Resumability: a cell is done when its experiment holds a FINISHED run with its ``study.cell_id``;
-done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
+Resumability: a cell is done when the store holds a FINISHED run with its ``study.cell_id``, in
+any grid's experiment (the paper grids overlap: a cell one grid trained is tagged as a member of
+the next grid that contains it, not retrained); done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
 workers never train the same cell, and a RUNNING run found while holding the lock belongs to a
 dead process (e.g. SIGKILL): it is marked KILLED and the cell is retrained. A cell that raises is
 logged FAILED with its error, and the grid goes on.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from analysis import contract
 from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +25,7 @@ from study.data import TASKS, resolve_data_dir
 from study.datacache import DataCache
 from study.grid import Cell, Grid
 from study.models import StudentSize, build_student
-from study.objectives import build_objective
+from study.objectives import ModelDims
 from study.paths import runs_dir
 from study.teacher import Teacher, ensure_teacher
 from study.tracking import Tracker, environment_tags
@@ -52,8 +54,10 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
     (with the error) and is re-raised.
     """
     task = TASKS[cell.dataset]
-    tags = {"study.kind": "cell", "study.cell_id": cell.cell_id, "study.grid": cell.grid,
-            "study.teacher_id": cell.teacher.teacher_id, "study.teacher_run_id": teacher.run_id,
+    tags = {contract.TAG_KIND: contract.KIND_CELL, contract.TAG_CELL_ID: cell.cell_id,
+            contract.TAG_GRID: cell.grid, contract.membership_tag(cell.grid):
+                contract.encode_membership(cell.name, cell.factors),
+            contract.TAG_TEACHER_ID: cell.teacher.teacher_id, contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
             "study.augmentation_version": cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
@@ -61,16 +65,9 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
     try:
         tr = cell.training
         size = StudentSize.parse(cell.student)
-        tcfg = teacher.model.config
         torch.manual_seed(derive_seed(cell.seed, "init"))
-        objective = build_objective(
-            cell.objective, cell.objective_params, task_type=task.task_type,
-            teacher_layers=tcfg.num_hidden_layers, student_layers=size.layers,
-            teacher_hidden_size=tcfg.hidden_size, student_hidden_size=size.hidden)
-        # sdpa returns no attention maps; attention transfer needs the eager kernels.
-        attn = "eager" if objective.needs_attentions else "sdpa"
-        teacher.model.set_attn_implementation(attn)
-        student = build_student(teacher.model, size, cell.initialisation, task.num_labels, attn)
+        # Attention-like features come from Q/K/V hooks, so both models keep the fast sdpa kernel.
+        student = build_student(teacher.model, size, cell.initialisation, task.num_labels, "sdpa")
         train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
                                   max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
                                   augmentation=cell.augmentation,
@@ -78,8 +75,11 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
                                   augmentation_seed=cell.seed)
         dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
                                                 tr["max_eval_examples"])
+        torch.manual_seed(derive_seed(cell.seed, "objective_init"))  # learned projections, critics
+        objective = cell.build_objective(task.task_type, ModelDims.of(student.config),
+                                         ModelDims.of(teacher.model.config), train_size=len(train_ds))
         cached = None
-        if objective.needs_teacher and not (objective.needs_hidden or objective.needs_attentions):
+        if objective.needs_teacher and not objective.needs_teacher_forward:
             # Logit-only objectives read the frozen teacher's logits from a per-split cache.
             cached = data.teacher_logits(cell.teacher.teacher_id, teacher.model, train_ds,
                                          teacher.tokenizer, device)
@@ -105,9 +105,17 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
         raise
 
 
-def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True) -> tuple[list[Cell], list[Cell], dict[str, str]]:
-    """Split the grid's cells into (pending, done) by what the store holds."""
+def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True,
+         adopt: bool = True) -> tuple[list[Cell], list[Cell], dict[str, str]]:
+    """Split the grid's cells into (pending, done) by what the store holds (in any grid).
+
+    With ``adopt``, finished cells that another grid trained are tagged as this grid's members
+    (a dry run passes False and writes nothing).
+    """
     cells = grid.validate()
+    if adopt:
+        # cells another grid already trained are this grid's too: tag them, never retrain them
+        tracker.adopt(grid.name, cells, tracker.cell_runs())
     status = tracker.cell_status(grid.name)
     done = [c for c in cells if status.get(c.cell_id) == "done"]
     pending = [c for c in cells if status.get(c.cell_id) != "done"
@@ -158,9 +166,10 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                 bar.update(1)
                 continue
             try:
-                runs = tracker.runs(grid.name, "cell", "study.cell_id", cell.cell_id).get(cell.cell_id, [])
+                runs = tracker.cell_runs(cell.cell_id).get(cell.cell_id, [])
                 if any(r.info.status == "FINISHED" for r in runs):
                     summary.skipped += 1  # finished by another worker since we planned
+                    tracker.adopt(grid.name, [cell], {cell.cell_id: runs})
                     continue
                 if tracker.kill_orphans(runs):
                     tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")

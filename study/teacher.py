@@ -21,8 +21,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from study.data import TASKS
 from study.datacache import DataCache
 from study.grid import TeacherSpec
-from study.models import canonical_teacher, load_pretrained_classifier, resolve_teacher_path
-from study.objectives import build_objective
+from study.models import load_pretrained_classifier, resolve_teacher_path, teacher_identity
+from study.objectives import Distillation, ModelDims
 from study.paths import runs_dir
 from study.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
 from study.trainer import derive_seed, train
@@ -78,12 +78,9 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         dev_ds, dev_labels = data.tokenized_dev(spec.dataset, tokenizer, s["max_length"], s["max_eval_examples"])
         torch.manual_seed(derive_seed(s["seed"], "teacher_init"))
         model = load_pretrained_classifier(spec.model, task.num_labels)
-        objective = build_objective("ce", {}, task_type=task.task_type,
-                                    teacher_layers=model.config.num_hidden_layers,
-                                    student_layers=model.config.num_hidden_layers,
-                                    teacher_hidden_size=model.config.hidden_size,
-                                    student_hidden_size=model.config.hidden_size)
-        params = {"dataset": spec.dataset, "teacher": canonical_teacher(spec.model),
+        dims = ModelDims.of(model.config)
+        objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
+        params = {"dataset": spec.dataset, "teacher": teacher_identity(spec.model),
                   **{k: str(v) for k, v in s.items() if k != "model"}}
         tags = {"study.kind": "teacher", "study.teacher_id": spec.teacher_id,
                 **environment_tags(device.type)}

@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import study
+from analysis import contract
 from study.paths import PROJECT_ROOT, runs_dir, tracking_uri
 
 TEACHER_EXPERIMENT = "teachers"
@@ -88,19 +89,24 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    def runs(self, experiment: str, kind: str, key: str, value: str | None = None) -> dict[str, list]:
-        """Runs of ``kind`` in ``experiment``, grouped by the tag ``key``, newest first; only those
-        whose ``key`` equals ``value`` when it is given (one cell's runs, without reading them all)."""
-        exp_id = self.experiment_id(experiment, create=False)
+    def runs(self, experiment: str | None, kind: str, key: str, value: str | None = None) -> dict[str, list]:
+        """Runs of ``kind`` in ``experiment`` (every experiment when None), grouped by the tag
+        ``key``, newest first; only those whose ``key`` equals ``value`` when it is given (one
+        cell's runs, without reading them all)."""
+        if experiment is None:
+            exp_ids = [e.experiment_id for e in self.client.search_experiments(max_results=50000)]
+        else:
+            exp_id = self.experiment_id(experiment, create=False)
+            exp_ids = [] if exp_id is None else [exp_id]
         out: dict[str, list] = defaultdict(list)
-        if exp_id is None:
+        if not exp_ids:
             return out
-        query = f"tags.`study.kind` = '{kind}'"
+        query = f"tags.`{contract.TAG_KIND}` = '{kind}'"
         if value is not None:
             query += f" and tags.`{key}` = '{value}'"
         token = None
         while True:
-            page = self.client.search_runs([exp_id], filter_string=query,
+            page = self.client.search_runs(exp_ids, filter_string=query,
                                            max_results=1000, page_token=token,
                                            order_by=["attributes.start_time DESC"])
             for run in page:
@@ -109,10 +115,31 @@ class Tracker:
             if not token:
                 return out
 
-    def cell_status(self, grid: str) -> dict[str, str]:
-        """cell_id → ``done`` (a FINISHED run exists), ``failed``, ``running``, or ``killed``."""
+    def cell_runs(self, cell_id: str | None = None) -> dict[str, list]:
+        """Every cell run in the store (any grid's experiment), by cell id, newest first: a cell
+        trained by one grid is found by every grid that contains it."""
+        return self.runs(None, contract.KIND_CELL, contract.TAG_CELL_ID, cell_id)
+
+    def adopt(self, grid: str, cells: Iterable, runs: dict[str, list]) -> int:
+        """Tag the FINISHED run of each of ``cells`` (objects with ``cell_id``, ``name``,
+        ``factors``) as a member of ``grid`` when another grid trained it; returns how many."""
+        key = contract.membership_tag(grid)
+        n = 0
+        for cell in cells:
+            for run in runs.get(cell.cell_id, []):
+                if run.info.status == "FINISHED":
+                    if key not in run.data.tags:
+                        self.client.set_tag(run.info.run_id, key,
+                                            contract.encode_membership(cell.name, cell.factors))
+                        n += 1
+                    break
+        return n
+
+    def cell_status(self, grid: str | None = None) -> dict[str, str]:
+        """cell_id → ``done`` (a FINISHED run exists in any experiment), ``failed``, ``running``,
+        or ``killed``. ``grid`` is accepted for compatibility; the lookup is by cell id."""
         status = {}
-        for cell_id, runs in self.runs(grid, "cell", "study.cell_id").items():
+        for cell_id, runs in self.cell_runs().items():
             statuses = [r.info.status for r in runs]
             if "FINISHED" in statuses:
                 status[cell_id] = "done"
@@ -123,8 +150,10 @@ class Tracker:
     def start(self, experiment: str, run_name: str, tags: dict[str, str], params: dict[str, str]) -> str:
         """Create a RUNNING run with its params and tags logged in one batch; return its id."""
         run = self.client.create_run(self.experiment_id(experiment), run_name=run_name)
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        params_list = [Param(k, str(v)) for k, v in params.items()]
+        tags_list = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, max(len(params_list), len(tags_list)), 100):  # MLflow: 100 of each per batch
+            self.client.log_batch(run.info.run_id, params=params_list[i:i + 100], tags=tags_list[i:i + 100])
         return run.info.run_id
 
     def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:

@@ -24,7 +24,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from study.data import Split, TaskSpec
 from study.metrics import compute_metrics
-from study.objectives.base import KDInputs, Objective
+from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -147,7 +147,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, labels: list, task: Tas
 
 def train(
     model: torch.nn.Module,
-    objective: Objective,
+    objective: Distillation,
     train_data: TokenizedSplit,
     dev_data: TokenizedSplit,
     dev_labels: list,
@@ -170,6 +170,10 @@ def train(
             logging; ``train_loss`` per optimiser step, dev metrics per epoch).
         cached_teacher_logits: (N, C) from ``teacher_logits``; used instead of running the teacher
             when the objective needs only logits.
+
+    Raises:
+        FloatingPointError: the loss became nan or inf (the message names the step).
+        ValueError: the objective reads the teacher and neither it nor cached logits were given.
     """
     start = time.perf_counter()
     if device.type == "cuda":
@@ -186,6 +190,15 @@ def train(
     objective.to(device)
     if teacher is not None:
         teacher.to(device).eval()
+    use_cache = (objective.needs_teacher and not objective.needs_teacher_forward
+                 and cached_teacher_logits is not None)
+    run_teacher = teacher is not None and objective.needs_teacher and not use_cache
+    if objective.needs_teacher and not (use_cache or run_teacher):
+        raise ValueError("the objective reads the teacher, but neither a teacher nor cached logits were given")
+    # Forward hooks keep the Q/K/V projections that attention-like features are computed from.
+    s_layers, t_layers = objective.taps()
+    taps = [FeatureTap(model, set(s_layers), set().union(*s_layers.values())) if s_layers else None,
+            FeatureTap(teacher, set(t_layers), set().union(*t_layers.values())) if t_layers else None]
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     no_decay = lambda n: n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n  # noqa: E731
     named = list(model.named_parameters()) + list(objective.named_parameters())
@@ -201,63 +214,89 @@ def train(
     history: list[dict] = []
     step, seen, train_time = 0, 0, 0.0
     dev_metrics: dict[str, float] = {}
-    for epoch in range(1, budget["epochs"] + 1):
-        model.train()
-        points: list[tuple[str, float, int]] = []
-        t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{budget['epochs']}", leave=False, unit="batch")
-        for batch in bar:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            idx = batch.pop("idx")
-            with _autocast(device):
-                out = model(**batch, output_hidden_states=objective.needs_hidden,
-                            output_attentions=objective.needs_attentions)
-                t_out, t_logits = None, None
-                if objective.needs_teacher and cached_teacher_logits is not None and not (
-                        objective.needs_hidden or objective.needs_attentions):
-                    t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C)
-                elif teacher is not None and objective.needs_teacher:
-                    with torch.no_grad():
-                        t_out = teacher(**batch, output_hidden_states=objective.needs_hidden,
-                                        output_attentions=objective.needs_attentions)
-                        t_logits = t_out.logits.float()
-            losses = objective(KDInputs(
-                student_logits=out.logits.float(),                      # (B, C)
-                labels=labels,                                          # (B,)
-                attention_mask=batch["attention_mask"],                 # (B, T)
-                teacher_logits=t_logits,
-                student_hidden=_f32(out.hidden_states), teacher_hidden=_f32(t_out.hidden_states if t_out else None),
-                student_attentions=_f32(out.attentions), teacher_attentions=_f32(t_out.attentions if t_out else None),
-            ))
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at step {step}")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, budget["max_grad_norm"])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += labels.shape[0]
-            points.append(("train_loss", loss.item(), step))
-            for k, v in losses.items():
-                if k != "loss":
-                    points.append((f"train_{k}", float(v.detach()), step))
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        train_time += time.perf_counter() - t0
-        dev_metrics = evaluate(model, dev_loader, dev_labels, task, device)
-        points += [(f"dev_{k}", float(v), epoch) for k, v in dev_metrics.items()]
-        history.append({"epoch": epoch, **dev_metrics})
-        if log_metrics:
-            log_metrics(points)
+    try:
+        for epoch in range(1, budget["epochs"] + 1):
+            model.train()
+            # Losses stay on the device and reach the host once per epoch (each .item() would be a
+            # GPU synchronisation); finiteness is read every CHECK_EVERY steps.
+            recorded: dict[str, list[torch.Tensor]] = {}
+            first_step = step + 1
+            t0 = time.perf_counter()
+            bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{budget['epochs']}", leave=False, unit="batch")
+            for batch in bar:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                labels = batch.pop("labels")
+                idx = batch.pop("idx")
+                mask = batch["attention_mask"].bool()  # (B, T)
+                for tap in taps:
+                    if tap is not None:
+                        tap.clear()
+                with _autocast(device):
+                    out = model(**batch, output_hidden_states=objective.needs_hidden)
+                    t_out, t_logits = None, None
+                    if use_cache:
+                        t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C)
+                    elif run_teacher:
+                        with torch.no_grad():
+                            t_out = teacher(**batch, output_hidden_states=objective.needs_hidden)
+                            t_logits = t_out.logits.float()
+                student_src = teacher_src = None
+                if len(objective.terms):
+                    student_src = FeatureSource(mask, model.config.num_attention_heads, out.hidden_states,
+                                                taps[0].projections if taps[0] else {})
+                    teacher_src = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
+                                                taps[1].projections if taps[1] else {})
+                losses = objective(KDInputs(
+                    student_logits=out.logits.float(),  # (B, C)
+                    labels=labels,  # (B,)
+                    mask=mask,  # (B, T)
+                    teacher_logits=t_logits,
+                    student=student_src, teacher=teacher_src, index=idx,
+                ))
+                loss = losses["loss"]
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, budget["max_grad_norm"])
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                seen += labels.shape[0]
+                for k, v in losses.items():
+                    recorded.setdefault("train_loss" if k == "loss" else f"train_{k}", []).append(v.detach())
+                if step % CHECK_EVERY == 0:
+                    _check_finite(recorded["train_loss"], first_step)
+                    bar.set_postfix(loss=f"{recorded['train_loss'][-1].item():.4f}")
+            _check_finite(recorded.get("train_loss", []), first_step)
+            train_time += time.perf_counter() - t0
+            points: list[tuple[str, float, int]] = []
+            for key, values in recorded.items():
+                host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
+                points += [(key, v, first_step + i) for i, v in enumerate(host)]
+            dev_metrics = evaluate(model, dev_loader, dev_labels, task, device)
+            points += [(f"dev_{k}", float(v), epoch) for k, v in dev_metrics.items()]
+            history.append({"epoch": epoch, **dev_metrics})
+            if log_metrics:
+                log_metrics(points)
+    finally:
+        for tap in taps:
+            if tap is not None:
+                tap.remove()
     wall = time.perf_counter() - start
     return TrainResult(dev_metrics=dev_metrics, wall_time_s=wall, train_time_s=train_time,
                        train_examples_per_s=seen / train_time if train_time else float("nan"),
                        peak_memory_mb=peak_memory_mb(device), history=history)
 
 
-def _f32(tensors):
-    if tensors is None:
-        return None
-    return tuple(t.float() for t in tensors)
+#: Steps between reads of the loss's finiteness (each read is a host synchronisation on a GPU).
+CHECK_EVERY = 50
+
+
+def _check_finite(losses: list[torch.Tensor], first_step: int) -> None:
+    """Raise FloatingPointError naming the first step whose loss is nan or inf."""
+    if not losses:
+        return
+    stacked = torch.stack(losses)
+    finite = torch.isfinite(stacked)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise FloatingPointError(f"non-finite training loss {stacked[bad].item()} at step {first_step + bad}")

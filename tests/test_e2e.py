@@ -62,14 +62,14 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
     run = next(r for r in runs if r.info.run_name == "sst2-L2_H384-attention_kl-teacher_lower-none-s0")
     p, m, t = run.data.params, run.data.metrics, run.data.tags
     assert (p["objective"], p["initialisation"], p["student"], p["dataset"]) == ("attention_kl", "teacher_lower", "L2_H384", "sst2")
-    assert p["objective.beta"] == "1.0" and p["teacher"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert p["intermediate.0.weight"] == "1.0" and p["intermediate.0.features"] == "attention" and p["teacher"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(t["study.cell_id"]) == 16 and t["study.grid"] == "tiny" and t["study.device"] == "cpu"
     assert 0.0 <= m["dev_score"] <= 1.0 and m["dev_score"] == m["dev_accuracy"]
     assert m["train_examples_per_s"] > 0 and m["wall_time_s"] > 0 and m["peak_memory_mb"] > 0
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert [h.step for h in history] == [1, 2, 3, 4]  # 64 examples / batch 16, one point per step
-    assert client.get_metric_history(run.info.run_id, "train_loss_attention")
+    assert client.get_metric_history(run.info.run_id, "train_loss_attention_kl")
 
     teachers = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
     assert len(teachers) == 1 and teachers[0].info.status == "FINISHED"
@@ -196,7 +196,7 @@ def test_regression_pairs_augmentation_and_narrow_students(tmp_path, isolated_ru
     stsb = runs["stsb-L4_H256-hidden_mse-random-eda-s0"].data
     assert {"dev_pearson", "dev_spearman"} <= set(stsb.metrics)
     assert stsb.metrics["dev_score"] == pytest.approx((stsb.metrics["dev_pearson"] + stsb.metrics["dev_spearman"]) / 2)
-    assert "train_loss_mse" in stsb.metrics and "train_loss_hidden" in stsb.metrics
+    assert "train_loss_mse" in stsb.metrics and "train_loss_hidden_mse" in stsb.metrics
     assert stsb.metrics["train_examples"] == 64  # 32 originals + one EDA copy each
     mrpc = runs["mrpc-L2_H384-logit_kd-teacher_uniform-eda-s0"].data
     assert {"dev_f1", "dev_accuracy"} <= set(mrpc.metrics) and mrpc.params["augmentation.n_aug"] == "1"
@@ -222,3 +222,26 @@ def test_teacher_logit_cache_matches_the_teacher(shared_data):
             ids = torch.tensor([data.features[i]["input_ids"]])
             alone = teacher(input_ids=ids, token_type_ids=torch.zeros_like(ids)).logits[0]
             assert torch.allclose(cache[i], alone, atol=1e-4), i
+
+
+def test_a_cell_trained_by_one_grid_is_found_by_another(tmp_path, isolated_runs, shared_data):
+    """The paper grids overlap: cells are keyed by id in the whole store, never retrained, and
+    the second grid's table shows them with its own factors (read from the runs)."""
+    from analysis.table import grid_factors, load_runs
+
+    first = dict(TINY, axes={"dataset": ["sst2"], "student": ["L2_H384"], "initialisation": ["teacher_lower"],
+                             "prediction.student_temperature": [1, 2]})
+    second = dict(TINY, axes={"dataset": ["sst2"], "student": ["L2_H384"], "initialisation": ["teacher_lower"],
+                              "prediction.student_temperature": [2], "prediction.distance": ["kl", "mse"]})
+    assert invoke("run", "--grid", str(write_grid(tmp_path, first, "first")), "--data-dir", str(shared_data),
+                  "--device", "cpu").exit_code == 0
+    result = invoke("run", "--grid", str(write_grid(tmp_path, second, "second")), "--data-dir",
+                    str(shared_data), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert len(cell_runs("first")) == 2 and len(cell_runs("second")) == 1  # kl at tau_s 2 was not retrained
+    df = load_runs("second")
+    assert len(df) == 2 and grid_factors(df) == ["prediction.distance"]
+    assert sorted(df["prediction.distance"].astype(str)) == ["kl", "mse"]
+    shared = df.loc[df["prediction.distance"] == "kl", "cell_id"].item()
+    assert shared in set(load_runs("first")["cell_id"])
+    assert set(load_runs("first").attrs["factors"]) == {"prediction.student_temperature"}

@@ -122,3 +122,113 @@ def test_unknown_grid_name_lists_shipped_grids():
 def test_shipped_grids_are_valid_yaml_with_their_file_name():
     for path in grids_dir().glob("*.yaml"):
         assert yaml.safe_load(path.read_text())["name"] == path.stem
+
+
+# ------------------------------------------------------------------------- the open cell
+
+OPEN = {
+    "name": "open",
+    "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "initialisation": ["teacher_lower"],
+             "prediction.distance": ["kl", "mse"], "prediction.student_temperature": [1, 2],
+             "intermediate.mapping": ["skip", "last"]},
+    "intermediate": [{"features": "hidden", "loss": "mse"}],
+    "training": {"epochs": 1},
+}
+
+
+def test_dotted_axes_reach_the_slots_and_are_the_factors():
+    grid = parse_grid(OPEN)
+    cells = grid.validate()
+    assert len(cells) == 8 and len({c.cell_id for c in cells}) == 8
+    assert grid.factors == ["intermediate.mapping", "prediction.distance", "prediction.student_temperature"]
+    cell = next(c for c in cells if c.factors == {"intermediate.mapping": "last", "prediction.distance": "mse",
+                                                  "prediction.student_temperature": "2"})
+    assert cell.prediction == {"distance": "mse", "teacher_temperature": 2.0, "student_temperature": 2.0,
+                               "alpha": 0.5}
+    assert cell.intermediate == [{"features": "hidden", "loss": "mse", "mapping": "last", "weight": 1.0}]
+    assert cell.objective == "custom"
+    assert cell.name == "sst2-L2_H384-custom-teacher_lower-none-mapping=last-distance=mse-student_temperature=2-s0"
+    params = cell.params()
+    assert params["prediction.distance"] == "mse" and params["intermediate.0.mapping"] == "last"
+    assert params["intermediate.mapping"] == "last"  # each factor by its axis name
+
+
+def test_presets_keep_old_meanings_and_fixed_slots_apply_on_top():
+    spec = dict(SPEC, axes=dict(SPEC["axes"], objective=["ce", "attention_kl"]))
+    cells = {c.objective: c for c in parse_grid(spec).cells() if c.seed == 0 and c.initialisation == "random"}
+    assert cells["ce"].prediction == {"distance": "none", "alpha": 0.0} and cells["ce"].intermediate == []
+    assert cells["attention_kl"].intermediate == [{"features": "attention", "loss": "kl", "mapping": "skip",
+                                                   "weight": 1.0}]
+    # legacy objective_params: alpha weighed the gold term, so 0.2 there is 0.8 on the teacher
+    legacy = dict(spec, objective_params={"attention_kl": {"alpha": 0.2, "layer_mapping": "last", "beta": 3}})
+    cell = next(c for c in parse_grid(legacy).cells() if c.objective == "attention_kl")
+    assert cell.prediction["alpha"] == pytest.approx(0.8)
+    assert cell.intermediate[0]["mapping"] == "last" and cell.intermediate[0]["weight"] == 3.0
+
+
+def test_choices_that_resolve_alike_are_one_cell():
+    # alpha 0 never reads the teacher: the distance axis then makes no difference
+    spec = {"name": "d", "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "prediction.alpha": [0, 0.5],
+                                  "prediction.distance": ["kl", "mse"]}}
+    cells = parse_grid(spec).cells()
+    assert len(cells) == 3
+
+
+def test_cells_are_the_same_across_grids():
+    a = {c.cell_id for c in parse_grid(OPEN).cells()}
+    other = copy.deepcopy(OPEN)
+    other["name"] = "other"
+    other["axes"]["intermediate.mapping"] = ["skip"]
+    b = {c.cell_id for c in parse_grid(other).cells()}
+    assert b < a  # the smaller grid's cells are cells of the larger one
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"training": {"learning_rate": 0}}, "training.learning_rate: Input should be greater than 0, got 0"),
+    ({"training": {"learning_rate": -1e-4}}, "greater than 0"),
+    ({"training": {"warmup_ratio": "lots"}}, "warmup_ratio"),
+    ({"training": {"warmup_ratio": 1.5}}, "less than or equal to 1"),
+    ({"training": {"weight_decay": -0.1}}, "weight_decay"),
+    ({"training": {"epochs": 1.5}}, "training.epochs"),
+    ({"training": {"learnign_rate": 1e-4}}, "Did you mean 'learning_rate'"),
+    ({"teacher": {"epochs": 0}}, "teacher.epochs"),
+    ({"intermediate": [{"features": "hidden", "weight": float("inf")}]}, "weight must be a finite number"),
+    ({"prediction": {"alpha": 2}}, "alpha must be a number in \\[0, 1\\]"),
+    ({"name": ""}, "Bad grid name ''"),
+    ({"name": "../../x"}, "Bad grid name '../../x'"),
+    ({"axes": {"dataset": ["sst2"], "student": ["L2_H384"], "predicton.alpha": [0.5]}}, "Unknown axis 'predicton.alpha'"),
+    ({"axes": {"dataset": ["sst2"], "student": ["L2_H384"], "prediction.alfa": [0.5]}}, "Did you mean 'alpha'"),
+])
+def test_bad_values_are_refused_before_training(patch, message):
+    spec = {**copy.deepcopy(OPEN), **patch}
+    with pytest.raises(StudyConfigError, match=message):
+        parse_grid(spec)
+
+
+def test_student_width_is_checked_up_front():
+    spec = dict(copy.deepcopy(OPEN), axes={"dataset": ["sst2"], "student": ["L2_H385"]})
+    with pytest.raises(StudyConfigError, match="385 is not a multiple of the teacher's head size 32"):
+        parse_grid(spec).validate()
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: dup\naxes:\n  dataset: [sst2]\n  student: [L2_H384]\n  dataset: [cola]\n")
+    with pytest.raises(StudyConfigError, match="duplicate key 'dataset'"):
+        load_grid(path)
+
+
+@pytest.mark.parametrize("name", ["smoke", "full", "wang2023", "wang2023-cpu", "sultan2024", "sultan2024-cpu"])
+def test_every_shipped_grid_expands_and_validates(name):
+    grid = load_grid(name)
+    cells = grid.validate()
+    assert cells and len({c.cell_id for c in cells}) == len(cells)
+    assert grid.name == name and set(grid.factors) <= set(grid.axes)
+
+
+def test_paper_grids_vary_what_their_papers_vary():
+    assert {"objective", "initialisation"} <= set(load_grid("wang2023").factors)
+    assert {"prediction.alpha", "prediction.distance", "prediction.student_temperature"} <= set(
+        load_grid("sultan2024").factors)
+    cpu = {c.cell_id for c in load_grid("wang2023-cpu").cells()}
+    assert len(cpu) == 2 * 3 * 2 * 3

@@ -22,11 +22,43 @@ def test_known_name_resolves_to_installed_files():
 
 
 @pytest.mark.parametrize("init, k, expected", [
-    ("teacher_lower", 2, [0, 1]), ("teacher_upper", 2, [4, 5]), ("teacher_uniform", 2, [0, 3]),
-    ("teacher_uniform", 3, [0, 2, 4]), ("teacher_uniform", 6, [0, 1, 2, 3, 4, 5]), ("random", 2, []),
+    ("teacher_lower", 2, [0, 1]), ("teacher_upper", 2, [4, 5]),
+    # the layers skip distils towards (1-based 3, 6 and 2, 4, 6): the top layer is copied
+    ("teacher_uniform", 2, [2, 5]), ("teacher_uniform", 3, [1, 3, 5]), ("teacher_uniform", 6, [0, 1, 2, 3, 4, 5]),
+    ("teacher_distilbert", 2, [0, 5]), ("teacher_distilbert", 3, [0, 3, 5]), ("teacher_distilbert", 1, [5]),
+    ("random", 2, []),
 ])
 def test_teacher_layer_indices(init, k, expected):
     assert teacher_layer_indices(init, k, 6) == expected
+
+
+def test_teacher_uniform_copies_what_skip_distils_towards():
+    from study.objectives.mappings.skip import Skip
+
+    for k, n in ((2, 6), (3, 6), (4, 6), (3, 12), (6, 12)):
+        pairs = Skip(None, student_layers=k, teacher_layers=n).pairs()
+        assert teacher_layer_indices("teacher_uniform", k, n) == [t - 1 for _, t, _ in pairs]
+
+
+def test_distilbert_initialisation_matches_the_released_choice():
+    # DistilBERT (Sanh et al. 2019) was initialised from BERT-base layers 0, 2, 4, 7, 9, 11
+    assert teacher_layer_indices("teacher_distilbert", 6, 12) == [0, 2, 4, 7, 9, 11]
+
+
+def test_local_teacher_identity_is_its_weights_not_its_path(tmp_path):
+    from study.models import teacher_identity
+
+    a, b = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    for folder in (a, b):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"x": 1}')
+        (folder / "model.safetensors").write_bytes(b"weights")
+    assert teacher_identity(str(a)) == teacher_identity(str(b)) and teacher_identity(str(a)).startswith("local:")
+    assert str(tmp_path) not in teacher_identity(str(a))
+    (b / "model.safetensors").write_bytes(b"other weights")
+    teacher_identity.cache_clear()
+    assert teacher_identity(str(a)) != teacher_identity(str(b))
+    assert teacher_identity("all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_deeper_student_refused():

@@ -73,9 +73,14 @@ class IntermediateTerm(torch.nn.Module):
         else:
             heads = self.feature_params.get("relation_heads")
             dims = (heads or student.heads, heads or teacher.heads)
-        student_layers, _ = self.mapping.layers_used()
+        pairs = getattr(self.mapping, "pairs", None)
+        if pairs is not None:
+            n_pairs = len(pairs())
+        else:  # a learned mapping may compare every pair
+            student_layers, teacher_layers = self.mapping.layers_used()
+            n_pairs = len(student_layers) * len(teacher_layers)
         context = LossContext(self.feature.name, self.feature.kind, dims[0], dims[1], train_size,
-                              pairs=len(student_layers))
+                              pairs=n_pairs)
         self.loss = INTERMEDIATE_LOSSES[entry["loss"]](loss_params, context)
 
     def forward(self, inputs: KDInputs) -> Tensor:

@@ -1,0 +1,75 @@
+"""The MLflow contract between the runner (``study``) and the analysis: one place for every name.
+
+The runner writes runs with these tags, params and metrics; ``analysis.table`` reads them. The
+analysis never keeps its own list of factors: each run says, per grid that contains it, which
+factors that grid varies and the cell's value of each (``membership_tag``). This module imports
+nothing from ``study`` (the analysis imports no part of the runner); the runner imports it.
+
+Tags:
+- ``study.kind``: ``cell`` or ``teacher``
+- ``study.cell_id``: the cell's id (hash of its resolved choices); ``study.teacher_id`` likewise
+- ``study.grid``: the grid whose run trained it
+- ``study.in.<grid>``: JSON ``{"name": display name, "factors": {factor: value}}`` for every grid
+  that contains the cell (a cell trained by one grid is found, not retrained, by another: the
+  runner adds that grid's tag); ``factors`` lists every axis of the grid with more than one value
+- ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs)
+
+Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
+metric, ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``,
+``student_parameters``, ``train_examples``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+TAG_KIND = "study.kind"
+KIND_CELL = "cell"
+KIND_TEACHER = "teacher"
+TAG_CELL_ID = "study.cell_id"
+TAG_TEACHER_ID = "study.teacher_id"
+TAG_TEACHER_RUN_ID = "study.teacher_run_id"
+TAG_GRID = "study.grid"
+TAG_ERROR = "study.error"
+MEMBERSHIP_PREFIX = "study.in."
+
+METRIC_SCORE = "dev_score"
+METRIC_TEACHER_SCORE = "teacher_dev_score"
+COST_METRICS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
+
+#: Factors with a fixed role in the analysis: datasets are blocks, seeds are replicates.
+BLOCK_FACTORS = ("dataset",)
+REPLICATE_FACTOR = "seed"
+
+#: What a grid name may be: it names an MLflow experiment, a tag and a report file.
+GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def membership_tag(grid: str) -> str:
+    """The tag key that marks a run as a cell of ``grid``.
+
+    Raises:
+        ValueError: ``grid`` is not a valid grid name (letters, digits, ``_ . -``).
+    """
+    if not GRID_NAME.match(grid or ""):
+        raise ValueError(f"Bad grid name {grid!r}: use letters, digits, '_', '.' and '-' (at most 100), "
+                         "starting with a letter or digit.")
+    return MEMBERSHIP_PREFIX + grid
+
+
+def encode_membership(name: str, factors: Mapping[str, str]) -> str:
+    """The value of a membership tag: the cell's display name and its value of each grid factor."""
+    return json.dumps({"name": name, "factors": {k: str(v) for k, v in factors.items()}}, sort_keys=True)
+
+
+def decode_membership(value: str) -> tuple[str, dict[str, str]]:
+    """(display name, {factor: value}) from a membership tag's value."""
+    data = json.loads(value)
+    return data["name"], dict(data["factors"])
+
+
+def treatments(factors: list[str]) -> list[str]:
+    """The factors whose effect the analysis estimates: all but blocks and the replicate."""
+    return [f for f in factors if f not in BLOCK_FACTORS and f != REPLICATE_FACTOR]
