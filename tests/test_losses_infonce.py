@@ -157,6 +157,8 @@ def test_config_errors():
         make(negatives="queue")
     with pytest.raises(StudyConfigError, match="train_size"):
         make(negatives="memory")
+    with pytest.raises(StudyConfigError, match="one layer pair"):
+        INTERMEDIATE_LOSSES["infonce"]({"negatives": "memory"}, LossContext("cls", "vector", H, H, 8, pairs=3))
     with pytest.raises(StudyConfigError, match="temperature"):
         make(temperature=0.0)
     loss = make(negatives="memory", train_size=4)

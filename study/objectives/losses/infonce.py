@@ -53,7 +53,8 @@ class InfoNCE(IntermediateLoss):
     only as tau -> 0), lower the better the student's embedding identifies its teacher's.
 
     Raises:
-        StudyConfigError: ``memory`` without a training-set size.
+        StudyConfigError: ``memory`` without a training-set size, or with a mapping of more than
+            one layer pair (``LossContext.pairs``; the bank holds one embedding per example).
         ValueError: ``memory`` called without ``index``, or an index outside the training set.
     """
 
@@ -79,6 +80,11 @@ class InfoNCE(IntermediateLoss):
                 raise StudyConfigError(
                     "Intermediate loss 'infonce' with negatives: memory needs the training-set size "
                     "(LossContext.train_size), got 0.")
+            if context.pairs != 1:
+                # one bank row per example: a second layer pair would overwrite it with another layer
+                raise StudyConfigError(
+                    f"Intermediate loss 'infonce' with negatives: memory keeps one bank per entry and "
+                    f"so takes a mapping with one layer pair (such as 'last'), got {context.pairs} pairs.")
             n = context.train_size
             self.register_buffer("student_bank", torch.zeros(n, dim), persistent=False)
             self.register_buffer("teacher_bank", torch.zeros(n, dim), persistent=False)
