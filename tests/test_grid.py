@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import yaml
 
-from study.grid import load_grid, parse_grid, stable_hash
+from study.grid import available_grids, load_grid, parse_grid, stable_hash
 from study.paths import grids_dir
 from study.registry import StudyConfigError
 
@@ -218,7 +218,7 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
         load_grid(path)
 
 
-@pytest.mark.parametrize("name", ["smoke", "full", "wang2023", "wang2023-cpu", "sultan2024", "sultan2024-cpu"])
+@pytest.mark.parametrize("name", available_grids())
 def test_every_shipped_grid_expands_and_validates(name):
     grid = load_grid(name)
     cells = grid.validate()
@@ -232,3 +232,8 @@ def test_paper_grids_vary_what_their_papers_vary():
         load_grid("sultan2024").factors)
     cpu = {c.cell_id for c in load_grid("wang2023-cpu").cells()}
     assert len(cpu) == 2 * 3 * 2 * 3
+    distiller = load_grid("distiller")
+    assert {"intermediate.loss", "intermediate.mapping", "prediction.distance", "augmentation"} <= set(distiller.factors)
+    assert len(distiller.validate()) == 6 * 4 * 3 * 2 * 2 * 3
+    assert "intermediate.alpha" in load_grid("distiller-mi-alpha").factors
+    assert set(available_grids()) >= {"smoke", "full", "distiller", "wang2023", "sultan2024"}
