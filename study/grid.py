@@ -64,11 +64,12 @@ from study import augment as augment_mod
 from study import data as data_mod
 from study.models import (
     INIT_VERSION,
-    INITIALISATIONS,
     StudentSize,
     check_initialisation,
+    check_initialisation_name,
+    initialisation_identity,
     load_teacher_config,
-    student_config,
+    student_model_config,
     teacher_identity,
 )
 from study.objectives import prediction as prediction_mod
@@ -184,8 +185,19 @@ class TeacherSpec:
 
 
 def _label(value: Any) -> str:
-    """An axis value as text for names, params and tables."""
-    if isinstance(value, (list, dict)):
+    """An axis value as text for names, params and tables; intermediate entries read as
+    ``hidden:mse+attention:kl(mapping=last)`` and an empty list as ``none``."""
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        if not value:
+            return "none"
+        if all(isinstance(e, dict) for e in value):
+            parts = []
+            for e in value:
+                rest = ",".join(f"{k}={e[k]}" for k in sorted(e) if k not in ("features", "loss"))
+                parts.append(f"{e.get('features', 'hidden')}:{e.get('loss', 'mse')}" + (f"({rest})" if rest else ""))
+            return "+".join(parts)
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
 
@@ -218,7 +230,7 @@ class Cell:
         return {
             "dataset": self.dataset,
             "student": self.student,
-            "initialisation": self.initialisation,
+            "initialisation": initialisation_identity(self.initialisation),
             "seed": self.seed,
             "prediction": {**self.prediction, "version": prediction_mod.VERSION},
             "intermediate": [{**e, "version": entry_versions(e)} for e in self.intermediate],
@@ -388,7 +400,7 @@ class Grid:
             tcfg = configs[cell.teacher.model]
             try:
                 size = StudentSize.parse(cell.student)
-                scfg = student_config(tcfg, size, 2)
+                scfg = student_model_config(tcfg, size, cell.initialisation)
                 check_initialisation(cell.initialisation, size, tcfg)
                 task = data_mod.TASKS[cell.dataset]
                 cell.build_objective(task.task_type, ModelDims.of(scfg), ModelDims.of(tcfg))
@@ -484,7 +496,7 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
     for o in axes.get("objective", []):
         lookup(PRESETS, o, "objective")
     for i in axes["initialisation"]:
-        lookup(INITIALISATIONS, i, "initialisation")
+        check_initialisation_name(i)
     for a in axes["augmentation"]:
         if isinstance(a, list):
             raise StudyConfigError(

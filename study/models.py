@@ -32,6 +32,10 @@ INITIALISATIONS: dict[str, str] = {
     "teacher_distilbert": "the teacher's embeddings and k layers evenly spaced from the first to the last "
                           "(DistilBERT's released 12 -> 6 choice: 0, 2, 4, 7, 9, 11)",
 }
+#: ``pretrained:<hub id or path>``: the student is that checkpoint (a general-distilled or compact
+#: BERT), e.g. ``pretrained:google/bert_uncased_L4_H256_A4``; its size must match the cell's student.
+PRETRAINED_PREFIX = "pretrained:"
+
 #: Version of the initialisation rules; part of every cell's identity.
 #: 2: teacher_uniform copies the skip mapping's layers (it copied 0, 2, 4, ... before).
 INIT_VERSION = "2"
@@ -184,9 +188,66 @@ def teacher_layer_indices(initialisation: str, student_layers: int, teacher_laye
     return [math.floor(i * (n - 1) / (k - 1) + 0.5) for i in range(k)]
 
 
+def check_initialisation_name(initialisation: str) -> None:
+    """Raise StudyConfigError unless ``initialisation`` is a registered name or ``pretrained:<name>``."""
+    if isinstance(initialisation, str) and initialisation.startswith(PRETRAINED_PREFIX):
+        if not initialisation[len(PRETRAINED_PREFIX):].strip():
+            raise StudyConfigError("Initialisation 'pretrained:' needs a checkpoint: pretrained:<hub id or path>.")
+        return
+    if not isinstance(initialisation, str):
+        raise StudyConfigError(f"Initialisation must be a name, got {initialisation!r}.")
+    try:
+        lookup(INITIALISATIONS, initialisation, "initialisation")
+    except StudyConfigError as exc:
+        raise StudyConfigError(f"{exc} Or pretrained:<hub id or path> for a pretrained student.") from None
+
+
+def pretrained_student(initialisation: str) -> str | None:
+    """The checkpoint of a ``pretrained:<name>`` initialisation, else None."""
+    if initialisation.startswith(PRETRAINED_PREFIX):
+        return initialisation[len(PRETRAINED_PREFIX):].strip()
+    return None
+
+
+def initialisation_identity(initialisation: str) -> str:
+    """What an initialisation contributes to a cell's identity: a pretrained student's local
+    folder becomes its weights' hash (``teacher_identity``), never a path."""
+    name = pretrained_student(initialisation)
+    return initialisation if name is None else PRETRAINED_PREFIX + teacher_identity(name)
+
+
+def student_model_config(teacher_config: PretrainedConfig, size: StudentSize, initialisation: str,
+                         num_labels: int = 2) -> PretrainedConfig:
+    """The student's config: ``student_config`` for built students, the checkpoint's for
+    ``pretrained:<name>`` (checked against ``size`` and the teacher's vocabulary).
+
+    Raises:
+        StudyConfigError: the checkpoint cannot be loaded, or its depth, width or vocabulary does
+            not match (the message names both).
+    """
+    name = pretrained_student(initialisation)
+    if name is None:
+        return student_config(teacher_config, size, num_labels)
+    cfg = load_teacher_config(name)
+    got = (getattr(cfg, "num_hidden_layers", None), getattr(cfg, "hidden_size", None))
+    if got != (size.layers, size.hidden):
+        raise StudyConfigError(
+            f"Initialisation {initialisation!r} is a student with L{got[0]}_H{got[1]}, but the cell's student "
+            f"is {size}: name the checkpoint's size on the student axis.")
+    if getattr(cfg, "vocab_size", None) != teacher_config.vocab_size:
+        raise StudyConfigError(
+            f"Initialisation {initialisation!r} has a vocabulary of {cfg.vocab_size} tokens, the teacher "
+            f"{teacher_config.vocab_size}: students share the teacher's tokenizer, so the vocabularies must match.")
+    return cfg
+
+
 def check_initialisation(initialisation: str, size: StudentSize, teacher_config: PretrainedConfig) -> None:
-    """Refuse a teacher_* initialisation the student cannot take (width or depth mismatch)."""
-    lookup(INITIALISATIONS, initialisation, "initialisation")
+    """Refuse an initialisation the student cannot take (width or depth mismatch, a pretrained
+    checkpoint of another size or vocabulary)."""
+    check_initialisation_name(initialisation)
+    if pretrained_student(initialisation) is not None:
+        student_model_config(teacher_config, size, initialisation)
+        return
     if initialisation != "random" and size.hidden != teacher_config.hidden_size:
         raise StudyConfigError(
             f"Initialisation {initialisation!r} copies teacher weights, so student {size} needs "
@@ -212,9 +273,14 @@ def build_student(
     """Build a student of ``size`` and initialise it from ``teacher`` (a fine-tuned classifier).
 
     teacher_* initialisations copy the embeddings, the chosen encoder layers (see
-    ``teacher_layer_indices``), the pooler and the classification head. The caller seeds torch
-    before calling, which fixes the random weights.
+    ``teacher_layer_indices``), the pooler and the classification head; ``pretrained:<name>``
+    loads that checkpoint with a fresh classification head. The caller seeds torch before
+    calling, which fixes the random weights.
     """
+    checkpoint = pretrained_student(initialisation)
+    if checkpoint is not None:
+        check_initialisation(initialisation, size, teacher.config)
+        return load_pretrained_classifier(checkpoint, num_labels, attn_implementation, ignore_mismatched_sizes=True)
     cfg = student_config(teacher.config, size, num_labels)
     cfg._attn_implementation = attn_implementation
     if num_labels == 1:
@@ -239,9 +305,12 @@ def build_student(
     return student
 
 
-def load_pretrained_classifier(name_or_path: str, num_labels: int, attn_implementation: str = "sdpa") -> torch.nn.Module:
-    """``AutoModelForSequenceClassification.from_pretrained`` with the study's name resolution."""
-    kwargs = {"num_labels": num_labels, "attn_implementation": attn_implementation}
+def load_pretrained_classifier(name_or_path: str, num_labels: int, attn_implementation: str = "sdpa",
+                               ignore_mismatched_sizes: bool = False) -> torch.nn.Module:
+    """``AutoModelForSequenceClassification.from_pretrained`` with the study's name resolution
+    (``ignore_mismatched_sizes``: a checkpoint's head of another class count is replaced)."""
+    kwargs = {"num_labels": num_labels, "attn_implementation": attn_implementation,
+              "ignore_mismatched_sizes": ignore_mismatched_sizes}
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     return AutoModelForSequenceClassification.from_pretrained(resolve_teacher_path(name_or_path), **kwargs)

@@ -236,4 +236,8 @@ def test_paper_grids_vary_what_their_papers_vary():
     assert {"intermediate.loss", "intermediate.mapping", "prediction.distance", "augmentation"} <= set(distiller.factors)
     assert len(distiller.validate()) == 6 * 4 * 3 * 2 * 2 * 3
     assert "intermediate.alpha" in load_grid("distiller-mi-alpha").factors
-    assert set(available_grids()) >= {"smoke", "full", "distiller", "wang2023", "sultan2024"}
+    lu = load_grid("lu2022")
+    assert {"student", "intermediate", "intermediate.mapping", "initialisation"} <= set(lu.factors)
+    knowledge = {c.factors["intermediate"] for c in lu.cells()}
+    assert knowledge == {"none", "hidden:mse", "attention:kl", "value_relation:kl"}
+    assert set(available_grids()) >= {"smoke", "full", "distiller", "wang2023", "sultan2024", "lu2022"}

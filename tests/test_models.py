@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.models import (StudentSize, build_student, load_pretrained_classifier, resolve_teacher_path,
+from study.models import (StudentSize, build_student, check_initialisation, load_pretrained_classifier, resolve_teacher_path,
                           student_config, teacher_layer_indices)
 from study.registry import StudyConfigError
 
@@ -94,3 +94,47 @@ def test_random_initialisation_copies_nothing(teacher):
 def test_width_mismatch_refused(teacher):
     with pytest.raises(StudyConfigError, match="width"):
         build_student(teacher, StudentSize.parse("L2_H256"), "teacher_lower", 2)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, teacher):
+    """A compact 'general-distilled' student checkpoint on disk (built here: no hub), with the
+    teacher's vocabulary."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=teacher.config.vocab_size, hidden_size=64, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=128)
+    path = tmp_path_factory.mktemp("compact") / "bert-L2-H64"
+    BertModel(cfg).save_pretrained(path)
+    return path
+
+
+def test_pretrained_student_is_loaded_with_a_fresh_head(pretrained_dir, teacher):
+    from transformers import BertModel
+
+    init = f"pretrained:{pretrained_dir}"
+    check_initialisation(init, StudentSize.parse("L2_H64"), teacher.config)
+    student = build_student(teacher, StudentSize.parse("L2_H64"), init, num_labels=3)
+    source = BertModel.from_pretrained(pretrained_dir)
+    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, source.encoder.layer[1].output.dense.weight)
+    assert student.classifier.out_features == 3
+
+
+def test_pretrained_student_of_another_size_or_vocabulary_is_refused(pretrained_dir, teacher):
+    with pytest.raises(StudyConfigError, match="L2_H64, but the cell's student is L4_H64"):
+        check_initialisation(f"pretrained:{pretrained_dir}", StudentSize.parse("L4_H64"), teacher.config)
+    with pytest.raises(StudyConfigError, match="pretrained:<hub id or path>"):
+        check_initialisation("pretrained: ", StudentSize.parse("L2_H64"), teacher.config)
+    with pytest.raises(StudyConfigError, match="Cannot load teacher 'no/such-model-here'"):
+        check_initialisation("pretrained:no/such-model-here", StudentSize.parse("L2_H64"), teacher.config)
+
+
+def test_pretrained_student_in_a_grid_has_no_path_in_its_identity(pretrained_dir):
+    from study.grid import parse_grid
+
+    spec = {"name": "p", "axes": {"dataset": ["sst2"], "student": ["L2_H64"],
+                                  "initialisation": [f"pretrained:{pretrained_dir}"], "objective": ["logit_kd"]}}
+    cell = parse_grid(spec).validate()[0]
+    assert str(pretrained_dir) not in repr(cell.identity)
+    assert cell.identity["initialisation"].startswith("pretrained:local:")
