@@ -11,6 +11,7 @@ A cell is a set of named slots, each filled from a registry:
 | ``prediction``   | distance, teacher_temperature, student_temperature, alpha        | ``study.objectives.prediction``  |
 | ``intermediate`` | a list of {features, loss, mapping, weight, parameters}          | ``study.objectives.intermediate``|
 | ``augmentation`` | an augmentation policy and its parameters                        | ``study.augment.AUGMENTATIONS``  |
+| ``mixup``        | mix-up distillation (alpha of Beta(a, a), weight; alpha 0 = off) | ``study.objectives.mixup``       |
 | ``seed``         | the cell's random streams                                        | int >= 0                         |
 | ``training``     | the student's budget                                             | ``TrainingSettings``             |
 
@@ -72,6 +73,7 @@ from study.models import (
     student_model_config,
     teacher_identity,
 )
+from study.objectives import mixup as mixup_mod
 from study.objectives import prediction as prediction_mod
 from study.objectives.distillation import Distillation, ModelDims
 from study.objectives.intermediate import entry_versions, resolve_entry
@@ -79,11 +81,11 @@ from study.objectives.presets import PRESETS, legacy_params, preset
 from study.paths import grids_dir
 from study.registry import StudyConfigError, did_you_mean, lookup
 
-TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate",
+TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate", "mixup",
             "objective_params", "augmentation_params", "exclude")
 #: Axes that name a whole slot (the others are dotted: prediction.K, intermediate.K, ...).
 SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate")
-DOTTED_ROOTS = ("prediction", "intermediate", "teacher", "training")
+DOTTED_ROOTS = ("prediction", "intermediate", "mixup", "teacher", "training")
 REQUIRED_AXES = ("dataset", "student")
 AXIS_DEFAULTS: dict[str, list] = {"initialisation": ["random"], "augmentation": ["none"], "seed": [0]}
 #: The display name's leading parts, always logged as params (older stores and reports read them).
@@ -220,6 +222,7 @@ class Cell:
     augmentation_params: dict[str, Any] = field(hash=False)
     prediction: dict[str, Any] = field(hash=False)
     intermediate: list[dict[str, Any]] = field(hash=False)
+    mixup: dict[str, Any] = field(hash=False)
     training: dict[str, Any] = field(hash=False)
     teacher: TeacherSpec = field(hash=False)
     factors: dict[str, str] = field(hash=False, default_factory=dict)
@@ -234,6 +237,7 @@ class Cell:
             "seed": self.seed,
             "prediction": {**self.prediction, "version": prediction_mod.VERSION},
             "intermediate": [{**e, "version": entry_versions(e)} for e in self.intermediate],
+            **({"mixup": {**self.mixup, "version": mixup_mod.VERSION}} if self.mixup else {}),
             "augmentation": {"name": self.augmentation, "params": self.augmentation_params,
                              "version": augment_mod.version(self.augmentation)},
             "training": self.training,
@@ -265,6 +269,7 @@ class Cell:
         for i, entry in enumerate(self.intermediate):
             out.update({f"intermediate.{i}.{k}": v for k, v in entry.items()})
         out["intermediate.count"] = len(self.intermediate)
+        out.update({f"mixup.{k}": v for k, v in (self.mixup or {"alpha": 0.0}).items()})
         out.update({f"augmentation.{k}": v for k, v in self.augmentation_params.items()})
         out.update(self.factors)
         return {k: str(v) for k, v in out.items()}
@@ -287,6 +292,7 @@ class Grid:
     training: dict[str, Any]
     prediction: dict[str, Any]
     intermediate: list[dict[str, Any]] | None
+    mixup: dict[str, Any]
     objective_params: dict[str, dict]
     augmentation_params: dict[str, dict]
     exclude: list[dict[str, list]]
@@ -328,7 +334,7 @@ class Grid:
             slots = {"prediction": {}, "intermediate": []}
         pred = {**slots["prediction"], **self.prediction}
         entries = copy.deepcopy(self.intermediate) if self.intermediate is not None else slots["intermediate"]
-        teacher, training = dict(self.teacher), dict(self.training)
+        teacher, training, mixup = dict(self.teacher), dict(self.training), dict(self.mixup)
         if "intermediate" in choice:
             entries = copy.deepcopy(_entries(choice["intermediate"], "axis intermediate"))
         for axis, value in choice.items():
@@ -337,6 +343,8 @@ class Grid:
                 continue
             if root == "prediction":
                 pred[rest] = value
+            elif root == "mixup":
+                mixup[rest] = value
             elif root == "teacher":
                 teacher[rest] = value
             elif root == "training":
@@ -353,6 +361,7 @@ class Grid:
                         entry[rest] = value
         try:
             pred = prediction_mod.resolve(pred)
+            mixup = mixup_mod.resolve(mixup)
             entries = [resolve_entry(e, f"intermediate[{i}]") for i, e in enumerate(entries)]
             teacher = _settings(TeacherSettings, teacher, "teacher")
             training = _settings(TrainingSettings, training, "training")
@@ -364,7 +373,7 @@ class Grid:
         return Cell(grid=self.name, dataset=choice["dataset"], student=choice["student"],
                     initialisation=choice.get("initialisation", "random"), seed=choice.get("seed", 0),
                     objective=objective or "custom", augmentation=aug, augmentation_params=aug_params,
-                    prediction=pred, intermediate=entries, training=training,
+                    prediction=pred, intermediate=entries, mixup=mixup, training=training,
                     teacher=TeacherSpec(choice["dataset"], teacher), factors=factors)
 
     def teachers(self) -> list[TeacherSpec]:
@@ -449,6 +458,8 @@ def _check_axis_name(axis: str) -> None:
             _check_keys({rest: 0}, TRAINING_DEFAULTS, "training (axis training.K)")
         elif root == "prediction":
             lookup(prediction_mod.DEFAULTS, rest, "prediction parameter (axis prediction.K)")
+        elif root == "mixup":
+            lookup(mixup_mod.DEFAULTS, rest, "mixup parameter (axis mixup.K)")
         elif root == "intermediate":
             index, _, key = rest.partition(".")
             if key and not index.isdigit():
@@ -518,6 +529,8 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
     for key in prediction:
         lookup(prediction_mod.DEFAULTS, key, "prediction parameter")
     intermediate = _entries(spec["intermediate"], "intermediate") if "intermediate" in spec else None
+    mixup = dict(spec.get("mixup") or {})
+    mixup_mod.resolve(mixup)
 
     objective_params = dict(spec.get("objective_params") or {})
     for obj, params in objective_params.items():
@@ -544,7 +557,7 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
             norm[k] = labels
         exclude.append(norm)
     grid = Grid(name=name, description=str(spec.get("description", "")), axes=axes, teacher=teacher,
-                training=training, prediction=prediction, intermediate=intermediate,
+                training=training, prediction=prediction, intermediate=intermediate, mixup=mixup,
                 objective_params=objective_params, augmentation_params=augmentation_params,
                 exclude=exclude, source=source)
     grid.cells()  # resolve every cell now: bad values fail before anything else happens

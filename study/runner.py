@@ -84,9 +84,9 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
             cached = data.teacher_logits(cell.teacher.teacher_id, teacher.model, train_ds,
                                          teacher.tokenizer, device)
         result = train(student, objective, train_ds, dev_ds, dev_labels, task, teacher.tokenizer, tr,
-                       cell.seed, device, teacher=teacher.model if objective.needs_teacher else None,
+                       cell.seed, device, teacher=teacher.model if (objective.needs_teacher or cell.mixup) else None,
                        log_metrics=lambda pts: tracker.log_metrics(run_id, pts), desc=cell.name,
-                       cached_teacher_logits=cached)
+                       cached_teacher_logits=cached, mixup=cell.mixup)
         n_params = sum(p.numel() for p in student.parameters())
         tracker.log_metrics(run_id, [
             ("teacher_dev_score", teacher.dev_score, 0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import resource
 import time
 from collections.abc import Callable
@@ -160,6 +161,7 @@ def train(
     log_metrics: Callable[[list[tuple[str, float, int]]], None] | None = None,
     desc: str = "train",
     cached_teacher_logits: torch.Tensor | None = None,
+    mixup: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics.
 
@@ -170,6 +172,7 @@ def train(
             logging; ``train_loss`` per optimiser step, dev metrics per epoch).
         cached_teacher_logits: (N, C) from ``teacher_logits``; used instead of running the teacher
             when the objective needs only logits.
+        mixup: a resolved mix-up slot (``study.objectives.mixup``); ``{}``/None is none.
 
     Raises:
         FloatingPointError: the loss became nan or inf (the message names the step).
@@ -195,6 +198,10 @@ def train(
     run_teacher = teacher is not None and objective.needs_teacher and not use_cache
     if objective.needs_teacher and not (use_cache or run_teacher):
         raise ValueError("the objective reads the teacher, but neither a teacher nor cached logits were given")
+    if mixup and teacher is None:
+        raise ValueError("mix-up distillation runs the teacher on mixed inputs: give the teacher")
+    mix_gen = torch.Generator().manual_seed(derive_seed(seed, "mixup"))
+    mix_rng = random.Random(derive_seed(seed, "mixup_lambda"))
     # Forward hooks keep the Q/K/V projections that attention-like features are computed from.
     s_layers, t_layers = objective.taps()
     taps = [FeatureTap(model, set(s_layers), set().union(*s_layers.values())) if s_layers else None,
@@ -253,6 +260,12 @@ def train(
                     teacher_logits=t_logits,
                     student=student_src, teacher=teacher_src, index=idx,
                 ))
+                if mixup:
+                    losses["loss_mixup"] = mixup_loss(model, teacher, objective, batch,
+                                                      mix_rng.betavariate(mixup["alpha"], mixup["alpha"]),
+                                                      mix_gen, device)
+                    losses["loss"] = losses["loss"] + mixup["weight"] * losses["loss_mixup"]
+                    losses["loss_mixup"] = losses["loss_mixup"].detach()
                 loss = losses["loss"]
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, budget["max_grad_norm"])
@@ -285,6 +298,33 @@ def train(
     return TrainResult(dev_metrics=dev_metrics, wall_time_s=wall, train_time_s=train_time,
                        train_examples_per_s=seen / train_time if train_time else float("nan"),
                        peak_memory_mb=peak_memory_mb(device), history=history)
+
+
+def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Distillation, batch: dict,
+               lam: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """MixKD's term on one batch (see ``study.objectives.mixup``): both models see the same
+    interpolation, weight ``lam`` in [0, 1], of their own word embeddings with those of the
+    batch's rows permuted by ``generator`` (seeded: a rerun mixes the same pairs); a float32+ scalar.
+    """
+    ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, T)
+    perm = torch.randperm(ids.shape[0], generator=generator).to(device)
+    mixed_mask = torch.maximum(mask, mask[perm])
+    extra = {k: v for k, v in batch.items() if k == "token_type_ids"}
+
+    def mixed(m: torch.nn.Module) -> torch.Tensor:
+        emb = m.get_input_embeddings()(ids)  # (B, T, H)
+        return lam * emb + (1.0 - lam) * emb[perm]
+
+    with _autocast(device):
+        s_logits = model(inputs_embeds=mixed(model), attention_mask=mixed_mask, **extra).logits.float()
+        with torch.no_grad():
+            t_logits = teacher(inputs_embeds=mixed(teacher), attention_mask=mixed_mask, **extra).logits.float()
+    params = objective.prediction
+    if params["distance"] == "none":
+        params = {"distance": "kl", "teacher_temperature": 1.0, "student_temperature": 1.0}
+    from study.objectives.prediction import teacher_loss
+
+    return teacher_loss(s_logits, t_logits, params, objective.task_type)
 
 
 #: Steps between reads of the loss's finiteness (each read is a host synchronisation on a GPU).

@@ -233,8 +233,9 @@ def test_paper_grids_vary_what_their_papers_vary():
     cpu = {c.cell_id for c in load_grid("wang2023-cpu").cells()}
     assert len(cpu) == 2 * 3 * 2 * 3
     distiller = load_grid("distiller")
-    assert {"intermediate.loss", "intermediate.mapping", "prediction.distance", "augmentation"} <= set(distiller.factors)
-    assert len(distiller.validate()) == 6 * 4 * 3 * 2 * 2 * 3
+    assert {"intermediate.loss", "intermediate.mapping", "prediction.distance", "augmentation",
+            "mixup.alpha"} <= set(distiller.factors)
+    assert len(distiller.validate()) == 6 * 4 * 3 * 2 * 2 * 2 * 3
     assert "intermediate.alpha" in load_grid("distiller-mi-alpha").factors
     lu = load_grid("lu2022")
     assert {"student", "intermediate", "intermediate.mapping", "initialisation"} <= set(lu.factors)
