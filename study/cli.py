@@ -46,7 +46,7 @@ def run(
     grid: str = GridOpt,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="GLUE folder in the official layout; default $STUDY_DATA_DIR, else the hub."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their state; train nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells, their state, the teachers to fine-tune and a wall-time forecast; train nothing."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="Train cells whose last run failed."),
     tracking_uri: Optional[str] = UriOpt,
 ) -> None:
@@ -54,16 +54,15 @@ def run(
     _quiet_libraries()
     from study.data import resolve_data_dir
     from study.grid import load_grid
-    from study.runner import plan, print_summary, run_grid
+    from study.runner import dry_run as dry_run_report
+    from study.runner import print_summary, run_grid
     from study.tracking import Tracker
 
     try:
         g = load_grid(grid)
         resolve_data_dir(data_dir)
         if dry_run:
-            tracker = Tracker(tracking_uri)
-            pending, done, status = plan(g, tracker, retry_failed, adopt=False)
-            _cell_table(g, status, f"grid {g.name}: {len(pending)} pending, {len(done)} done (dry run)")
+            dry_run_report(g, Tracker(tracking_uri), data_dir, device, retry_failed, out)
             return
         summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
                            retry_failed=retry_failed, console=err)

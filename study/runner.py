@@ -211,3 +211,39 @@ def print_summary(summary: RunSummary, tracker_uri: str, console: Console) -> No
     console.print(table)
     for cell, err in summary.failed:
         console.print(f"[red]failed[/] {cell.name}: {err}")
+
+
+def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: str, retry_failed: bool,
+            console: Console) -> None:
+    """What ``study run --dry-run`` prints: every cell and its state, the teachers still to
+    fine-tune, and a forecast of the wall time on this device (``study.forecast``). Writes nothing.
+
+    Raises:
+        StudyConfigError: a bad grid or data directory.
+    """
+    from study import forecast as fc
+    from study.teacher import teacher_dir
+
+    pending, done, status = plan(grid, tracker, retry_failed, adopt=False)
+    dev = select_device(device).type
+    table = Table(title=f"grid {grid.name}: {len(pending)} pending, {len(done)} done (dry run)")
+    for col in ("cell", "id", "state"):
+        table.add_column(col)
+    for cell in grid.cells():
+        table.add_row(cell.name, cell.cell_id, status.get(cell.cell_id, "pending"))
+    console.print(table)
+    teachers = {c.teacher.teacher_id: c.teacher for c in pending}
+    to_fit = [t for tid, t in teachers.items() if not (teacher_dir(t) / "teacher.json").exists()]
+    data = DataCache(resolve_data_dir(data_dir))
+    sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
+    teacher_runs = [r for runs in tracker.runs("teachers", "teacher", "study.teacher_id").values() for r in runs]
+    calibration = fc.merged(fc.store_calibration(tracker.cell_runs(), teacher_runs), fc.shipped_calibration())
+    try:
+        f = fc.forecast(pending, to_fit, sizes, calibration, dev)
+    except LookupError as exc:
+        console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: {exc}")
+        return
+    console.print(f"teachers to fine-tune: {len(to_fit)} ({sum(f.teacher_seconds.values()) / 60:.1f} min); "
+                  f"cells to train: {len(pending)} ({sum(f.cell_seconds.values()) / 60:.1f} min)")
+    console.print(f"forecast on {dev}: {f.total_s / 60:.1f} min in all "
+                  f"(rates: {f.source}; {', '.join(f'{k}: {v}' for k, v in sorted(f.basis.items()))})")

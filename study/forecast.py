@@ -1,0 +1,162 @@
+"""A forecast before the spend: how long a grid's pending cells and teachers will take here.
+
+The cost of a cell is modelled as ``seconds = rate * train_examples * epochs + eval_rate *
+dev_examples * epochs``, with ``rate`` (seconds per training example) depending on the student
+size, the kind of objective and the device, and ``eval_rate`` on the student size. Rates come
+from calibration figures: the FINISHED runs already in the store (their ``wall_time_s``,
+``train_examples`` and the cell's budget), else the figures shipped in
+``study/calibration.json`` (measured on a 2-core CPU; see its ``measured`` note). A size never
+measured is scaled from the nearest measured one by its non-embedding parameter count.
+
+Kinds of objective (what a training step costs): ``plain`` (no teacher: alpha 0, no
+intermediate loss, no mix-up), ``logits`` (the teacher's cached logits), ``features`` (the
+teacher runs every step: intermediate losses or mix-up).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from study.models import StudentSize
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+KINDS = ("plain", "logits", "features")
+
+
+def objective_kind(cell) -> str:
+    """``plain``, ``logits`` or ``features``: what one training step of ``cell`` runs."""
+    if cell.intermediate or cell.mixup:
+        return "features"
+    return "plain" if cell.prediction["alpha"] == 0 else "logits"
+
+
+def _size_weight(student: str) -> float:
+    """A cost proxy for a student size: layers x hidden^2 (the non-embedding parameter count's
+    dominant term), so rates can be scaled between sizes."""
+    size = StudentSize.parse(student)
+    return size.layers * size.hidden ** 2
+
+
+@dataclass
+class Calibration:
+    """Seconds per training example by (device, student, kind), and per dev example by (device,
+    student); ``teacher`` seconds per training example by (device, teacher model)."""
+
+    train: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    teacher: dict[tuple[str, str], float] = field(default_factory=dict)
+    source: str = ""
+
+    def rate(self, device: str, student: str, kind: str) -> tuple[float, str]:
+        """(seconds per training example, how it was found). Raises LookupError with no figure."""
+        if (device, student, kind) in self.train:
+            return self.train[(device, student, kind)], "measured"
+        same = [(s, r) for (d, s, k), r in self.train.items() if d == device and k == kind]
+        if not same:
+            raise LookupError(f"no calibration figure for {kind} objectives on {device}")
+        s, r = min(same, key=lambda x: abs(_size_weight(x[0]) - _size_weight(student)))
+        return r * _size_weight(student) / _size_weight(s), f"scaled from {s}"
+
+    def teacher_rate(self, device: str, model: str) -> float:
+        if (device, model) in self.teacher:
+            return self.teacher[(device, model)]
+        same = [r for (d, _), r in self.teacher.items() if d == device]
+        if not same:
+            raise LookupError(f"no calibration figure for teacher fine-tuning on {device}")
+        return statistics.median(same)
+
+
+def shipped_calibration() -> Calibration:
+    """The figures in ``study/calibration.json``."""
+    data = json.loads(CALIBRATION_FILE.read_text())
+    cal = Calibration(source=f"{CALIBRATION_FILE.name} ({data.get('measured', '')})")
+    for row in data["train"]:
+        cal.train[(row["device"], row["student"], row["kind"])] = row["seconds_per_example"]
+    for row in data["teacher"]:
+        cal.teacher[(row["device"], row["model"])] = row["seconds_per_example"]
+    return cal
+
+
+def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
+    """Rates from the FINISHED cell runs (``Tracker.cell_runs()``) and teacher runs of a store:
+    the median over cells of ``wall_time_s / (train_examples * epochs)`` per (device, student,
+    kind). Kinds are read from the logged params (``prediction.alpha``, ``intermediate.count``,
+    ``mixup.alpha``)."""
+    samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for cell_runs in runs.values():
+        for run in cell_runs:
+            if run.info.status != "FINISHED":
+                continue
+            p, m, t = run.data.params, run.data.metrics, run.data.tags
+            try:
+                n = m["train_examples"] * int(p["epochs"])
+                wall = m["wall_time_s"]
+            except (KeyError, ValueError):
+                continue
+            if p.get("intermediate.count", "0") != "0" or p.get("mixup.alpha", "0.0") not in ("0.0", "0"):
+                kind = "features"
+            else:
+                kind = "plain" if float(p.get("prediction.alpha", "0.5")) == 0 else "logits"
+            samples[(t.get("study.device", "cpu"), p["student"], kind)].append(wall / n)
+            break
+    teachers: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in teacher_runs:
+        p, m = run.data.params, run.data.metrics
+        try:
+            n = int(p["max_train_examples"]) * int(p["epochs"])
+        except (KeyError, ValueError):
+            continue  # the whole training set: its size is not logged with the run
+        if run.info.status == "FINISHED" and "wall_time_s" in m:
+            teachers[(run.data.tags.get("study.device", "cpu"), p.get("teacher", ""))].append(m["wall_time_s"] / n)
+    return Calibration({k: statistics.median(v) for k, v in samples.items()},
+                       {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs")
+
+
+def merged(primary: Calibration, fallback: Calibration) -> Calibration:
+    """``primary``'s figures, completed by ``fallback``'s."""
+    return Calibration({**fallback.train, **primary.train}, {**fallback.teacher, **primary.teacher},
+                       source=f"{primary.source}, completed by {fallback.source}")
+
+
+@dataclass
+class Forecast:
+    """Seconds forecast for pending cells and teachers, and how each rate was found."""
+
+    cell_seconds: dict[str, float]
+    teacher_seconds: dict[str, float]
+    basis: dict[str, str]
+    source: str
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.cell_seconds.values()) + sum(self.teacher_seconds.values())
+
+
+def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibration: Calibration,
+             device: str) -> Forecast:
+    """Forecast the wall time of training ``cells`` and fine-tuning ``teachers`` (TeacherSpecs)
+    on ``device``.
+
+    Args:
+        train_sizes: dataset -> number of training examples before subsampling.
+
+    Raises:
+        LookupError: no calibration figure for a kind of objective or teachers on this device.
+    """
+    cell_s, basis = {}, {}
+    for cell in cells:
+        tr = cell.training
+        n = min(tr["max_train_examples"] or train_sizes[cell.dataset], train_sizes[cell.dataset])
+        n *= 1 + cell.augmentation_params.get("n_aug", 0)
+        rate, how = calibration.rate(device, cell.student, objective_kind(cell))
+        cell_s[cell.cell_id] = rate * n * tr["epochs"]
+        basis[f"{cell.student} {objective_kind(cell)}"] = how
+    teacher_s = {}
+    for spec in teachers:
+        s = spec.settings
+        n = min(s["max_train_examples"] or train_sizes[spec.dataset], train_sizes[spec.dataset])
+        teacher_s[spec.teacher_id] = calibration.teacher_rate(device, spec.identity["teacher"]["model"]) * n * s["epochs"]
+    return Forecast(cell_s, teacher_s, basis, calibration.source)

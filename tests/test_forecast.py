@@ -1,0 +1,52 @@
+"""The wall-time forecast of `study run --dry-run`: calibration, scaling and arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from study import forecast as fc
+from study.grid import parse_grid
+
+SPEC = {"name": "f", "axes": {"dataset": ["sst2"], "student": ["L2_H384", "L4_H384"],
+                              "objective": ["ce", "logit_kd", "attention_kl"]},
+        "teacher": {"epochs": 2, "max_train_examples": 1000}, "training": {"epochs": 3, "max_train_examples": 500}}
+
+
+def calibration():
+    return fc.Calibration({("cpu", "L2_H384", "plain"): 0.01, ("cpu", "L2_H384", "logits"): 0.02,
+                           ("cpu", "L2_H384", "features"): 0.04},
+                          {("cpu", "sentence-transformers/all-MiniLM-L6-v2"): 0.1}, source="test")
+
+
+def test_objective_kinds():
+    kinds = {c.objective: fc.objective_kind(c) for c in parse_grid(SPEC).cells()}
+    assert kinds == {"ce": "plain", "logit_kd": "logits", "attention_kl": "features"}
+
+
+def test_forecast_is_rate_times_examples_and_scales_by_size():
+    grid = parse_grid(SPEC)
+    cells = grid.cells()
+    f = fc.forecast(cells, grid.teachers(), {"sst2": 67349}, calibration(), "cpu")
+    by = {(c.student, c.objective): f.cell_seconds[c.cell_id] for c in cells}
+    assert by[("L2_H384", "ce")] == pytest.approx(0.01 * 500 * 3)
+    assert by[("L2_H384", "attention_kl")] == pytest.approx(0.04 * 500 * 3)
+    assert by[("L4_H384", "logit_kd")] == pytest.approx(2 * 0.02 * 500 * 3)  # twice the layers
+    assert f.basis["L4_H384 logits"] == "scaled from L2_H384" and f.basis["L2_H384 plain"] == "measured"
+    assert sum(f.teacher_seconds.values()) == pytest.approx(0.1 * 1000 * 2)
+    # a dataset smaller than the budget caps the examples
+    small = fc.forecast(cells[:1], [], {"sst2": 100}, calibration(), "cpu")
+    assert small.total_s == pytest.approx(0.01 * 100 * 3)
+
+
+def test_missing_figures_say_so():
+    cal = fc.Calibration({("cpu", "L2_H384", "plain"): 0.01}, {}, source="test")
+    cells = parse_grid(SPEC).cells()
+    with pytest.raises(LookupError, match="no calibration figure for features objectives on cuda"):
+        fc.forecast([c for c in cells if c.objective == "attention_kl"], [], {"sst2": 10}, cal, "cuda")
+
+
+def test_shipped_calibration_covers_the_cpu_kinds():
+    cal = fc.shipped_calibration()
+    for kind in fc.KINDS:
+        assert cal.rate("cpu", "L2_H384", kind)[0] > 0
+    assert cal.teacher_rate("cpu", "sentence-transformers/all-MiniLM-L6-v2") > 0
