@@ -157,32 +157,39 @@ def styled(table: pd.DataFrame | None, hide_index: bool = False):
     return style.hide(axis="index") if hide_index else style
 
 
-def plot_objective_by_initialisation(df: pd.DataFrame):
-    """Score by objective (x) and student initialisation (hue), one panel per dataset.
+def plot_by_factors(df: pd.DataFrame, x: str | None = None, hue: str | None = None):
+    """Score by one factor (x) and another (hue), one panel per dataset.
 
-    Points are means over the remaining cells (seeds, and students/augmentations if they vary),
-    bars ± one standard deviation; the dashed line is the teacher's dev score. Scores are the
-    dev metric as fractions.
+    By default ``x`` and ``hue`` are the grid's first pair of treatment factors, the papers'
+    pairs first (``interaction_pairs``: intermediate loss × mapping, objective ×
+    initialisation, ...); with one factor there is no hue; with none, ``objective`` ×
+    ``initialisation``. Points are means over the remaining cells (seeds and other factors), bars
+    ± one standard deviation; the dashed line is the teacher's dev score. Scores are the dev
+    metric as fractions.
 
     Returns:
         ``matplotlib.figure.Figure``.
     """
     import seaborn as sns
 
+    if x is None:
+        factors = treatment_factors(df)
+        pairs = interaction_pairs(factors)
+        x, hue = pairs[0] if pairs else ((factors[0], None) if factors else ("objective", "initialisation"))
     data = df[df["score"].notna()].copy()
-    for column in ("dataset", "objective", "initialisation"):
+    for column in ("dataset", x, *([hue] if hue else [])):
         data[column] = data[column].astype("category").cat.remove_unused_categories()
     n_datasets = data["dataset"].nunique()
     grid = sns.catplot(
         data=data,
-        x="objective",
+        x=x,
         y="score",
-        hue="initialisation",
+        hue=hue,
         col="dataset",
         col_wrap=min(n_datasets, 3) if n_datasets > 1 else None,
         kind="point",
         # seaborn divides the dodge by (hue levels - 1): a single initialisation must not dodge
-        dodge=0.3 if data["initialisation"].nunique() > 1 else False,
+        dodge=0.3 if hue and data[hue].nunique() > 1 else False,
         linestyle="none",
         errorbar="sd",
         capsize=0.1,
@@ -199,9 +206,9 @@ def plot_objective_by_initialisation(df: pd.DataFrame):
                 ha="right", va="bottom", fontsize=8, color="0.4",
             )
         ax.tick_params(axis="x", labelrotation=20)
-    grid.set_axis_labels("objective", "dev score")
+    grid.set_axis_labels(x, "dev score")
     grid.set_titles("{col_name}")
-    grid.figure.suptitle("Score by objective × initialisation (mean ± sd)", y=1.03)
+    grid.figure.suptitle(f"Score by {x}{' × ' + hue if hue else ''} (mean ± sd)", y=1.03)
     return grid.figure
 
 

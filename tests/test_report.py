@@ -85,7 +85,7 @@ def test_plot_has_one_panel_per_dataset_and_a_teacher_line(uri):
     two_datasets = pd.concat(
         [df, df.assign(dataset="mrpc", score=df["score"] - 0.1, teacher_score=0.85)]
     )
-    figure = report.plot_objective_by_initialisation(two_datasets)
+    figure = report.plot_by_factors(two_datasets)
     axes = [ax for ax in figure.axes if ax.get_title()]
     assert sorted(ax.get_title() for ax in axes) == ["mrpc", "sst2"]
     sst2 = next(ax for ax in axes if ax.get_title() == "sst2")
@@ -95,8 +95,16 @@ def test_plot_has_one_panel_per_dataset_and_a_teacher_line(uri):
 
 def test_plot_with_a_single_initialisation(uri):
     df = table.load_runs("smoke", uri)
-    figure = report.plot_objective_by_initialisation(df[df["initialisation"] == "random"])
+    figure = report.plot_by_factors(df[df["initialisation"] == "random"])
     assert [ax.get_title() for ax in figure.axes if ax.get_title()] == ["sst2"]
+
+
+def test_plot_takes_the_papers_pair_of_dotted_factors(uri):
+    df = table.load_runs("smoke", uri)
+    df = df.assign(**{"intermediate.loss": df["objective"], "intermediate.mapping": df["initialisation"]})
+    df.attrs["factors"] = ["intermediate.loss", "intermediate.mapping"]
+    figure = report.plot_by_factors(df)
+    assert "intermediate.loss × intermediate.mapping" in figure._suptitle.get_text()
 
 
 @pytest.mark.slow  # starts a kernel and imports mlflow, seaborn, statsmodels, sklearn there: ~15 s
