@@ -196,7 +196,9 @@ verb.social 2
 verb.stative 2
 verb.weather 2
 adj.ppl 3""".splitlines()
-LEXNAMES_30 = "".join(f"{i:02d}\t{line.replace(' ', chr(9))}\n" for i, line in enumerate(_LEXNAMES_30))
+LEXNAMES_30 = "".join(
+    f"{i:02d}\t{line.replace(' ', chr(9))}\n" for i, line in enumerate(_LEXNAMES_30)
+)
 
 _DEBIAN_FILES = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb",
                  "index.adj", "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc")
@@ -486,13 +488,15 @@ def _mlm_copies(split: Split, rng: random.Random, params: dict) -> tuple[Split, 
             labels.append(label)
 
     replaced = kept = 0
-    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    max_length = min(tokenizer.model_max_length,
+                     getattr(model.config, "max_position_embeddings", 512))
     for start in range(0, len(jobs), _BATCH):
         batch = jobs[start : start + _BATCH]
-        masked = [
-            " ".join(tokenizer.mask_token if i in set(pos) else w for i, w in enumerate(words))
-            for _, _, words, pos in batch
-        ]
+        masked = []
+        for _, _, words, positions in batch:
+            at = set(positions)
+            masked.append(" ".join(tokenizer.mask_token if i in at else w
+                                   for i, w in enumerate(words)))
         enc = tokenizer(masked, padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt").to(device)
         with torch.no_grad():
@@ -531,7 +535,8 @@ def _translate(tokenizer, model, texts: list[str], n: int, temperature: float) -
 
     device = _device()
     model.to(device)
-    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    max_length = min(tokenizer.model_max_length,
+                     getattr(model.config, "max_position_embeddings", 512))
     out: list[str] = []
     for start in range(0, len(texts), _BATCH):
         enc = tokenizer(texts[start : start + _BATCH], padding=True, truncation=True,
@@ -602,7 +607,9 @@ def _check_n_aug(value) -> None:
 def _check_fraction(name: str) -> Callable[[object], None]:
     def check(value) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise StudyConfigError(f"Augmentation parameter {name} must be in (0, 1], got {value!r}")
+            raise StudyConfigError(
+                f"Augmentation parameter {name} must be in (0, 1], got {value!r}"
+            )
 
     return check
 
@@ -957,14 +964,15 @@ def augment_pipeline(
         StudyConfigError: an unknown policy or parameter in ``steps``, a model that cannot be
             loaded, or a ``cache_key`` that is not a plain file-name part.
     """
-    meta = {"pipeline": pipeline_label(steps), "version": pipeline_version(steps),
-            "n_original": len(split), "steps": []}
     if cache_dir is not None and cache_key is not None:
         _check_cache_key(cache_key)
     resolved_steps = []
     for step in steps:
         aug = lookup(AUGMENTATIONS, step["name"], "data augmentation policy")
-        resolved_steps.append({"name": aug.name, "params": _resolve_params(aug, step.get("params"))})
+        params = _resolve_params(aug, step.get("params"))
+        resolved_steps.append({"name": aug.name, "params": params})
+    meta = {"pipeline": pipeline_label(resolved_steps),
+            "version": pipeline_version(resolved_steps), "n_original": len(split), "steps": []}
     source = split
     all_copies: list[Split] = []
     for k, step in enumerate(resolved_steps):

@@ -1,8 +1,8 @@
 """Loaded, subsampled, augmented and tokenised data, each built once and reused.
 
 Raw splits are read once per dataset; augmented copies once per (dataset, subsample, pipeline
-step and the steps before it, seed) and cached on disk; tokenised splits once per (that, tokenizer, max length) in
-memory for the life of the process.
+step and the steps before it, seed) and cached on disk; tokenised splits once per (that,
+tokenizer, max length) in memory for the life of the process.
 """
 
 from __future__ import annotations

@@ -167,9 +167,8 @@ def test_none_policy_is_identity():
 
 def test_unknown_policy_and_params():
     assert set(AUGMENTATIONS) == {"none", "eda", "mlm", "backtranslation"}
-    with pytest.raises(
-        StudyConfigError, match=r"'edaa'.*Allowed: backtranslation, eda, mlm, none.*Did you mean 'eda'"
-    ):
+    allowed = "Allowed: backtranslation, eda, mlm, none"
+    with pytest.raises(StudyConfigError, match=rf"'edaa'.*{allowed}.*Did you mean 'eda'"):
         augment(single(), "edaa", seed=0)
     with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug"):
         augment(single(), "eda", seed=0, params={"n_augs": 2})

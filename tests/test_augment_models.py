@@ -17,7 +17,8 @@ from study.registry import StudyConfigError
 
 WORDS = "the quick brown fox jumps over lazy dog cat sleeps in warm sun".split()
 PIVOT = "der schnelle braune fuchs springt ueber faulen hund katze schlaeft".split()
-BACK = "zebra yak otter heron lynx bison moose walrus".split()  # only the backward model knows these
+# Words only the backward model knows: its translations, and nothing else, can contain them.
+BACK = "zebra yak otter heron lynx bison moose walrus".split()
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 

@@ -38,8 +38,9 @@ def no_wordnet(monkeypatch):
 
 def _tag_copies(split, rng, params):
     """A policy whose copies are hand-computable: append the tag to every field."""
-    texts = [tuple(f"{t} {params['tag']}" for t in ex) for ex in split.texts for _ in range(params["n_aug"])]
-    labels = [y for y in split.labels for _ in range(params["n_aug"])]
+    n = params["n_aug"]
+    texts = [tuple(f"{t} {params['tag']}" for t in ex) for ex in split.texts for _ in range(n)]
+    labels = [y for y in split.labels for _ in range(n)]
     return Split(texts=texts, labels=labels), {"tagged": len(texts)}
 
 
@@ -68,9 +69,10 @@ def test_resolve_pipeline_forms():
 
 
 def test_resolve_pipeline_refusals():
-    with pytest.raises(StudyConfigError, match=r"'mlmm'.*Allowed: backtranslation, eda, mlm, none.*Did you mean 'mlm'"):
+    allowed = "Allowed: backtranslation, eda, mlm, none"
+    with pytest.raises(StudyConfigError, match=rf"'mlmm'.*{allowed}.*Did you mean 'mlm'"):
         resolve_pipeline(["eda", "mlmm"], {})
-    with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug.*Did you mean 'n_aug'"):
+    with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug.*mean 'n_aug'"):
         resolve_pipeline(["eda"], {"eda": {"n_augs": 2}})
     with pytest.raises(StudyConfigError, match="alpha must be in"):
         resolve_pipeline("eda", {"eda": {"alpha": 2}})
@@ -230,4 +232,4 @@ def test_datacache_train_split_takes_resolved_steps(tmp_path, no_wordnet):
     old = cache.train_split("toy", None, data_seed=0, augmentation="eda",
                             augmentation_params={"n_aug": 2}, augmentation_seed=3)
     assert old.texts == out.texts[:18]
-    assert cache.train_split("toy", None, 0, augmentation=[]) .texts == plain.texts
+    assert cache.train_split("toy", None, 0, augmentation=[]).texts == plain.texts
