@@ -12,3 +12,25 @@ python -m pip install --quiet --upgrade pip
 # torch would pull several GB of CUDA packages. pyproject.toml keeps torch < 2.14 as well.
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"
+
+# WordNet 3.0 for EDA's synonym operations (study/augment.py reads Debian's /usr/share/wordnet
+# through nltk). Without it EDA runs without synonym replacement, and its version says so.
+wordnet_msg="EDA will run without synonym replacement (its augmentation version records the operations)."
+if [ -f /usr/share/wordnet/data.noun ]; then
+  :
+elif command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; fi
+  fi
+  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+    if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends wordnet-base; }; then
+      echo "setup.sh: apt-get could not install wordnet-base. $wordnet_msg" >&2
+    fi
+  else
+    echo "setup.sh: wordnet-base is missing and apt-get needs root (or passwordless sudo). $wordnet_msg" >&2
+  fi
+else
+  echo "setup.sh: wordnet-base is missing and apt-get is not available. Where the internet is" \
+       "reachable, 'python -m nltk.downloader wordnet' installs NLTK's copy instead. $wordnet_msg" >&2
+fi

@@ -1,8 +1,8 @@
 """Loaded, subsampled, augmented and tokenised data, each built once and reused.
 
-Raw splits are read once per dataset; augmented copies once per (dataset, subsample, policy,
-params, seed) and cached on disk; tokenised splits once per (that, tokenizer, max length) in
-memory for the life of the process.
+Raw splits are read once per dataset; augmented copies once per (dataset, subsample, pipeline
+step and the steps before it, seed) and cached on disk; tokenised splits once per (that,
+tokenizer, max length) in memory for the life of the process.
 """
 
 from __future__ import annotations
@@ -34,29 +34,43 @@ class DataCache:
         return self._raw[dataset]
 
     def train_split(self, dataset: str, max_examples: int | None, data_seed: int,
-                    augmentation: str = "none", augmentation_params: dict | None = None,
-                    augmentation_seed: int = 0) -> Split:
+                    augmentation: list[dict] | str | None = None,
+                    augmentation_params: dict | None = None, augmentation_seed: int = 0) -> Split:
         """The (subsampled, augmented) training split; the subsample depends on ``data_seed`` only,
-        so the teacher and every student see the same examples."""
+        so the teacher and every student see the same examples.
+
+        ``augmentation``: the resolved steps (``augment.resolve_pipeline``), applied by
+        ``augment.augment_pipeline`` with ``augmentation_seed``; each step cached on disk under
+        ``<cache_dir>/augment``. A policy name with ``augmentation_params`` (the single-policy
+        form) is still accepted.
+
+        Raises:
+            StudyConfigError: an unknown policy or parameter, or a model that cannot be loaded.
+        """
         split = subsample(self.raw(dataset)["train"], max_examples, data_seed)
-        if augmentation == "none":
+        steps = _steps(augmentation, augmentation_params)
+        if not steps:
             return split
-        key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed,
-                           "params": augmentation_params or {}}, 12)
-        out, _ = augment_mod.augment(split, augmentation, augmentation_seed, augmentation_params,
-                                     cache_dir=self.cache_dir, cache_key=f"{dataset}-{key}")
+        key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed}, 12)
+        out, _ = augment_mod.augment_pipeline(split, steps, augmentation_seed,
+                                              cache_dir=self.cache_dir,
+                                              cache_key=f"{dataset}-{key}")
         return out
 
     def tokenized(self, dataset: str, split_name: str, tokenizer, max_length: int,
-                  max_examples: int | None = None, data_seed: int = 0, augmentation: str = "none",
-                  augmentation_params: dict | None = None, augmentation_seed: int = 0) -> TokenizedSplit:
-        aug_key = stable_hash(augmentation_params or {}, 8) if augmentation != "none" else ""
+                  max_examples: int | None = None, data_seed: int = 0,
+                  augmentation: list[dict] | str | None = None,
+                  augmentation_params: dict | None = None,
+                  augmentation_seed: int = 0) -> TokenizedSplit:
+        """A split tokenised; ``augmentation`` as in ``train_split`` (train split only)."""
+        steps = _steps(augmentation, augmentation_params) if split_name == "train" else []
+        aug_key = stable_hash({"steps": steps}, 12) if steps else ""
         key = (dataset, split_name, tokenizer.name_or_path, max_length, max_examples, data_seed,
-               augmentation, aug_key, augmentation_seed if augmentation != "none" else None)
+               aug_key, augmentation_seed if steps else None)
         if key not in self._tok:
             if split_name == "train":
-                split = self.train_split(dataset, max_examples, data_seed, augmentation,
-                                         augmentation_params, augmentation_seed)
+                split = self.train_split(dataset, max_examples, data_seed, steps,
+                                         augmentation_seed=augmentation_seed)
             else:
                 split = subsample(self.raw(dataset)[split_name], max_examples, data_seed)
             regression = TASKS[dataset].task_type == "regression"
@@ -76,3 +90,15 @@ class DataCache:
         if key not in self._logits:
             self._logits[key] = teacher_logits(teacher, data, tokenizer, device)
         return self._logits[key]
+
+
+def _steps(augmentation: list[dict] | str | None, params: dict | None) -> list[dict]:
+    """Resolved steps from a list of steps, or from the single-policy form (a name and its
+    parameters)."""
+    if augmentation is None or isinstance(augmentation, str):
+        name = augmentation or "none"
+        return augment_mod.resolve_pipeline(name, {name: params} if params else {})
+    if params:
+        raise TypeError("augmentation_params goes with a policy name, not with resolved steps")
+    return [{"name": s["name"], "params": augment_mod.resolve_params(s["name"], s.get("params"))}
+            for s in augmentation]

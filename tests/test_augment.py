@@ -166,8 +166,9 @@ def test_none_policy_is_identity():
 
 
 def test_unknown_policy_and_params():
-    assert set(AUGMENTATIONS) == {"none", "eda"}
-    with pytest.raises(StudyConfigError, match=r"'edaa'.*Allowed: eda, none.*Did you mean 'eda'"):
+    assert set(AUGMENTATIONS) == {"none", "eda", "mlm", "backtranslation"}
+    allowed = "Allowed: backtranslation, eda, mlm, none"
+    with pytest.raises(StudyConfigError, match=rf"'edaa'.*{allowed}.*Did you mean 'eda'"):
         augment(single(), "edaa", seed=0)
     with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug"):
         augment(single(), "eda", seed=0, params={"n_augs": 2})
