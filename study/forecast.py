@@ -150,7 +150,12 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
     for cell in cells:
         tr = cell.training
         n = min(tr["max_train_examples"] or train_sizes[cell.dataset], train_sizes[cell.dataset])
-        n *= 1 + cell.augmentation_params.get("n_aug", 0)
+        # originals, then each step's copies: step k augments step k-1's copies (augment_pipeline)
+        factor, copies = 1, 1
+        for step in cell.augmentation_steps:
+            copies *= step["params"].get("n_aug", 1)
+            factor += copies
+        n *= factor
         rate, how = calibration.rate(device, cell.student, objective_kind(cell))
         cell_s[cell.cell_id] = rate * n * tr["epochs"]
         basis[f"{cell.student} {objective_kind(cell)}"] = how

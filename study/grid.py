@@ -218,8 +218,8 @@ class Cell:
     initialisation: str
     seed: int
     objective: str  # the preset's name, or "custom" when the cell names none
-    augmentation: str
-    augmentation_params: dict[str, Any] = field(hash=False)
+    augmentation: str  # the pipeline's label: "none", "eda", "eda+mlm"
+    augmentation_steps: list[dict[str, Any]] = field(hash=False)
     prediction: dict[str, Any] = field(hash=False)
     intermediate: list[dict[str, Any]] = field(hash=False)
     mixup: dict[str, Any] = field(hash=False)
@@ -238,8 +238,7 @@ class Cell:
             "prediction": {**self.prediction, "version": prediction_mod.VERSION},
             "intermediate": [{**e, "version": entry_versions(e)} for e in self.intermediate],
             **({"mixup": {**self.mixup, "version": mixup_mod.VERSION}} if self.mixup else {}),
-            "augmentation": {"name": self.augmentation, "params": self.augmentation_params,
-                             "version": augment_mod.version(self.augmentation)},
+            "augmentation": _augmentation_identity(self.augmentation_steps),
             "training": self.training,
             "teacher": self.teacher.identity,
             "trainer_version": TRAINER_VERSION,
@@ -270,7 +269,9 @@ class Cell:
             out.update({f"intermediate.{i}.{k}": v for k, v in entry.items()})
         out["intermediate.count"] = len(self.intermediate)
         out.update({f"mixup.{k}": v for k, v in (self.mixup or {"alpha": 0.0}).items()})
-        out.update({f"augmentation.{k}": v for k, v in self.augmentation_params.items()})
+        for i, step in enumerate(self.augmentation_steps):
+            prefix = "augmentation." if len(self.augmentation_steps) == 1 else f"augmentation.{i}."
+            out.update({f"{prefix}{k}": v for k, v in step["params"].items()})
         out.update(self.factors)
         return {k: str(v) for k, v in out.items()}
 
@@ -367,12 +368,12 @@ class Grid:
             training = _settings(TrainingSettings, training, "training")
         except StudyConfigError as exc:
             raise StudyConfigError(f"{where}: {exc}") from None
-        aug = choice.get("augmentation", "none")
-        aug_params = augment_mod.resolve_params(aug, self.augmentation_params.get(aug))
+        steps = augment_mod.resolve_pipeline(choice.get("augmentation", "none"), self.augmentation_params)
         factors = {a: _label(choice[a]) for a in self.factors}
         return Cell(grid=self.name, dataset=choice["dataset"], student=choice["student"],
                     initialisation=choice.get("initialisation", "random"), seed=choice.get("seed", 0),
-                    objective=objective or "custom", augmentation=aug, augmentation_params=aug_params,
+                    objective=objective or "custom", augmentation=augment_mod.pipeline_label(steps),
+                    augmentation_steps=steps,
                     prediction=pred, intermediate=entries, mixup=mixup, training=training,
                     teacher=TeacherSpec(choice["dataset"], teacher), factors=factors)
 
@@ -416,6 +417,21 @@ class Grid:
             except StudyConfigError as exc:
                 raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: {exc}") from None
         return cells
+
+
+_MODEL_PARAMS = ("model", "forward_model", "backward_model")
+
+
+def _augmentation_identity(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The augmentation part of a cell's identity. One policy keeps the form it had before
+    pipelines (name, params, version), so those cells keep their ids; a model given as a local
+    folder enters as its weights' hash, never as a path."""
+    steps = [{"name": s["name"], "params": {k: teacher_identity(v) if k in _MODEL_PARAMS and isinstance(v, str) else v
+                                            for k, v in s["params"].items()}} for s in steps]
+    if len(steps) <= 1:
+        name = steps[0]["name"] if steps else "none"
+        return {"name": name, "params": steps[0]["params"] if steps else {}, "version": augment_mod.version(name)}
+    return {"name": augment_mod.pipeline_label(steps), "steps": steps, "version": augment_mod.pipeline_version(steps)}
 
 
 def _entries(value: Any, where: str) -> list[dict]:
@@ -509,11 +525,7 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
     for i in axes["initialisation"]:
         check_initialisation_name(i)
     for a in axes["augmentation"]:
-        if isinstance(a, list):
-            raise StudyConfigError(
-                f"augmentation {a!r}: ordered pipelines of several augmentations are not supported yet; "
-                f"give one policy per cell ({', '.join(augment_mod.AUGMENTATIONS)}).")
-        lookup(augment_mod.AUGMENTATIONS, a, "augmentation")
+        augment_mod.resolve_pipeline(a)  # a policy name or an ordered list of them
     for s in axes["seed"]:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise StudyConfigError(f"Bad seed {s!r}: seeds are non-negative integers.")

@@ -70,9 +70,7 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
         student = build_student(teacher.model, size, cell.initialisation, task.num_labels, "sdpa")
         train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
                                   max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
-                                  augmentation=cell.augmentation,
-                                  augmentation_params=cell.augmentation_params,
-                                  augmentation_seed=cell.seed)
+                                  augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)
         dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
                                                 tr["max_eval_examples"])
         torch.manual_seed(derive_seed(cell.seed, "objective_init"))  # learned projections, critics

@@ -242,3 +242,20 @@ def test_paper_grids_vary_what_their_papers_vary():
     knowledge = {c.factors["intermediate"] for c in lu.cells()}
     assert knowledge == {"none", "hidden:mse", "attention:kl", "value_relation:kl"}
     assert set(available_grids()) >= {"smoke", "full", "distiller", "wang2023", "sultan2024", "lu2022"}
+
+
+def test_augmentation_is_an_ordered_pipeline_without_paths_in_the_identity(tmp_path):
+    model = tmp_path / "tiny-mlm"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    spec = {"name": "aug", "axes": {"dataset": ["sst2"], "student": ["L2_H384"],
+                                    "augmentation": ["none", "eda", ["eda", "mlm"], ["mlm", "eda"]]},
+            "augmentation_params": {"mlm": {"model": str(model), "p": 0.2}}}
+    cells = {c.augmentation: c for c in parse_grid(spec).validate()}
+    assert set(cells) == {"none", "eda", "eda+mlm", "mlm+eda"}  # the order is part of the choice
+    assert cells["eda+mlm"].cell_id != cells["mlm+eda"].cell_id
+    assert [s["name"] for s in cells["eda+mlm"].augmentation_steps] == ["eda", "mlm"]
+    assert str(tmp_path) not in repr(cells["eda+mlm"].identity)
+    assert cells["eda+mlm"].params()["augmentation.1.p"] == "0.2"
+    with pytest.raises(StudyConfigError, match="'edaa'.*Did you mean 'eda'"):
+        parse_grid({**spec, "axes": {**spec["axes"], "augmentation": [["edaa"]]}})
