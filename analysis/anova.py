@@ -440,3 +440,57 @@ def pairwise(
             "reject": np.asarray(reject, dtype=bool),
         }
     )
+
+
+def numeric_factors(df: pd.DataFrame, factors: Sequence[str]) -> list[str]:
+    """The ``factors`` whose levels are all numbers (temperatures, alpha, MI-alpha's alpha, a
+    training-set size...) with at least two distinct values: they can be read as a slope."""
+    out = []
+    for factor in factors:
+        values = pd.to_numeric(df[factor].astype(object), errors="coerce")
+        if values.notna().all() and values.nunique() >= 2:
+            out.append(factor)
+    return out
+
+
+def slope(
+    df: pd.DataFrame,
+    metric: str,
+    factor: str,
+    controls: Sequence[str] = (),
+    blocks: Sequence[str] = (),
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """A numeric factor as a regression term: the change of ``metric`` per unit of ``factor``.
+
+    OLS of ``metric ~ factor + C(controls) + C(blocks)`` with ``factor`` as a number (e.g.
+    ``prediction.student_temperature``, ``student_parameters``); the other factors and blocks enter
+    as levels. Returns one row: ``factor``, ``slope`` (metric units per unit of the factor),
+    ``std_err``, ``ci_low``, ``ci_high`` (the ``ci`` t-interval), ``p_value``, ``n_obs``,
+    ``levels`` (distinct values of the factor). A slope assumes the effect is linear over the levels
+    tried; compare it with the factor's ANOVA row, which does not.
+
+    Raises:
+        ValueError: a missing column, a factor that is not numeric or has one value, or no
+            residual degrees of freedom.
+    """
+    import statsmodels.formula.api as smf
+
+    _check_columns(df, [metric, factor, *controls, *blocks])
+    data = df[[metric, factor, *controls, *blocks]].copy()
+    data[factor] = pd.to_numeric(data[factor].astype(object), errors="coerce")
+    data[metric] = pd.to_numeric(data[metric], errors="coerce")
+    data = data.dropna()
+    if data[factor].nunique() < 2:
+        raise ValueError(f"Factor {factor!r} needs at least two numeric values for a slope.")
+    others = [c for c in (*controls, *blocks) if c != factor and data[c].nunique() > 1]
+    formula = f"Q({metric!r}) ~ Q({factor!r})" + "".join(f" + {_term(c)}" for c in others)
+    fit = smf.ols(formula, data=data).fit()
+    if fit.df_resid < 1:
+        raise ValueError(f"No residual degrees of freedom for a slope of {factor!r}: add seeds or drop controls.")
+    name = f"Q({factor!r})"
+    low, high = fit.conf_int(alpha=1 - ci).loc[name]
+    return pd.DataFrame([{
+        "factor": factor, "slope": fit.params[name], "std_err": fit.bse[name], "ci_low": low, "ci_high": high,
+        "p_value": fit.pvalues[name], "n_obs": int(fit.nobs), "levels": int(data[factor].nunique()),
+    }])

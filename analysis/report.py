@@ -111,6 +111,36 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
     return f"No ANOVA: {reason}", None
 
 
+def slopes_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.DataFrame | None]:
+    """Numeric factors (temperatures, alpha, MI-alpha's alpha, ...; the student's parameter count
+    when the student varies) read as slopes: metric change per unit, with a 95 % interval, the
+    other factors as levels and the dataset as a block (``analysis.anova.slope``).
+
+    Returns:
+        ``(note, table)``; ``table`` is None when no factor is numeric.
+    """
+    from analysis import anova
+
+    factors = treatment_factors(df)
+    numeric = anova.numeric_factors(df, factors)
+    if "student" in factors and df["student_parameters"].nunique() > 1:
+        numeric.append("student_parameters")
+    if not numeric:
+        return "No numeric factor varies in this grid: nothing to read as a slope.", None
+    blocks = varying_factors(df, ("dataset",))
+    rows, skipped = [], []
+    for factor in numeric:
+        controls = [f for f in factors if f != factor and not (factor == "student_parameters" and f == "student")]
+        try:
+            rows.append(anova.slope(df, metric, factor, controls=controls, blocks=blocks))
+        except ValueError as error:
+            skipped.append(f"{factor}: {error}")
+    note = (f"Slopes of {metric} per unit of each numeric factor (OLS, other factors as levels"
+            f"{', dataset as a block' if blocks else ''}; 95 % interval)."
+            + (" Left out: " + "; ".join(skipped) if skipped else ""))
+    return note, (pd.concat(rows, ignore_index=True) if rows else None)
+
+
 #: Interactions the seed studies ask about, shown when both factors vary (in this order), then
 #: any other pair of the first factors.
 PAPER_INTERACTIONS = (
@@ -133,7 +163,7 @@ def interaction_pairs(factors: list[str], limit: int = 1) -> list[tuple[str, str
 # units, as fractions with 4 digits; ratios, ranks and effect sizes with 3; p-values with 2
 # significant digits (so 1e-17 stays readable); counts that a mean row turns into floats as %g.
 _METRIC_UNITS = (
-    "score", "teacher_score", "mean_cost", "worst_cost", "mean_regret", "mean", "ci_low",
+    "slope", "score", "teacher_score", "mean_cost", "worst_cost", "mean_regret", "mean", "ci_low",
     "ci_high", "diff", "coef", "std_err", "best", "regret_recommender", "regret_best_recipe",
     "regret_random",
 )

@@ -36,7 +36,7 @@ ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
 DEV_METRICS = ("dev_accuracy", "dev_f1", "dev_matthews_corr", "dev_pearson", "dev_spearman")
 """Per-metric dev columns; ``load_runs`` keeps those present in the grid, each a fraction."""
 
-COST_COLUMNS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
+COST_COLUMNS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb", "student_parameters")
 
 BUDGET_PARAMS = ("epochs", "learning_rate", "batch_size", "max_length", "max_train_examples")
 

@@ -249,3 +249,21 @@ def test_pairwise_tukey():
 def test_pairwise_rejects_unknown_method():
     with pytest.raises(ValueError, match="Unknown method 'bonferroni'"):
         anova.pairwise(three_levels(), "score", "objective", method="bonferroni")
+
+
+def test_slope_recovers_a_planted_linear_effect():
+    rng = np.random.default_rng(0)
+    rows = []
+    for dataset, base in (("a", 0.6), ("b", 0.8)):
+        for temp in (1.0, 2.0, 4.0):
+            for seed in range(4):
+                rows.append({"dataset": dataset, "prediction.student_temperature": str(temp), "seed": seed,
+                             "score": base + 0.02 * temp + rng.normal(0, 0.002)})
+    df = pd.DataFrame(rows)
+    assert anova.numeric_factors(df, ["prediction.student_temperature", "dataset"]) == ["prediction.student_temperature"]
+    row = anova.slope(df, "score", "prediction.student_temperature", blocks=["dataset"]).iloc[0]
+    assert row["slope"] == pytest.approx(0.02, abs=0.001)
+    assert row["ci_low"] < 0.02 < row["ci_high"] and row["p_value"] < 1e-10
+    assert (row["n_obs"], row["levels"]) == (24, 3)
+    with pytest.raises(ValueError, match="two numeric values"):
+        anova.slope(df[df["prediction.student_temperature"] == "1.0"], "score", "prediction.student_temperature")

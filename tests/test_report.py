@@ -163,3 +163,15 @@ def test_kernel_runs_this_interpreter():
     from jupyter_client.kernelspec import KernelSpecManager
 
     assert report._uses_this_python(KernelSpecManager().get_kernel_spec(name).argv)
+
+
+def test_slopes_section_reads_numeric_factors(uri):
+    df = table.load_runs("smoke", uri)
+    note, slopes = report.slopes_section(df)
+    assert slopes is None and "No numeric factor" in note
+    temps = df["objective"].cat.codes.map({0: "1.0", 1: "2.0"}).fillna("4.0").astype(str)
+    df = df.assign(**{"prediction.student_temperature": temps})
+    df.attrs["factors"] = ["prediction.student_temperature", "initialisation", "seed"]
+    note, slopes = report.slopes_section(df)
+    assert list(slopes["factor"]) == ["prediction.student_temperature"] and "95 % interval" in note
+    assert slopes.iloc[0]["ci_low"] <= slopes.iloc[0]["slope"] <= slopes.iloc[0]["ci_high"]
