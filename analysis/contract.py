@@ -61,7 +61,8 @@ def membership_tag(grid: str) -> str:
 
 def encode_membership(name: str, factors: Mapping[str, str]) -> str:
     """The value of a membership tag: the cell's display name and its value of each grid factor."""
-    return json.dumps({"name": name, "factors": {k: str(v) for k, v in factors.items()}}, sort_keys=True)
+    # factors keep the grid's order (tables show them in it)
+    return json.dumps({"name": name, "factors": {k: str(v) for k, v in factors.items()}})
 
 
 def decode_membership(value: str) -> tuple[str, dict[str, str]]:
