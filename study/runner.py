@@ -4,7 +4,9 @@ Resumability: a cell is done when its experiment holds a FINISHED run with its `
 done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
 workers never train the same cell, and a RUNNING run found while holding the lock belongs to a
 dead process (e.g. SIGKILL): it is marked KILLED and the cell is retrained. A cell that raises is
-logged FAILED with its error, and the grid goes on.
+logged FAILED with its error, and the grid goes on; so is a cell whose teacher could not be
+prepared. An interruption (Ctrl-C, or SIGTERM under ``study.interrupt.signals_as_interrupt``)
+ends the cell's run KILLED and stops the grid; the next run retrains that cell.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     console = console or Console(stderr=True)
     start = time.perf_counter()
     tracker = Tracker(tracking_uri)
+    tracker.require_writable()
     dev = select_device(device)
     pending, done, status = plan(grid, tracker, retry_failed)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
@@ -166,7 +169,13 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                     tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
                 tid = cell.teacher.teacher_id
                 if tid not in teachers:
-                    teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                    try:
+                        teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                    except Exception as exc:  # logged on the cell, so `study status` counts it failed
+                        tracker.record_failure(cell.grid, cell.name, {
+                            "study.kind": "cell", "study.cell_id": cell.cell_id, "study.grid": cell.grid,
+                            "study.teacher_id": tid, "study.failed_stage": "teacher"}, cell.params(), exc)
+                        raise
                     summary.teachers[cell.dataset] = teachers[tid].dev_score
                 score = run_cell(cell, teachers[tid], data, tracker, dev)
                 summary.finished.append((cell, score))
