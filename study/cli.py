@@ -16,6 +16,11 @@ from rich.table import Table
 
 from study.registry import StudyConfigError
 
+# MLflow sets its loggers' level from this when it is first imported (a setLevel before that is
+# undone); its INFO lines ("Creating initial MLflow database tables...") would break one-line
+# refusals. Set before any command imports mlflow.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
 app = typer.Typer(help="Reproducible knowledge-distillation studies: `study run --grid smoke`.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)

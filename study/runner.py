@@ -127,15 +127,15 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     """
     console = console or Console(stderr=True)
     start = time.perf_counter()
+    dev = select_device(device)
+    data = DataCache(resolve_data_dir(data_dir))
+    for dataset in grid.axes["dataset"]:
+        data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
     tracker = Tracker(tracking_uri)
     tracker.require_writable()
-    dev = select_device(device)
     pending, done, status = plan(grid, tracker, retry_failed)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
                          tracking_uri=tracker.uri)
-    data = DataCache(resolve_data_dir(data_dir))
-    for dataset in grid.axes["dataset"]:
-        data.raw(dataset)  # a missing or malformed data set fails here, before any training
     console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "
                   f"{len(pending)} to train on {dev.type}; store {tracker.uri}")
     if not pending:

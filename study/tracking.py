@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import time
@@ -90,12 +91,7 @@ class Tracker:
         except StudyConfigError:
             raise
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise StudyConfigError(
-                f"Cannot open the MLflow store {self.uri!r}: {first}. Allowed: a reachable "
-                "http(s):// tracking server or a sqlite:///PATH file, via --tracking-uri or "
-                "MLFLOW_TRACKING_URI; unset both to use runs/mlflow.db."
-            ) from None
+            raise StudyConfigError(_open_error(self.uri, exc)) from None
 
     def _open_sqlite(self, db: str) -> MlflowClient:
         folder = Path(db).parent
@@ -238,6 +234,29 @@ class Tracker:
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 n += 1
         return n
+
+
+_ALLOWED_URIS = ("allowed: http(s)://HOST:PORT of a running MLflow server, or sqlite:///PATH, given "
+                 "by --tracking-uri or MLFLOW_TRACKING_URI (unset both to use runs/mlflow.db)")
+
+
+def _open_error(uri: str, exc: Exception) -> str:
+    """One line saying why the store at ``uri`` could not be opened, and what is allowed."""
+    text = " ".join(str(exc).split())
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        if "refused" in text.lower():
+            why = "connection refused"
+        elif "timed out" in text.lower() or "timeout" in text.lower():
+            why = f"no answer within {PROBE_ENV['MLFLOW_HTTP_REQUEST_TIMEOUT']} s"
+        elif (code := re.search(r"error code (\d+)", text)) is not None:
+            why = f"it answered HTTP {code.group(1)}, not as an MLflow server"
+        else:
+            why = text[:160]
+        return f"Cannot reach the MLflow tracking server {uri!r} ({why}); {_ALLOWED_URIS}."
+    if "://" not in uri or "Supported URI schemes" in text or "Could not find a registered" in text:
+        return f"MLflow tracking URI {uri!r} is not one this study can use; {_ALLOWED_URIS}."
+    return f"Cannot open the MLflow store {uri!r} ({text[:160]}); {_ALLOWED_URIS}."
 
 
 @contextmanager
