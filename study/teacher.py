@@ -56,10 +56,10 @@ def teacher_dir(spec: TeacherSpec) -> Path:
 
 
 def file_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 (hex) of every file in ``folder`` except ``teacher.json``, by file name."""
+    """SHA-256 (hex) of every file in ``folder`` except ``teacher.json`` (and its temp copies), by name."""
     out = {}
     for f in sorted(Path(folder).iterdir()):
-        if f.is_file() and f.name != "teacher.json":
+        if f.is_file() and not f.name.startswith("teacher.json"):
             h = hashlib.sha256()
             with f.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
