@@ -48,7 +48,7 @@ def _fail(exc: Exception) -> typer.Exit:
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
     from study.interrupt import exit_code
 
-    typer.echo(f"interrupted ({exc or 'Ctrl-C'}): the cell in progress is marked KILLED; "
+    typer.echo(f"interrupted ({str(exc) or 'Ctrl-C'}): the run in progress is marked KILLED; "
                "`study run` again retrains it", err=True)
     return typer.Exit(exit_code(exc))
 
@@ -209,8 +209,10 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     _quiet_libraries()
     from analysis.report import ReportError, report_grid
     from study.grid import load_grid
+    from study.tracking import Tracker
 
     try:
+        Tracker(tracking_uri)  # an unusable store is refused here, in seconds
         try:
             name = load_grid(grid).name
         except StudyConfigError:
