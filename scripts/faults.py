@@ -407,6 +407,11 @@ def ui_stopped(base, data, warm) -> Outcome:
     finally:
         if proc.poll() is None:
             proc.kill()
+        for pid in _processes_with(f"--port {port}"):  # what this scenario started and left serving
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return ws.check(out, trains=False)
 
 
@@ -597,8 +602,9 @@ HEADER = f"{'fault':<48} {'lost':>4} {'dup':>4} {'unus':>4} {'RUN':>4} {'tmp':>4
 
 
 def format_row(row: Outcome) -> str:
+    outcome = row.outcome if row.ok else "checks failed, see below" + row.outcome[row.outcome.rfind(" ["):]
     text = f"{row.fault[:48]:<48} {row.lost:>4} {row.duplicated:>4} {row.unusable:>4} {row.running:>4} " \
-           f"{row.tmp_left:>4}  {'yes' if row.ok else 'NO ':<4} {row.outcome}"
+           f"{row.tmp_left:>4}  {'yes' if row.ok else 'NO ':<4} {outcome}"
     for p in row.problems:
         text += f"\n{'':<48}   problem: {p}"
     return text
