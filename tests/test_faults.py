@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ full_only = pytest.mark.skipif(not FULL, reason="full fault suite only: set STUD
 _spec = importlib.util.spec_from_file_location(
     "faults", Path(__file__).resolve().parents[1] / "scripts" / "faults.py")
 faults = importlib.util.module_from_spec(_spec)
+sys.modules["faults"] = faults  # dataclasses look their module up there
 _spec.loader.exec_module(faults)
 
 
