@@ -101,21 +101,22 @@ def load_csv(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: a metric, factor or block column is missing (the message lists the columns
-            and the closest name), a column is given two roles, the metric has a non-numeric
-            value (the message shows it and its line), no row is left, or a factor has a single
-            level.
+        ValueError: the file is empty, not UTF-8 text or not parseable as CSV (the message names
+            it); a metric, factor or block column is missing (the message lists the columns and
+            the closest name), a column is given two roles, the metric has a non-numeric or
+            infinite value (the message shows it and its line), no row is left, or a factor has
+            a single level.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
     factors, block = _split(factors), _split(block)
-    header = pd.read_csv(path, nrows=0, encoding="utf-8-sig")
+    header = _read(path, nrows=0)
     header.columns = [str(c).strip() for c in header.columns]
     check_columns(list(header.columns), metric, factors, block, source=str(path))
 
     as_text = {c: str for c in [metric, *factors, *block]}
-    df = pd.read_csv(path, encoding="utf-8-sig", dtype=as_text, skipinitialspace=True)
+    df = _read(path, dtype=as_text, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
     notes: list[str] = []
 
@@ -125,8 +126,16 @@ def load_csv(
     if bad.any():
         first = bad.idxmax()
         raise ValueError(
-            f"metric column {metric!r} is not numeric: line {first + 2} holds {raw[first]!r} "
+            f"metric column {metric!r} is not numeric: {path} line {first + 2} holds {raw[first]!r} "
             f"({int(bad.sum())} such value(s)); choose a numeric column"
+        )
+    infinite = np.isinf(values)
+    if infinite.any():
+        first = infinite.idxmax()
+        raise ValueError(
+            f"metric column {metric!r} is not finite: {path} line {first + 2} holds "
+            f"{raw[first]!r} ({int(infinite.sum())} such value(s)); a score must be a finite "
+            "number (leave the cell empty for a run with no score)"
         )
     df[metric] = values.astype(float)
     missing = df[metric].isna()
@@ -156,6 +165,24 @@ def load_csv(
         log.info("%s: %s", path.name, note)
     df.attrs["load_notes"] = notes
     return df
+
+
+def _read(path: Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` (UTF-8, BOM ignored) whose refusals name the file: an empty file, bytes
+    that are not UTF-8 text (with the line), rows the parser cannot split."""
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: a results CSV needs a header line and one row per run") from None
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not a UTF-8 text CSV: line {line} holds byte "
+                         f"{raw[exc.start:exc.start + 1]!r}; give a results CSV (UTF-8, comma-separated, "
+                         "one row per run)") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path} is not a valid CSV ({' '.join(str(exc).split())}); give a results "
+                         "CSV (comma-separated, a header line, one row per run)") from None
 
 
 def shared_dir() -> Path:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from study.registry import StudyConfigError
+
+# MLflow sets its loggers' level from this when it is first imported (a setLevel before that is
+# undone); its INFO lines ("Creating initial MLflow database tables...") would break one-line
+# refusals. Set before any command imports mlflow.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(help="Reproducible knowledge-distillation studies: `study run --grid smoke`.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -33,8 +40,17 @@ def _quiet_libraries() -> None:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}")
+    """Print the refusal as one line on stderr (no markup, no wrapping) and exit with code 2."""
+    typer.echo("error: " + " ".join(str(exc).split()), err=True)
     return typer.Exit(2)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
+    from study.interrupt import exit_code
+
+    typer.echo(f"interrupted ({str(exc) or 'Ctrl-C'}): the run in progress is marked KILLED; "
+               "`study run` again retrains it", err=True)
+    return typer.Exit(exit_code(exc))
 
 
 GridOpt = typer.Option(..., "--grid", "-g", help="A shipped grid name (see study/grids/) or a YAML path.")
@@ -54,6 +70,8 @@ def run(
     _quiet_libraries()
     from study.data import resolve_data_dir
     from study.grid import load_grid
+    from study.interrupt import signals_as_interrupt
+    from study.paths import writable_runs_dir
     from study.runner import dry_run as dry_run_report
     from study.runner import print_summary, run_grid
     from study.tracking import Tracker
@@ -64,10 +82,14 @@ def run(
         if dry_run:
             dry_run_report(g, Tracker(tracking_uri), data_dir, device, retry_failed, out)
             return
-        summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
-                           retry_failed=retry_failed, console=err)
+        writable_runs_dir()
+        with signals_as_interrupt():
+            summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
+                               retry_failed=retry_failed, console=err)
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc) from None
     print_summary(summary, summary.tracking_uri, out)
     if summary.failed:
         raise typer.Exit(1)
@@ -94,9 +116,9 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     try:
         g = load_grid(grid)
         cells_list = g.validate()
+        tracker = Tracker(tracking_uri)  # read-only stores are fine here
     except StudyConfigError as exc:
         raise _fail(exc) from None
-    tracker = Tracker(tracking_uri)
     st = tracker.cell_status(g.name)
     counts: dict[str, int] = {}
     for c in cells_list:
@@ -108,16 +130,75 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     out.print(f"grid {g.name}: {len(cells_list)} cells: {line}  (store {tracker.uri})")
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @app.command()
-def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."), tracking_uri: Optional[str] = UriOpt) -> None:
-    """Start the MLflow UI on the project's store, on 127.0.0.1."""
+def ui(port: int = typer.Option(5000, help="Port to serve on."),
+       host: str = typer.Option("127.0.0.1", help="Address to bind; anything but 127.0.0.1 exposes every run without a login."),
+       tracking_uri: Optional[str] = UriOpt) -> None:
+    """Start the MLflow UI on the project's store, on 127.0.0.1 unless --host says otherwise.
+
+    The server runs in its own process group; Ctrl-C, SIGTERM or SIGHUP to this process stop the
+    whole group (MLflow's server starts worker processes that would otherwise keep serving).
+    """
     from study.paths import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    out.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+    if host not in LOCAL_HOSTS:
+        typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
+                   "delete every run, without a login. For a shared server run MLflow's basic-auth "
+                   "app (`mlflow server --app-name basic-auth`, see the README).", err=True)
+    out.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
            "--port", str(port)]
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(run_process_group(cmd))
+
+
+def run_process_group(cmd: list[str], grace_s: float = 10.0) -> int:
+    """Run ``cmd`` in a new session (its own process group) and return its exit status.
+
+    SIGINT, SIGTERM and SIGHUP received meanwhile are passed to the whole group as SIGTERM;
+    when the command ends, for whatever reason, any process left in its group gets SIGTERM, then
+    SIGKILL after ``grace_s`` seconds, so no server process outlives this one.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def signal_group(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def forward(signum, frame):
+        signal_group(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # a handler set by a caller; the group still gets SIGTERM
+                signal_group(signal.SIGTERM)
+    finally:
+        signal_group(signal.SIGTERM)  # workers the server started, if it left any
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.1)
+        if _group_alive(proc.pid):
+            signal_group(signal.SIGKILL)
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return rc
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 @app.command()
@@ -127,8 +208,10 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     _quiet_libraries()
     from analysis.report import ReportError, report_grid
     from study.grid import load_grid
+    from study.tracking import Tracker
 
     try:
+        Tracker(tracking_uri)  # an unusable store is refused here, in seconds
         try:
             name = load_grid(grid).name
         except StudyConfigError:

@@ -59,6 +59,7 @@ def _load_grid_table(grid: str, metric: str, factors: list[str], block: Optional
     from analysis.analyze import grid_design
     from analysis.table import load_runs
 
+    _check_store(tracking_uri)
     df = load_runs(grid, tracking_uri=tracking_uri)
     if df.empty:
         raise ValueError(f"grid {grid!r} has no finished cell yet: run `study run --grid {grid}`")
@@ -67,6 +68,14 @@ def _load_grid_table(grid: str, metric: str, factors: list[str], block: Optional
     block = design_block if block is None else block
     block = [b for b in block if b not in factors]
     return df, factors, block
+
+
+def _check_store(tracking_uri: Optional[str]) -> None:
+    """Open the store once, so an unusable one is refused in one line within seconds
+    (``StudyConfigError``, a ``ValueError``) instead of after MLflow's retries."""
+    from study.tracking import Tracker
+
+    Tracker(tracking_uri)
 
 
 def _constant_within(df, column: str, block: list[str]) -> bool:
@@ -226,6 +235,7 @@ def recommend_command(
             metric = metric or GRID_TARGET
             dataset_col = dataset_col or "dataset"
             distiller = False
+            _check_store(tracking_uri)
             df = load_runs(grid, tracking_uri=tracking_uri)
             if df.empty:
                 raise ValueError(f"grid {grid!r} has no finished cell yet")

@@ -177,12 +177,23 @@ def read_tsv(path: Path, has_header: bool = True) -> tuple[list[str] | None, lis
     with ``on_bad_lines="error"``, and a quote-aware reader merges lines.
 
     Raises:
-        StudyConfigError: the file is missing or a row has the wrong number of fields.
+        StudyConfigError: the file is missing, is not UTF-8 (the message names the line and
+            byte), or a row has the wrong number of fields.
     """
     path = Path(path)
     if not path.is_file():
         raise StudyConfigError(f"Data file {str(path)!r} does not exist.")
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        lineno = raw[:offset].count(b"\n") + 1
+        raise StudyConfigError(
+            f"Data file {str(path)!r} line {lineno}: byte {raw[offset:offset + 1]!r} is not valid "
+            f"UTF-8 ({exc.reason}). GLUE files must be UTF-8; re-encode the file "
+            f"(e.g. iconv -f latin1 -t utf-8)."
+        ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # trailing newline; CoLA dev has none, the others do
@@ -211,9 +222,14 @@ def _column(header: list[str] | None, field: str | int, path: Path) -> int:
 
 def _parse_label(spec: TaskSpec, value: str, where: str) -> int | float:
     if spec.task_type == "regression":
-        score = float(value)
-        if not STS_RANGE[0] <= score <= STS_RANGE[1]:
-            raise StudyConfigError(f"{where}: score {score} outside {STS_RANGE}")
+        try:
+            score = float(value)
+        except ValueError:
+            score = float("nan")
+        if not STS_RANGE[0] <= score <= STS_RANGE[1]:  # also refuses nan
+            raise StudyConfigError(
+                f"{where}: score {value!r} is not a number in [{STS_RANGE[0]}, {STS_RANGE[1]}]"
+            )
         return score
     if value in spec.label_names:
         return spec.label_names.index(value)
@@ -230,6 +246,12 @@ def _parse_label(spec: TaskSpec, value: str, where: str) -> int | float:
 
 def _read_split(spec: TaskSpec, path: Path) -> Split:
     header, rows = read_tsv(path, has_header=spec.has_header)
+    if not rows:
+        raise StudyConfigError(
+            f"Data file {str(path)!r} holds no examples"
+            + (" (only a header line)" if header is not None else "")
+            + "; every split needs at least one row."
+        )
     text_cols = [_column(header, f, path) for f in spec.text_fields]
     label_col = _column(header, spec.label_field, path)
     texts, labels = [], []
@@ -273,7 +295,8 @@ def load_task(task: str, data_dir: Path | None) -> dict[str, Split]:
 
     Raises:
         StudyConfigError: unknown task (lists the allowed ones); a missing task folder or file
-            (names it); a malformed row or an out-of-range label (names file and line).
+            (names it); a file with no examples or not in UTF-8; a malformed row, or a label that
+            is out of range or (STS-B) not a number (names file and line).
     """
     spec = get_task(task)
     if data_dir is None:

@@ -13,6 +13,30 @@ def runs_dir() -> Path:
     return Path(os.environ.get("STUDY_RUNS_DIR") or PROJECT_ROOT / "runs").resolve()
 
 
+def writable_runs_dir() -> Path:
+    """``runs_dir()``, created if missing, after checking that it is a writable directory.
+
+    Raises:
+        StudyConfigError: it is a file, cannot be created, or is read-only (the message names it).
+    """
+    from study.registry import StudyConfigError
+
+    path = runs_dir()
+    if path.exists() and not path.is_dir():
+        raise StudyConfigError(f"The runs folder {str(path)!r} is a file, not a directory; point "
+                               "STUDY_RUNS_DIR at a writable directory.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudyConfigError(f"Cannot create the runs folder {str(path)!r} ({exc.strerror}); "
+                               "point STUDY_RUNS_DIR at a writable directory.") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StudyConfigError(f"The runs folder {str(path)!r} is read-only: `study run` writes "
+                               "teachers, locks and the store there; make it writable or point "
+                               "STUDY_RUNS_DIR at another directory (study status still reads it).")
+    return path
+
+
 def tracking_uri(uri: str | None = None) -> str:
     """The MLflow tracking URI: ``uri``, else ``$MLFLOW_TRACKING_URI``, else sqlite under ``runs/``.
 

@@ -5,7 +5,9 @@ any grid's experiment (the paper grids overlap: a cell one grid trained is tagge
 the next grid that contains it, not retrained); done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
 workers never train the same cell, and a RUNNING run found while holding the lock belongs to a
 dead process (e.g. SIGKILL): it is marked KILLED and the cell is retrained. A cell that raises is
-logged FAILED with its error, and the grid goes on.
+logged FAILED with its error, and the grid goes on; so is a cell whose teacher could not be
+prepared. An interruption (Ctrl-C, or SIGTERM under ``study.interrupt.signals_as_interrupt``)
+ends the cell's run KILLED and stops the grid; the next run retrains that cell.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class RunSummary:
     teachers: dict[str, float] = field(default_factory=dict)
 
 
+def cell_tags(cell: Cell) -> dict[str, str]:
+    """The contract's tags of a cell run: kind, id, grid, membership (name and factor values), teacher."""
+    return {contract.TAG_KIND: contract.KIND_CELL, contract.TAG_CELL_ID: cell.cell_id,
+            contract.TAG_GRID: cell.grid,
+            contract.membership_tag(cell.grid): contract.encode_membership(cell.name, cell.factors),
+            contract.TAG_TEACHER_ID: cell.teacher.teacher_id}
+
+
 def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device) -> float:
     """Train one cell's student against ``teacher`` and log it; return its dev score.
 
@@ -54,10 +64,7 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
     (with the error) and is re-raised.
     """
     task = TASKS[cell.dataset]
-    tags = {contract.TAG_KIND: contract.KIND_CELL, contract.TAG_CELL_ID: cell.cell_id,
-            contract.TAG_GRID: cell.grid, contract.membership_tag(cell.grid):
-                contract.encode_membership(cell.name, cell.factors),
-            contract.TAG_TEACHER_ID: cell.teacher.teacher_id, contract.TAG_TEACHER_RUN_ID: teacher.run_id,
+    tags = {**cell_tags(cell), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
             "study.augmentation_version": cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
@@ -131,14 +138,15 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     """
     console = console or Console(stderr=True)
     start = time.perf_counter()
-    tracker = Tracker(tracking_uri)
     dev = select_device(device)
+    data = DataCache(resolve_data_dir(data_dir))
+    for dataset in grid.axes["dataset"]:
+        data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
+    tracker = Tracker(tracking_uri)
+    tracker.require_writable()
     pending, done, status = plan(grid, tracker, retry_failed)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
                          tracking_uri=tracker.uri)
-    data = DataCache(resolve_data_dir(data_dir))
-    for dataset in grid.axes["dataset"]:
-        data.raw(dataset)  # a missing or malformed data set fails here, before any training
     console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "
                   f"{len(pending)} to train on {dev.type}; store {tracker.uri}")
     if not pending:
@@ -173,7 +181,12 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                     tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
                 tid = cell.teacher.teacher_id
                 if tid not in teachers:
-                    teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                    try:
+                        teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                    except Exception as exc:  # logged on the cell, so `study status` counts it failed
+                        tracker.record_failure(cell.grid, cell.name, {
+                            **cell_tags(cell), "study.failed_stage": "teacher"}, cell.params(), exc)
+                        raise
                     summary.teachers[cell.dataset] = teachers[tid].dev_score
                 score = run_cell(cell, teachers[tid], data, tracker, dev)
                 summary.finished.append((cell, score))

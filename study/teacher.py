@@ -7,6 +7,7 @@ redone. A file lock keeps two workers from fine-tuning the same teacher.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from study.grid import TeacherSpec
 from study.models import load_pretrained_classifier, resolve_teacher_path, teacher_identity
 from study.objectives import Distillation, ModelDims
 from study.paths import runs_dir
+from study.registry import StudyConfigError
 from study.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
 from study.trainer import derive_seed, train
 
@@ -44,8 +46,106 @@ class Teacher:
         return self.dev_metrics["score"]
 
 
+class TeacherCacheError(StudyConfigError):
+    """A cached teacher folder is damaged (checksum mismatch, missing or unreadable file)."""
+
+
 def teacher_dir(spec: TeacherSpec) -> Path:
+    """The teacher's cache folder, ``runs/teachers/<teacher_id>``."""
     return runs_dir() / "teachers" / spec.teacher_id
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file in ``folder`` except ``teacher.json`` (and its temp copies), by name."""
+    out = {}
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file() and not f.name.startswith("teacher.json"):
+            h = hashlib.sha256()
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[f.name] = h.hexdigest()
+    return out
+
+
+def _damaged(path: Path, what: str) -> TeacherCacheError:
+    return TeacherCacheError(
+        f"The cached teacher in {str(path)!r} is damaged: {what}. Delete that folder "
+        f"(rm -r {path}) and rerun: the teacher is fine-tuned again and the cells retried."
+    )
+
+
+def verify_teacher(path: Path) -> dict:
+    """Read ``teacher.json`` and check every file against its stored SHA-256; return the metadata.
+
+    A folder written before checksums were stored has them computed and added now (a warning is
+    the caller's to print: ``meta["checksums_adopted"]`` is True).
+
+    Raises:
+        TeacherCacheError: ``teacher.json`` is unreadable, or a file is missing, extra or differs
+            from its checksum; the message names the folder to delete.
+    """
+    meta_file = path / "teacher.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        meta["dev_metrics"]["score"], meta["run_id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _damaged(path, f"teacher.json cannot be read ({type(exc).__name__}: {exc})") from None
+    found = file_checksums(path)
+    expected = meta.get("sha256")
+    if expected is None:
+        meta["sha256"] = found
+        _write_json(meta_file, meta)
+        meta["checksums_adopted"] = True
+        return meta
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            raise _damaged(path, f"{name} is missing")
+        if name not in expected:
+            raise _damaged(path, f"{name} was not there when the teacher was saved")
+        if found[name] != expected[name]:
+            raise _damaged(path, f"{name} has SHA-256 {found[name][:12]}..., saved as "
+                                 f"{expected[name][:12]}...")
+    return meta
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _record(spec: TeacherSpec, device: torch.device) -> tuple[dict[str, str], dict[str, str]]:
+    """The teacher run's (tags, params)."""
+    params = {"dataset": spec.dataset, "teacher": teacher_identity(spec.model),
+              **{k: str(v) for k, v in spec.settings.items() if k != "model"}}
+    tags = {"study.kind": "teacher", "study.teacher_id": spec.teacher_id,
+            **environment_tags(device.type)}
+    return tags, params
+
+
+def teacher_run_id(spec: TeacherSpec, meta: dict, tracker: Tracker, device: torch.device, log=print) -> str:
+    """The id of this store's FINISHED run for the cached teacher: the one in ``teacher.json``,
+    else another FINISHED run with its ``study.teacher_id``, else a restored record (params, tags,
+    dev metrics from ``teacher.json``, tag ``study.restored_from``) created now."""
+    runs = tracker.runs(TEACHER_EXPERIMENT, "teacher", "study.teacher_id", spec.teacher_id).get(spec.teacher_id, [])
+    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
+    if meta["run_id"] in finished:
+        return meta["run_id"]
+    if finished:
+        return finished[0]
+    tags, params = _record(spec, device)
+    tags["study.restored_from"] = meta["run_id"]
+    run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
+    epochs = int(spec.settings.get("epochs", 1))
+    points = [(f"dev_{k}", v, epochs) for k, v in meta["dev_metrics"].items()]
+    if "wall_time_s" in meta:
+        points.append(("wall_time_s", meta["wall_time_s"], 0))
+    tracker.log_metrics(run_id, points)
+    tracker.finish(run_id)
+    log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: this store had no record of the "
+        f"cached teacher (run {meta['run_id']} is not in it); restored it as run {run_id}")
+    return run_id
 
 
 def load_tokenizer(model_name: str):
@@ -60,14 +160,28 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
     path.parent.mkdir(parents=True, exist_ok=True)
     task = TASKS[spec.dataset]
     with FileLock(str(path) + ".lock"):
+        # Holding the lock, nothing else works on this teacher: what a killed worker left is stale.
+        for stale in path.parent.glob(path.name + ".tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        orphans = tracker.runs(TEACHER_EXPERIMENT, "teacher", "study.teacher_id", spec.teacher_id)
+        if tracker.kill_orphans(orphans.get(spec.teacher_id, [])):
+            log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: an earlier fine-tuning "
+                "died; its run is marked KILLED")
         meta_file = path / "teacher.json"
         tokenizer = load_tokenizer(spec.model)
         if meta_file.exists():
-            meta = json.loads(meta_file.read_text())
-            model = AutoModelForSequenceClassification.from_pretrained(path)
+            meta = verify_teacher(path)
+            if meta.pop("checksums_adopted", False):
+                log(f"teacher [{spec.teacher_id}]: saved before checksums were kept; its files are "
+                    "trusted as they are now and checked from now on")
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(path)
+            except Exception as exc:
+                raise _damaged(path, f"it does not load ({type(exc).__name__}: {exc})") from None
+            run_id = teacher_run_id(spec, meta, tracker, device, log)
             log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, dev score "
                 f"{meta['dev_metrics']['score']:.4f}")
-            return Teacher(spec, model, tokenizer, meta["dev_metrics"], meta["run_id"], path)
+            return Teacher(spec, model, tokenizer, meta["dev_metrics"], run_id, path)
         if path.exists():
             shutil.rmtree(path)  # an interrupted fine-tuning
         s = spec.settings
@@ -80,27 +194,26 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         model = load_pretrained_classifier(spec.model, task.num_labels)
         dims = ModelDims.of(model.config)
         objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
-        params = {"dataset": spec.dataset, "teacher": teacher_identity(spec.model),
-                  **{k: str(v) for k, v in s.items() if k != "model"}}
-        tags = {"study.kind": "teacher", "study.teacher_id": spec.teacher_id,
-                **environment_tags(device.type)}
+        tags, params = _record(spec, device)
         run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         try:
             result = train(model, objective, train_ds, dev_ds, dev_labels, task, tokenizer, s, s["seed"],
                            device, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
                            desc=f"teacher {spec.dataset}")
+            tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
+                                         ("train_examples_per_s", result.train_examples_per_s, 0),
+                                         ("peak_memory_mb", result.peak_memory_mb, 0)])
+            model.save_pretrained(tmp)
+            meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
+                    "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "sha256": file_checksums(tmp)}
+            (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, path)
         except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             tracker.fail(run_id, exc)
             raise
-        tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
-                                     ("train_examples_per_s", result.train_examples_per_s, 0),
-                                     ("peak_memory_mb", result.peak_memory_mb, 0)])
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp)
-        meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
-                "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, path)
         tracker.finish(run_id)
         log(f"teacher {spec.dataset}/{spec.model}: dev score {result.dev_metrics['score']:.4f} "
             f"in {result.wall_time_s:.0f} s ({result.train_examples_per_s:.0f} examples/s)")

@@ -10,22 +10,35 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import sqlite3
 import subprocess
 import time
 import traceback
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+from urllib.parse import unquote, urlparse
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import study
 from analysis import contract
-from study.paths import PROJECT_ROOT, runs_dir, tracking_uri
+from study.paths import PROJECT_ROOT, tracking_uri
+from study.registry import StudyConfigError
 
 TEACHER_EXPERIMENT = "teachers"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+#: Seconds to wait for another worker creating or migrating the sqlite schema.
+SCHEMA_LOCK_TIMEOUT_S = 300
+#: The first request to a tracking server: no retries and a short timeout, so an unreachable
+#: server is reported in seconds (MLflow's defaults retry for minutes). Later requests keep
+#: MLflow's defaults, or whatever the user set.
+PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def _git_commit() -> str:
@@ -58,18 +71,66 @@ def environment_tags(device: str) -> dict[str, str]:
 
 
 class Tracker:
-    """A thin layer over ``MlflowClient`` with the study's schema."""
+    """A thin layer over ``MlflowClient`` with the study's schema.
+
+    Opening the store is checked: a store that cannot be opened (a ``runs/`` that is a file or
+    cannot be created, an unknown URI scheme, an unreachable server) raises ``StudyConfigError``
+    with one line naming it, within seconds. A sqlite store in a read-only folder opens for
+    reading (``read_only`` is True).
+    """
 
     def __init__(self, uri: str | None = None):
         self.uri = tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        if self.uri.startswith("sqlite:///"):
-            db = self.uri[len("sqlite:///"):]
-            os.makedirs(os.path.dirname(db) or ".", exist_ok=True)
-            # MLflow creates and migrates the sqlite schema on first use; two workers doing that
-            # at once corrupt the migration, so the first use is serialised.
-            with FileLock(db + ".lock"):
-                self.client.search_experiments(max_results=1)
+        self.read_only = False
+        try:
+            if self.uri.startswith("sqlite:///"):
+                self.client = self._open_sqlite(self.uri[len("sqlite:///"):])
+            else:
+                with _probe_env(self.uri):
+                    self.client = MlflowClient(tracking_uri=self.uri)
+                    self.client.search_experiments(max_results=1)
+        except StudyConfigError:
+            raise
+        except Exception as exc:
+            raise StudyConfigError(_open_error(self.uri, exc)) from None
+
+    def _open_sqlite(self, db: str) -> MlflowClient:
+        folder = Path(db).parent
+        if folder.exists() and not folder.is_dir():
+            raise StudyConfigError(f"The store folder {str(folder)!r} is a file, not a directory; "
+                                   "point STUDY_RUNS_DIR (or MLFLOW_TRACKING_URI) at a directory.")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudyConfigError(f"Cannot create the store folder {str(folder)!r} "
+                                   f"({exc.strerror}); point STUDY_RUNS_DIR at a writable directory.") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            if not Path(db).is_file():
+                raise StudyConfigError(f"The store folder {str(folder)!r} is read-only and holds no "
+                                       "mlflow.db; point STUDY_RUNS_DIR at a writable directory.")
+            self.read_only = True  # reading works; nothing may be created or migrated here
+            client = MlflowClient(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)
+            return client
+        # MLflow creates and migrates the sqlite schema when the client's store is first built;
+        # two workers doing that at once corrupt the migration, so the lock is taken before the
+        # client exists and held until the schema is complete.
+        try:
+            with FileLock(db + ".lock", timeout=SCHEMA_LOCK_TIMEOUT_S):
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
+                relocate_artifacts(db)
+        except Timeout:
+            raise StudyConfigError(f"Waited {SCHEMA_LOCK_TIMEOUT_S} s for the lock {db}.lock held by "
+                                   "another study process; if none is running, delete that file.") from None
+        return client
+
+    def require_writable(self) -> None:
+        """Raise ``StudyConfigError`` when the store was opened read-only (a read-only folder)."""
+        if self.read_only:
+            raise StudyConfigError(f"The MLflow store {self.uri!r} is in a read-only folder: it can be "
+                                   "read (study status, analyze) but not written; make the folder "
+                                   "writable or point STUDY_RUNS_DIR at another one.")
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         """The experiment's id; created with artifacts under ``runs/mlartifacts/`` if missing."""
@@ -79,8 +140,9 @@ class Tracker:
         if not create:
             return None
         location = None
-        if self.uri.startswith("sqlite:"):
-            location = (runs_dir() / "mlartifacts" / name).as_uri()
+        if self.uri.startswith("sqlite:///"):
+            # Beside the database, so a copied or moved store finds them (relocate_artifacts).
+            location = (Path(self.uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / name).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:  # another worker created it first
@@ -167,7 +229,15 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail(self, run_id: str, exc: BaseException) -> None:
-        """Record the error (tag ``study.error`` and the traceback as an artifact) and mark FAILED."""
+        """Record the error (tag ``study.error`` and the traceback as an artifact) and end the run.
+
+        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.interrupt``) ends
+        it KILLED, not FAILED: nobody saw the cell fail, so ``--skip-failed`` must not skip it.
+        """
+        if isinstance(exc, KeyboardInterrupt):
+            self.client.set_tag(run_id, "study.error", f"interrupted ({type(exc).__name__}: {exc})"[:4000])
+            self.client.set_terminated(run_id, "KILLED")
+            return
         message = f"{type(exc).__name__}: {exc}"[:4000]
         self.client.set_tag(run_id, "study.error", message)
         try:
@@ -175,6 +245,14 @@ class Tracker:
         except Exception:  # the error tag is what matters; an artifact store problem must not hide it
             pass
         self.client.set_terminated(run_id, "FAILED")
+
+    def record_failure(self, experiment: str, run_name: str, tags: dict[str, str],
+                       params: dict[str, str], exc: BaseException) -> str:
+        """Log a run that failed before it could start (e.g. its teacher could not be prepared),
+        so that ``study status`` counts it failed rather than pending; return its id."""
+        run_id = self.start(experiment, run_name, tags, params)
+        self.fail(run_id, exc)
+        return run_id
 
     def kill_orphans(self, runs: list) -> int:
         """Mark RUNNING runs KILLED (called under the cell's lock, so their process is gone)."""
@@ -185,3 +263,69 @@ class Tracker:
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 n += 1
         return n
+
+
+_ALLOWED_URIS = ("allowed: http(s)://HOST:PORT of a running MLflow server, or sqlite:///PATH, given "
+                 "by --tracking-uri or MLFLOW_TRACKING_URI (unset both to use runs/mlflow.db)")
+
+
+def _open_error(uri: str, exc: Exception) -> str:
+    """One line saying why the store at ``uri`` could not be opened, and what is allowed."""
+    text = " ".join(str(exc).split())
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        if "refused" in text.lower():
+            why = "connection refused"
+        elif "timed out" in text.lower() or "timeout" in text.lower():
+            why = f"no answer within {PROBE_ENV['MLFLOW_HTTP_REQUEST_TIMEOUT']} s"
+        elif (code := re.search(r"error code (\d+)", text)) is not None:
+            why = f"it answered HTTP {code.group(1)}, not as an MLflow server"
+        else:
+            why = text[:160]
+        return f"Cannot reach the MLflow tracking server {uri!r} ({why}); {_ALLOWED_URIS}."
+    if "://" not in uri or "Supported URI schemes" in text or "Could not find a registered" in text:
+        return f"MLflow tracking URI {uri!r} is not one this study can use; {_ALLOWED_URIS}."
+    return f"Cannot open the MLflow store {uri!r} ({text[:160]}); {_ALLOWED_URIS}."
+
+
+@contextmanager
+def _probe_env(uri: str):
+    """``PROBE_ENV`` for a tracking server's first request, except what the user set."""
+    if not uri.startswith(("http://", "https://")):
+        yield
+        return
+    with mock.patch.dict(os.environ, {k: v for k, v in PROBE_ENV.items() if k not in os.environ}):
+        yield
+
+
+def relocate_artifacts(db: str | os.PathLike) -> int:
+    """Point a copied or moved sqlite store's artifact locations back beside it; return how many
+    experiments moved.
+
+    MLflow stores each experiment's artifact location (and each run's artifact URI) as an
+    absolute path fixed at creation, so a copied ``runs/`` would keep writing artifacts into the
+    original folder. Experiments this package created keep theirs in ``<store folder>/mlartifacts/
+    <name>``; one whose location is an ``mlartifacts/<name>`` folder elsewhere is rewritten to
+    this store's folder, with its runs. Other locations (set by hand, remote) are left alone.
+    Call it under the schema lock: it writes the database directly, as MLflow offers no API to
+    change an artifact location.
+    """
+    db = Path(db).resolve()
+    here = db.parent / "mlartifacts"
+    moved = 0
+    with sqlite3.connect(db, timeout=60) as con:
+        rows = con.execute("SELECT experiment_id, name, artifact_location FROM experiments").fetchall()
+        for exp_id, name, location in rows:
+            if not location or not location.startswith("file://"):
+                continue
+            old = Path(unquote(urlparse(location).path))
+            new = here / old.name
+            if old.parent.name != "mlartifacts" or old.name != name or old == new:
+                continue
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                        (new.as_uri(), exp_id))
+            con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                        "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                        (new.as_uri(), len(location) + 1, exp_id, len(location), location))
+            moved += 1
+    return moved

@@ -1,0 +1,644 @@
+"""The fault suite: inject each fault of issue 9 on a tiny real grid, recover, and check the outcome.
+
+Usage: ``python scripts/faults.py [--only NAME ...] [--data-dir DIR] [--keep DIR]``
+
+Every scenario runs ``study`` as a separate process (``python -m study.cli``) in a fresh ``runs/``
+folder, injects its fault (several workers on a new store, SIGKILL, SIGTERM, Ctrl-C, damaged or
+deleted files, a copied store, a stopped UI, bad input), lets the documented recovery run, and
+checks:
+
+- every cell FINISHED exactly once (``lost``: cells with no FINISHED run; ``dup``: cells with more
+  than one), where the scenario trains;
+- the store is usable (``study status`` exits 0);
+- no run is left RUNNING (cells and teachers); no ``runs/teachers/*.tmp*`` folder is left;
+- plus the scenario's own check (its run ended KILLED, the refusal is one line with exit 2, ...).
+
+It prints one row per scenario and a closing count, and exits 1 if any check failed.
+``tests/test_faults.py`` runs the same scenarios under pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = {
+    "name": "faults",
+    "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "objective": ["ce", "logit_kd"],
+             "initialisation": ["random"], "augmentation": ["none"], "seed": [0, 1]},
+    "teacher": {"epochs": 1, "max_train_examples": 96, "max_eval_examples": 64, "max_length": 32,
+                "batch_size": 16},
+    "training": {"epochs": 1, "max_train_examples": 64, "max_eval_examples": 64, "max_length": 32,
+                 "batch_size": 16},
+}
+N_CELLS = 4
+
+
+@dataclass
+class Outcome:
+    """One row of the table."""
+
+    fault: str
+    outcome: str = ""
+    lost: int = 0
+    duplicated: int = 0
+    unusable: int = 0
+    running: int = 0
+    tmp_left: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problems or self.lost or self.duplicated or self.unusable or self.running
+                    or self.tmp_left)
+
+
+class Workspace:
+    """A fresh ``runs/`` folder, the grid YAML, and helpers to run ``study`` against them."""
+
+    def __init__(self, base: Path, name: str, data_dir: Path):
+        self.dir = base / name
+        self.runs = self.dir / "runs"
+        self.dir.mkdir(parents=True)
+        self.data_dir = data_dir
+        self.grid = self.dir / "faults.yaml"
+        self.grid.write_text(yaml.safe_dump(GRID))
+
+    @property
+    def db(self) -> Path:
+        return self.runs / "mlflow.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+                   STUDY_RUNS_DIR=str(self.runs), TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg")
+        env.update(extra)
+        return env
+
+    def cmd(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "study.cli", *args]
+
+    def run_args(self, *extra: str) -> list[str]:
+        return self.cmd("run", "--grid", str(self.grid), "--data-dir", str(self.data_dir),
+                        "--device", "cpu", *extra)
+
+    def study(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=timeout,
+                              env=self.env(**env), cwd=self.dir)
+
+    def train(self, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.run_args(*extra), capture_output=True, text=True, timeout=900,
+                              env=self.env(), cwd=self.dir)
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(self.run_args(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=self.env(), cwd=self.dir, start_new_session=True)
+
+    def runs_by_kind(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(kind, run_id, status, tags) of every run, read with sqlite3 (safe while a worker
+        creates the schema, unlike an MlflowClient)."""
+        if not self.db.exists():
+            return []
+        try:
+            con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+            try:
+                rows = con.execute("SELECT run_uuid, status FROM runs").fetchall()
+                tags: dict[str, dict[str, str]] = {}
+                for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
+                    tags.setdefault(run_id, {})[key] = value
+            finally:
+                con.close()
+        except sqlite3.OperationalError:  # no schema yet
+            return []
+        return [(tags.get(r, {}).get("study.kind", ""), r, s, tags.get(r, {})) for r, s in rows]
+
+    def statuses(self, kind: str) -> list[str]:
+        return [s for k, _, s, _ in self.runs_by_kind() if k == kind]
+
+    def teacher_dirs(self) -> list[Path]:
+        folder = self.runs / "teachers"
+        return sorted(p for p in folder.iterdir() if p.is_dir() and ".tmp" not in p.name) if folder.is_dir() else []
+
+    def wait_for(self, condition, what: str, proc: subprocess.Popen | None = None, limit: float = 300) -> None:
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            if condition():
+                return
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"the run ended (exit {proc.returncode}) before {what}: "
+                                     f"{(proc.stderr.read() if proc.stderr else '')[-500:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def check(self, out: Outcome, trains: bool = True) -> Outcome:
+        """The common checks, added to ``out``."""
+        runs = self.runs_by_kind()
+        if trains:
+            finished: dict[str, int] = {}
+            for kind, _, status, tags in runs:
+                if kind == "cell" and status == "FINISHED":
+                    finished[tags["study.cell_id"]] = finished.get(tags["study.cell_id"], 0) + 1
+            out.lost = N_CELLS - len(finished)
+            out.duplicated = sum(n - 1 for n in finished.values())
+            teacher_runs = {r for k, r, s, _ in runs if k == "teacher" and s == "FINISHED"}
+            dangling = [t for k, _, s, t in runs if k == "cell" and s == "FINISHED"
+                        and t.get("study.teacher_run_id") not in teacher_runs]
+            if dangling:
+                out.problems.append(f"{len(dangling)} finished cell(s) point at a missing teacher run")
+        out.running = sum(s == "RUNNING" for _, _, s, _ in runs)
+        out.tmp_left = len(list((self.runs / "teachers").glob("*.tmp*"))) if (self.runs / "teachers").is_dir() else 0
+        if self.runs.is_dir() and os.access(self.runs, os.W_OK):
+            status = self.study("status", "--grid", str(self.grid))
+            if status.returncode != 0:
+                out.unusable = 1
+                out.problems.append(f"study status exit {status.returncode}: {status.stderr.strip()[-200:]}")
+        return out
+
+
+def expect(out: Outcome, condition: bool, problem: str) -> None:
+    if not condition:
+        out.problems.append(problem)
+
+
+def one_line(stderr: str) -> bool:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return len(lines) == 1 and "Traceback" not in stderr
+
+
+def seed_teacher(ws: Workspace, warm: Path | None) -> None:
+    """Copy a fine-tuned teacher into the workspace's cache (fine-tuning it costs a run)."""
+    if warm is not None:
+        shutil.copytree(warm, ws.runs / "teachers" / warm.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenarios: each takes (base folder, data dir, warm teacher or None) and returns an Outcome.
+
+
+def concurrent_workers(base, data, warm, workers: int = 3) -> Outcome:
+    out = Outcome(f"1. {workers} workers start together on a new project")
+    ws = Workspace(base, "concurrent", data)
+    procs = [subprocess.Popen(ws.run_args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=ws.env(), cwd=ws.dir) for _ in range(workers)]
+    codes = [p.wait(timeout=900) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    expect(out, codes == [0] * workers, f"exit codes {codes}: {[e[-300:] for e in errors if e]}")
+    teachers = ws.statuses("teacher")
+    expect(out, teachers == ["FINISHED"], f"teacher runs {teachers} (want one FINISHED)")
+    out.outcome = f"exit codes {codes}; teacher fine-tuned once"
+    return ws.check(out)
+
+
+def sigkill_teacher(base, data, warm) -> Outcome:
+    out = Outcome("2. SIGKILL while the teacher is fine-tuned")
+    ws = Workspace(base, "kill_teacher", data)
+    proc = ws.start()
+    try:
+        ws.wait_for(lambda: "RUNNING" in ws.statuses("teacher"), "the teacher run started", proc)
+        time.sleep(1.0)  # mid-epoch
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    teacher_id = next(t["study.teacher_id"] for k, _, _, t in ws.runs_by_kind() if k == "teacher")
+    # The window in which save_pretrained writes <id>.tmp<pid> is too short to hit reliably: plant
+    # what a kill there leaves, a partial weights file in a folder named after a dead process.
+    stale = ws.runs / "teachers" / f"{teacher_id}.tmp{proc.pid}"
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "model.safetensors").write_bytes(b"\0" * 4096)
+    before = ws.statuses("teacher")
+    result = ws.train()
+    expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
+    after = sorted(ws.statuses("teacher"))
+    expect(out, after == ["FINISHED", "KILLED"], f"teacher runs after recovery {after}")
+    out.outcome = f"teacher run {before} -> {after}; stale .tmp removed; rerun exit {result.returncode}"
+    return ws.check(out)
+
+
+def _interrupt_mid_cell(base, data, warm, sig: int, label: str, code: int) -> Outcome:
+    out = Outcome(label)
+    ws = Workspace(base, f"signal{sig}", data)
+    seed_teacher(ws, warm)
+    proc = ws.start()
+    ws.wait_for(lambda: ws.statuses("cell").count("FINISHED") >= 1 and "RUNNING" in ws.statuses("cell"),
+                "one cell finished and one mid-training", proc)
+    proc.send_signal(sig)  # to the main process only, as `timeout` and a scheduler do
+    rc = proc.wait(timeout=120)
+    stderr = proc.stderr.read()
+    cells = ws.statuses("cell")
+    expect(out, rc == code, f"exit {rc}, want {code}")
+    expect(out, "RUNNING" not in cells and "KILLED" in cells and "FAILED" not in cells,
+           f"cell runs right after the signal: {sorted(cells)}")
+    expect(out, "interrupted" in stderr, "no 'interrupted' line on stderr")
+    result = ws.train("--skip-failed")  # an interrupted cell is not a failed one: it is retrained
+    expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
+    out.outcome = (f"exit {rc}; interrupted cell ended KILLED ({cells.count('KILLED')}), "
+                   "retrained by `run --skip-failed`")
+    return ws.check(out)
+
+
+def sigterm_cell(base, data, warm) -> Outcome:
+    return _interrupt_mid_cell(base, data, warm, signal.SIGTERM, "3a. SIGTERM mid-cell", 143)
+
+
+def ctrl_c_cell(base, data, warm) -> Outcome:
+    return _interrupt_mid_cell(base, data, warm, signal.SIGINT, "3b. Ctrl-C (SIGINT) mid-cell", 130)
+
+
+def _damaged_teacher(base, data, warm, label: str, damage) -> Outcome:
+    out = Outcome(label)
+    ws = Workspace(base, label.split(".")[0] + "_damaged", data)
+    seed_teacher(ws, warm)
+    folder = ws.teacher_dirs()[0]
+    damage(folder / "model.safetensors")
+    first = ws.train()
+    cells = ws.statuses("cell")
+    expect(out, first.returncode == 1, f"run on the damaged teacher exit {first.returncode}")
+    expect(out, cells.count("FAILED") == N_CELLS and "FINISHED" not in cells,
+           f"cell runs on the damaged teacher: {sorted(cells)}")
+    expect(out, str(folder) in first.stdout + first.stderr, "the error does not name the folder")
+    status = ws.study("status", "--grid", str(ws.grid))
+    expect(out, f"failed {N_CELLS}" in status.stdout, f"status does not count them failed: {status.stdout!r}")
+    shutil.rmtree(folder)  # what the message says to do
+    second = ws.train()
+    expect(out, second.returncode == 0, f"rerun exit {second.returncode}: {second.stderr[-300:]}")
+    out.outcome = (f"refused: {N_CELLS} cells FAILED naming the folder, status 'failed {N_CELLS}'; "
+                   "folder deleted, rerun retrains teacher and cells")
+    return ws.check(out)
+
+
+def _zero_middle(path: Path) -> None:
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size // 4)
+        f.write(b"\0" * (size // 2))
+
+
+def zeroed_teacher(base, data, warm) -> Outcome:
+    return _damaged_teacher(base, data, warm, "4a. teacher weights zeroed (half the file)", _zero_middle)
+
+
+def truncated_teacher(base, data, warm) -> Outcome:
+    return _damaged_teacher(base, data, warm, "4b. teacher weights truncated",
+                            lambda p: os.truncate(p, p.stat().st_size // 3))
+
+
+def store_deleted(base, data, warm) -> Outcome:
+    out = Outcome("5. store deleted, teachers kept")
+    ws = Workspace(base, "store_deleted", data)
+    seed_teacher(ws, warm)
+    first = ws.train()
+    expect(out, first.returncode == 0, f"first run exit {first.returncode}")
+    for p in [ws.db, ws.runs / "mlartifacts"]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    second = ws.train()
+    expect(out, second.returncode == 0, f"rerun exit {second.returncode}: {second.stderr[-300:]}")
+    teachers = [t for k, _, s, t in ws.runs_by_kind() if k == "teacher" and s == "FINISHED"]
+    expect(out, len(teachers) == 1 and "study.restored_from" in teachers[0],
+           f"teacher record not restored: {teachers}")
+    out.outcome = "teacher record restored (tag study.restored_from); cells retrained against it"
+    return ws.check(out)
+
+
+def teacher_prep_failure(base, data, warm) -> Outcome:
+    out = Outcome("6. teacher cannot be prepared (teacher.json garbled)")
+    ws = Workspace(base, "prep_failure", data)
+    seed_teacher(ws, warm)
+    folder = ws.teacher_dirs()[0]
+    (folder / "teacher.json").write_text("{not json")
+    first = ws.train()
+    status = ws.study("status", "--grid", str(ws.grid))
+    expect(out, first.returncode == 1, f"run exit {first.returncode}")
+    expect(out, f"failed {N_CELLS}" in status.stdout and "pending 0" in status.stdout,
+           f"status: {status.stdout.strip()!r}")
+    shutil.rmtree(folder)
+    second = ws.train()
+    expect(out, second.returncode == 0, f"rerun exit {second.returncode}: {second.stderr[-300:]}")
+    out.outcome = f"status shows 'failed {N_CELLS}, pending 0' (was pending); recovered after deleting the folder"
+    return ws.check(out)
+
+
+def copied_store(base, data, warm) -> Outcome:
+    out = Outcome("7. runs/ copied elsewhere, then written")
+    ws = Workspace(base, "copy_a", data)
+    seed_teacher(ws, warm)
+    folder = ws.teacher_dirs()[0]
+    _zero_middle(folder / "model.safetensors")  # so that every cell writes an error artifact
+    ws.train()
+    copy = Workspace(base, "copy_b", data)
+    shutil.rmtree(copy.runs, ignore_errors=True)
+    shutil.copytree(ws.runs, copy.runs)
+    original = sorted(str(p.relative_to(ws.runs)) for p in ws.runs.rglob("*"))
+    again = copy.train()  # the copy's cells fail again (same damaged teacher) and log error.txt
+    expect(out, again.returncode == 1, f"run in the copy exit {again.returncode}")
+    shutil.rmtree(copy.teacher_dirs()[0])
+    final = copy.train()
+    expect(out, final.returncode == 0, f"recovery in the copy exit {final.returncode}: {final.stderr[-300:]}")
+    now = sorted(str(p.relative_to(ws.runs)) for p in ws.runs.rglob("*"))
+    expect(out, now == original, f"{len(set(now) - set(original))} new file(s) in the original runs/")
+    in_copy = list((copy.runs / "mlartifacts").rglob("error.txt"))
+    expect(out, len(in_copy) == 2 * N_CELLS, f"{len(in_copy)} error.txt in the copy, want {2 * N_CELLS}")
+    con = sqlite3.connect(copy.db)
+    uris = [u for (u,) in con.execute("SELECT artifact_uri FROM runs")]
+    con.close()
+    elsewhere = [u for u in uris if not u.startswith(copy.runs.as_uri())]
+    expect(out, not elsewhere, f"{len(elsewhere)} run(s) of the copy keep artifacts elsewhere")
+    out.outcome = "all artifacts of the copy written inside it; the original folder unchanged"
+    return copy.check(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serving(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def _processes_with(text: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if text in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+def ui_stopped(base, data, warm) -> Outcome:
+    out = Outcome("8. `study ui` stopped by its PID (SIGTERM)")
+    ws = Workspace(base, "ui", data)
+    port = _free_port()
+    proc = subprocess.Popen(ws.cmd("ui", "--port", str(port)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ws.env(), cwd=ws.dir)
+    try:
+        ws.wait_for(lambda: _serving(port), "the UI to serve", None, limit=120)
+        before = len(_processes_with(f"--port {port}"))
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        deadline = time.time() + 15
+        while time.time() < deadline and (_serving(port) or _processes_with(f"--port {port}")):
+            time.sleep(0.2)
+        left = _processes_with(f"--port {port}")
+        expect(out, not _serving(port), "the port still answers")
+        expect(out, not left, f"{len(left)} server process(es) left: {left}")
+        out.outcome = f"{before} server processes; after SIGTERM: exit {rc}, {len(left)} left, port closed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _processes_with(f"--port {port}"):  # what this scenario started and left serving
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return ws.check(out, trains=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line on stderr naming the value or file and line, nothing trained or logged.
+
+
+def _bad_data(data: Path, target: Path, task: str, edit) -> Path:
+    glue = target / "glue"
+    for name in ("SST-2", "STS-B"):
+        (glue / name).mkdir(parents=True)
+        src = data / "glue" / name
+        shutil.copy(src / "dev.tsv", glue / name / "dev.tsv")
+        lines = (src / "train.tsv").read_bytes().split(b"\n")[:200]
+        (glue / name / "train.tsv").write_bytes(b"\n".join(lines) + b"\n")
+    edit(glue / task / "train.tsv")
+    return target
+
+
+def _header_only(p: Path) -> None:
+    p.write_bytes(p.read_bytes().split(b"\n")[0] + b"\n")
+
+
+def _latin1_byte(p: Path) -> None:
+    lines = p.read_bytes().split(b"\n")
+    lines[41] = lines[41].replace(b"e", b"\xe9", 1)
+    p.write_bytes(b"\n".join(lines))
+
+
+def _sts_not_a_number(p: Path) -> None:
+    lines = p.read_text().split("\n")
+    fields = lines[9].split("\t")
+    fields[-1] = "n/a"
+    lines[9] = "\t".join(fields)
+    p.write_text("\n".join(lines))
+
+
+def bad_inputs(base: Path, data: Path) -> list[Outcome]:
+    """Each refusal: exit 2, one line, naming what it should, before anything is trained."""
+    rows = []
+
+    def refusal(label: str, result: subprocess.CompletedProcess, names: list[str], ws: Workspace,
+                limit_s: float | None = None, took: float = 0.0) -> None:
+        out = Outcome(label)
+        line = result.stderr.strip()
+        expect(out, result.returncode == 2, f"exit {result.returncode}")
+        expect(out, one_line(result.stderr), f"stderr is not one line: {result.stderr[-400:]!r}")
+        for name in names:
+            expect(out, name in line, f"the message does not name {name!r}: {line!r}")
+        trained = [k for k, _, _, _ in ws.runs_by_kind()]
+        expect(out, not trained and not (ws.runs / "teachers").exists(), f"something was logged: {trained}")
+        if limit_s is not None:
+            expect(out, took < limit_s, f"took {took:.1f} s (limit {limit_s} s)")
+        out.outcome = line[:200]
+        rows.append(out)
+
+    for i, (label, task, edit, names) in enumerate([
+        ("bad input: train file with only a header", "SST-2", _header_only, ["SST-2/train.tsv", "only a header"]),
+        ("bad input: non-UTF-8 byte in a train file", "SST-2", _latin1_byte, ["SST-2/train.tsv", "line 42"]),
+        ("bad input: STS-B score that is not a number", "STS-B", _sts_not_a_number, ["STS-B/train.tsv", "line 10", "'n/a'"]),
+    ]):
+        ws = Workspace(base, f"bad_data{i}", data)
+        bad = _bad_data(data, ws.dir / "data", task, edit)
+        if task == "STS-B":
+            ws.grid.write_text(yaml.safe_dump(dict(GRID, axes=dict(GRID["axes"], dataset=["stsb"]))))
+        result = subprocess.run(ws.cmd("run", "--grid", str(ws.grid), "--data-dir", str(bad), "--device", "cpu"),
+                                capture_output=True, text=True, env=ws.env(), cwd=ws.dir, timeout=300)
+        refusal(label, result, names, ws)
+
+    ws = Workspace(base, "bad_csv", data)
+    csvs = {"inf metric": ("a,b,score\nx,1,0.5\ny,2,inf\n", ["inf.csv", "line 3", "'inf'"]),
+            "empty CSV": ("", ["empty.csv", "empty"]),
+            "garbage CSV": (os.urandom(2048), ["garbage.csv"])}
+    for label, (content, names) in csvs.items():
+        path = ws.dir / f"{label.split()[0]}.csv"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        result = ws.study("analyze", "--csv", str(path), "--metric", "score", "--factors", "a")
+        refusal(f"bad input: analyze, {label}", result, names, ws)
+
+    ws = Workspace(base, "runs_is_file", data)
+    ws.runs.write_text("not a folder")
+    result = subprocess.run(ws.run_args(), capture_output=True, text=True, env=ws.env(), cwd=ws.dir, timeout=300)
+    refusal("bad input: runs/ is a file", result, [str(ws.runs), "not a directory"], ws)
+
+    for label, uri, names in [("unreachable MLFLOW_TRACKING_URI", "http://127.0.0.1:9", ["http://127.0.0.1:9", "connection refused"]),
+                              ("malformed MLFLOW_TRACKING_URI", "http//nohost", ["http//nohost", "allowed"])]:
+        ws = Workspace(base, "uri" + str(len(rows)), data)
+        t0 = time.time()
+        result = subprocess.run(ws.run_args(), capture_output=True, text=True, env=ws.env(MLFLOW_TRACKING_URI=uri),
+                                cwd=ws.dir, timeout=300)
+        refusal(f"bad input: {label}", result, names, ws, limit_s=30, took=time.time() - t0)
+
+    rows.extend(read_only_store(base, data))
+    return rows
+
+
+def _without_write_permission() -> list[str] | None:
+    """A command prefix under which this user cannot write a read-only folder (root ignores
+    permissions unless CAP_DAC_OVERRIDE is dropped), or None when that cannot be arranged."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def read_only_store(base: Path, data: Path) -> list[Outcome]:
+    prefix = _without_write_permission()
+    if prefix is None:
+        return [Outcome("bad input: read-only runs/", outcome="skipped: running as root without setpriv")]
+    ws = Workspace(base, "read_only", data)
+    seed = ws.study("run", "--grid", str(ws.grid), "--dry-run")  # creates the store, trains nothing
+    rows = []
+    try:
+        for p in [ws.runs, *ws.runs.iterdir()]:
+            p.chmod(p.stat().st_mode & 0o555)
+        out = Outcome("bad input: read-only runs/ (study run)")
+        result = subprocess.run(prefix + ws.run_args(), capture_output=True, text=True, env=ws.env(),
+                                cwd=ws.dir, timeout=300)
+        expect(out, seed.returncode == 0, f"could not create the store: {seed.stderr[-200:]}")
+        expect(out, result.returncode == 2 and one_line(result.stderr) and "read-only" in result.stderr,
+               f"exit {result.returncode}: {result.stderr.strip()[-300:]!r}")
+        out.outcome = result.stderr.strip()[:200]
+        rows.append(out)
+        out = Outcome("read-only store: study status works")
+        result = subprocess.run(prefix + ws.cmd("status", "--grid", str(ws.grid)), capture_output=True,
+                                text=True, env=ws.env(), cwd=ws.dir, timeout=300)
+        expect(out, result.returncode == 0 and f"pending {N_CELLS}" in result.stdout,
+               f"exit {result.returncode}: {(result.stdout + result.stderr).strip()[-300:]!r}")
+        out.outcome = f"exit {result.returncode}: " + " ".join(result.stdout.split())[:120]
+        rows.append(out)
+    finally:
+        for p in [ws.runs, *ws.runs.iterdir()]:
+            p.chmod(p.stat().st_mode | 0o200)
+    return rows
+
+
+SCENARIOS = {
+    "concurrent": concurrent_workers,
+    "kill_teacher": sigkill_teacher,
+    "sigterm": sigterm_cell,
+    "ctrl_c": ctrl_c_cell,
+    "zeroed_teacher": zeroed_teacher,
+    "truncated_teacher": truncated_teacher,
+    "store_deleted": store_deleted,
+    "prep_failure": teacher_prep_failure,
+    "copied_store": copied_store,
+    "ui": ui_stopped,
+}
+
+
+def warm_teacher(base: Path, data: Path) -> Path:
+    """Fine-tune the grid's teacher once (by running one cell) and return its cache folder."""
+    ws = Workspace(base, "warm", data)
+    ws.grid.write_text(yaml.safe_dump(dict(GRID, axes=dict(GRID["axes"], objective=["ce"], seed=[0]))))
+    result = ws.train()
+    if result.returncode != 0:
+        raise RuntimeError(f"could not fine-tune the teacher: {result.stderr[-1000:]}")
+    return ws.teacher_dirs()[0]
+
+
+def run_suite(base: Path, data: Path, only: list[str] | None = None, bad_input: bool = True,
+              report=print) -> list[Outcome]:
+    """Run the scenarios (all, or those named in ``only``) and the bad-input checks; return the rows."""
+    names = only or list(SCENARIOS)
+    warm = None
+    if any(n not in ("concurrent", "kill_teacher", "ui") for n in names):
+        warm = warm_teacher(base, data)
+    rows = []
+    for name in names:
+        t0 = time.time()
+        try:
+            row = SCENARIOS[name](base, data, warm)
+        except Exception as exc:  # a scenario that breaks is a failed row, not a crashed suite
+            row = Outcome(name, outcome="scenario error", problems=[f"{type(exc).__name__}: {exc}"])
+        row.outcome += f" [{time.time() - t0:.0f} s]"
+        report(format_row(row))
+        rows.append(row)
+    if bad_input and not only:
+        for row in bad_inputs(base, data):
+            report(format_row(row))
+            rows.append(row)
+    return rows
+
+
+HEADER = f"{'fault':<48} {'lost':>4} {'dup':>4} {'unus':>4} {'RUN':>4} {'tmp':>4}  ok   outcome"
+
+
+def format_row(row: Outcome) -> str:
+    outcome = row.outcome if row.ok else "checks failed, see below" + row.outcome[row.outcome.rfind(" ["):]
+    text = f"{row.fault[:48]:<48} {row.lost:>4} {row.duplicated:>4} {row.unusable:>4} {row.running:>4} " \
+           f"{row.tmp_left:>4}  {'yes' if row.ok else 'NO ':<4} {outcome}"
+    for p in row.problems:
+        text += f"\n{'':<48}   problem: {p}"
+    return text
+
+
+def summary(rows: list[Outcome]) -> str:
+    return (f"{len(rows)} checks, {sum(r.ok for r in rows)} passed, {sum(not r.ok for r in rows)} failed; "
+            f"cells lost {sum(r.lost for r in rows)}, duplicated {sum(r.duplicated for r in rows)}, "
+            f"stores left unusable {sum(r.unusable for r in rows)}, runs left RUNNING "
+            f"{sum(r.running for r in rows)}, temp folders left {sum(r.tmp_left for r in rows)}")
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("STUDY_DATA_DIR")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="Run only these scenarios.")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="GLUE data root.")
+    parser.add_argument("--keep", type=Path, help="Work in this folder and keep it (default: a temp folder).")
+    args = parser.parse_args(argv)
+    base = args.keep or Path(tempfile.mkdtemp(prefix="kd-faults-"))
+    base.mkdir(parents=True, exist_ok=True)
+    print(HEADER, flush=True)
+    try:
+        rows = run_suite(base, args.data_dir, args.only, report=lambda s: print(s, flush=True))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(summary(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
