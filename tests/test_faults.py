@@ -4,9 +4,11 @@ temp folders left behind; and each bad input refused with exit 2 in one line.
 
 Every scenario starts ``study`` processes (a few seconds of imports each) and trains a 4-cell
 grid, so this module takes minutes on a 2-core CPU; ``-m "not faults"`` leaves it out. By default
-(and so in CI) it runs a short form; ``STUDY_FAULTS=full`` adds the scenarios whose code paths
-``tests/test_reliability.py`` also covers without training (Ctrl-C, a truncated teacher, a
-garbled ``teacher.json``), and ``python scripts/faults.py`` runs them all with the table.
+(and so in CI, which must stay under 20 minutes) it runs a short form: three workers starting
+together, SIGTERM mid-cell, a deleted store, and the bad inputs. ``STUDY_FAULTS=full`` adds the
+rest (SIGKILL during the teacher, Ctrl-C, zeroed and truncated teachers, a garbled
+``teacher.json``, a copied store, stopping the UI), whose code paths ``tests/test_reliability.py``
+also covers without training, and ``python scripts/faults.py`` runs them all with the table.
 """
 
 from __future__ import annotations
@@ -52,15 +54,16 @@ def _check(row) -> None:
     assert row.ok, faults.format_row(row)
 
 
-@pytest.mark.parametrize("name", ["concurrent", "kill_teacher", "ui"])
+@pytest.mark.parametrize("name", ["concurrent", pytest.param("kill_teacher", marks=full_only),
+                                  pytest.param("ui", marks=full_only)])
 def test_fault_from_scratch(name, base, data):
     _check(faults.SCENARIOS[name](base, data, None))
 
 
 @pytest.mark.parametrize("name", [
-    "sigterm", pytest.param("ctrl_c", marks=full_only), "zeroed_teacher",
+    "sigterm", pytest.param("ctrl_c", marks=full_only), pytest.param("zeroed_teacher", marks=full_only),
     pytest.param("truncated_teacher", marks=full_only), "store_deleted",
-    pytest.param("prep_failure", marks=full_only), "copied_store"])
+    pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only)])
 def test_fault_with_cached_teacher(name, base, data, warm):
     _check(faults.SCENARIOS[name](base, data, warm))
 
