@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
@@ -121,6 +121,7 @@ class TeacherSettings(TrainingSettings):
     """The teacher's fine-tuning: its model (a known alias, a hub id or a local directory) and budget."""
 
     model: Annotated[str, Field(min_length=1)] = "all-MiniLM-L6-v2"
+    checkpoint: Literal["last", "best_metric", "lowest_loss"] = "last"
     epochs: PosInt = 3
     learning_rate: PosFloat = 5e-5
     seed: NonNegInt = 0
@@ -172,7 +173,9 @@ class TeacherSpec:
 
     @cached_property
     def identity(self) -> dict[str, Any]:
-        s = dict(self.settings)
+        """The fine-tuning's identity; which checkpoint a cell reads is the cell's choice (one
+        fine-tuning keeps every checkpoint), so ``checkpoint`` is not part of it."""
+        s = {k: v for k, v in self.settings.items() if k != "checkpoint"}
         s["model"] = teacher_identity(s["model"])  # never a path: a local folder is its weights' hash
         return {"dataset": self.dataset, "teacher": s, "trainer_version": TRAINER_VERSION,
                 "data_version": data_mod.VERSION}
@@ -184,6 +187,11 @@ class TeacherSpec:
     @property
     def model(self) -> str:
         return self.settings["model"]
+
+    @property
+    def checkpoint(self) -> str:
+        """``last``, ``best_metric`` or ``lowest_loss`` (``study.teacher.CHECKPOINTS``)."""
+        return self.settings.get("checkpoint", "last")
 
 
 def _label(value: Any) -> str:
@@ -241,6 +249,8 @@ class Cell:
             "augmentation": _augmentation_identity(self.augmentation_steps),
             "training": self.training,
             "teacher": self.teacher.identity,
+            # the final weights keep the identity cells had before checkpoints could be chosen
+            **({"teacher_checkpoint": self.teacher.checkpoint} if self.teacher.checkpoint != "last" else {}),
             "trainer_version": TRAINER_VERSION,
             "initialisation_version": INIT_VERSION,
             "data_version": data_mod.VERSION,

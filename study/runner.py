@@ -86,7 +86,7 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
         cached = None
         if objective.needs_teacher and not objective.needs_teacher_forward:
             # Logit-only objectives read the frozen teacher's logits from a per-split cache.
-            cached = data.teacher_logits(cell.teacher.teacher_id, teacher.model, train_ds,
+            cached = data.teacher_logits(f"{cell.teacher.teacher_id}:{cell.teacher.checkpoint}", teacher.model, train_ds,
                                          teacher.tokenizer, device)
         result = train(student, objective, train_ds, dev_ds, dev_labels, task, teacher.tokenizer, tr,
                        cell.seed, device, teacher=teacher.model if (objective.needs_teacher or cell.mixup) else None,
@@ -179,10 +179,11 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                     continue
                 if tracker.kill_orphans(runs):
                     tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
-                tid = cell.teacher.teacher_id
+                tid = (cell.teacher.teacher_id, cell.teacher.checkpoint)
                 if tid not in teachers:
                     try:
-                        teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write)
+                        teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write,
+                                                       checkpoint=cell.teacher.checkpoint)
                     except Exception as exc:  # logged on the cell, so `study status` counts it failed
                         tracker.record_failure(cell.grid, cell.name, {
                             **cell_tags(cell), "study.failed_stage": "teacher"}, cell.params(), exc)

@@ -40,6 +40,7 @@ class Teacher:
     dev_metrics: dict[str, float]
     run_id: str
     path: Path
+    checkpoint: str = "last"
 
     @property
     def dev_score(self) -> float:
@@ -118,7 +119,7 @@ def _write_json(path: Path, data: dict) -> None:
 def _record(spec: TeacherSpec, device: torch.device) -> tuple[dict[str, str], dict[str, str]]:
     """The teacher run's (tags, params)."""
     params = {"dataset": spec.dataset, "teacher": teacher_identity(spec.model),
-              **{k: str(v) for k, v in spec.settings.items() if k != "model"}}
+              **{k: str(v) for k, v in spec.settings.items() if k not in ("model", "checkpoint")}}
     tags = {"study.kind": "teacher", "study.teacher_id": spec.teacher_id,
             **environment_tags(device.type)}
     return tags, params
@@ -153,9 +154,35 @@ def load_tokenizer(model_name: str):
     return AutoTokenizer.from_pretrained(resolve_teacher_path(model_name))
 
 
+#: Which of the teacher's checkpoints a cell distils from (Sultan et al. 2024 compare the two
+#: kept ones): the end of fine-tuning, the epoch with the best dev metric, or with the lowest dev
+#: loss (ties: the earliest epoch).
+CHECKPOINTS = ("last", "best_metric", "lowest_loss")
+
+
+class _Keeper:
+    """Keeps CPU copies of the best-metric and lowest-loss weights as epochs end."""
+
+    def __init__(self):
+        self.best: dict[str, tuple[float, int, dict, dict]] = {}
+
+    def __call__(self, epoch: int, model: torch.nn.Module, dev: dict[str, float]) -> None:
+        for name, value in (("best_metric", -dev["score"]), ("lowest_loss", dev["loss"])):
+            if name not in self.best or value < self.best[name][0]:
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                self.best[name] = (value, epoch, dict(dev), state)
+
+
 def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device: torch.device,
-                   log=print) -> Teacher:
-    """Return the cached teacher for ``spec``, fine-tuning and logging it first if needed."""
+                   log=print, checkpoint: str = "last") -> Teacher:
+    """Return the cached teacher for ``spec`` at ``checkpoint`` (``CHECKPOINTS``), fine-tuning and
+    logging it first if needed. One fine-tuning keeps every checkpoint: the final weights in the
+    teacher's folder, the others under ``checkpoints/<name>/`` with their own checksums; a teacher
+    cached before checkpoints were kept is fine-tuned again when a cell asks for one.
+
+    Raises:
+        TeacherCacheError: a damaged cached teacher (the message names the folder to delete).
+    """
     path = teacher_dir(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     task = TASKS[spec.dataset]
@@ -169,6 +196,10 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                 "died; its run is marked KILLED")
         meta_file = path / "teacher.json"
         tokenizer = load_tokenizer(spec.model)
+        if meta_file.exists() and checkpoint != "last" and "checkpoints" not in json.loads(meta_file.read_text()):
+            log(f"teacher [{spec.teacher_id}]: cached before checkpoints were kept; fine-tuning it again "
+                f"for its {checkpoint} checkpoint")
+            shutil.rmtree(path)
         if meta_file.exists():
             meta = verify_teacher(path)
             if meta.pop("checksums_adopted", False):
@@ -179,9 +210,13 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
             except Exception as exc:
                 raise _damaged(path, f"it does not load ({type(exc).__name__}: {exc})") from None
             run_id = teacher_run_id(spec, meta, tracker, device, log)
-            log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, dev score "
-                f"{meta['dev_metrics']['score']:.4f}")
-            return Teacher(spec, model, tokenizer, meta["dev_metrics"], run_id, path)
+            if checkpoint != "last":
+                model, dev_metrics = _load_checkpoint(path, meta, checkpoint)
+            else:
+                dev_metrics = meta["dev_metrics"]
+            log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, {checkpoint} checkpoint, "
+                f"dev score {dev_metrics['score']:.4f}")
+            return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
         if path.exists():
             shutil.rmtree(path)  # an interrupted fine-tuning
         s = spec.settings
@@ -197,17 +232,24 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         tags, params = _record(spec, device)
         run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        keeper = _Keeper()
         try:
             result = train(model, objective, train_ds, dev_ds, dev_labels, task, tokenizer, s, s["seed"],
                            device, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
-                           desc=f"teacher {spec.dataset}")
+                           desc=f"teacher {spec.dataset}", on_epoch_end=keeper)
             tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
                                          ("train_examples_per_s", result.train_examples_per_s, 0),
                                          ("peak_memory_mb", result.peak_memory_mb, 0)])
             model.save_pretrained(tmp)
+            checkpoints = {}
+            for name, (_, epoch, dev, state) in keeper.best.items():
+                folder = tmp / "checkpoints" / name
+                model.save_pretrained(folder, state_dict=state)
+                checkpoints[name] = {"epoch": epoch, "dev_metrics": dev, "sha256": file_checksums(folder)}
+            tracker.log_metrics(run_id, [(f"{name}_epoch", c["epoch"], 0) for name, c in checkpoints.items()])
             meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
                     "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "sha256": file_checksums(tmp)}
+                    "sha256": file_checksums(tmp), "checkpoints": checkpoints}
             (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
             os.replace(tmp, path)
         except BaseException as exc:
@@ -218,4 +260,26 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         log(f"teacher {spec.dataset}/{spec.model}: dev score {result.dev_metrics['score']:.4f} "
             f"in {result.wall_time_s:.0f} s ({result.train_examples_per_s:.0f} examples/s)")
         model.cpu()
+        if checkpoint != "last":
+            model, dev_metrics = _load_checkpoint(path, meta, checkpoint)
+            return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
         return Teacher(spec, model, tokenizer, result.dev_metrics, run_id, path)
+
+
+def _load_checkpoint(path: Path, meta: dict, checkpoint: str) -> tuple[torch.nn.Module, dict]:
+    """(model, dev metrics) of a kept checkpoint, its files checked against their checksums.
+
+    Raises:
+        TeacherCacheError: the checkpoint is missing or damaged (names the folder to delete).
+    """
+    info = meta.get("checkpoints", {}).get(checkpoint)
+    folder = path / "checkpoints" / checkpoint
+    if info is None or not folder.is_dir():
+        raise _damaged(path, f"its {checkpoint} checkpoint is missing")
+    found = file_checksums(folder)
+    if found != info["sha256"]:
+        raise _damaged(path, f"checkpoints/{checkpoint} does not match its saved SHA-256")
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(folder), info["dev_metrics"]
+    except Exception as exc:
+        raise _damaged(path, f"checkpoints/{checkpoint} does not load ({type(exc).__name__}: {exc})") from None

@@ -105,14 +105,30 @@ def _autocast(device: torch.device):
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: torch.device) -> np.ndarray:
     """Predictions over a loader: class ids (N,) int64, or scores (N,) float32 for regression."""
+    return predict_with_loss(model, loader, task, device)[0]
+
+
+@torch.no_grad()
+def predict_with_loss(model: torch.nn.Module, loader: DataLoader, task: TaskSpec,
+                      device: torch.device) -> tuple[np.ndarray, float]:
+    """Predictions (as ``predict``) and the mean loss to the labels: cross-entropy in nats per
+    example, or squared error for regression."""
     model.eval()
-    preds = []
+    preds, total, count = [], torch.zeros((), dtype=torch.float64), 0
     for batch in loader:
+        labels = batch["labels"].to(device)
         batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "idx")}
         with _autocast(device):
             logits = model(**batch).logits.float()  # (B, C)
-        preds.append(logits.squeeze(-1) if task.task_type == "regression" else logits.argmax(-1))
-    return torch.cat(preds).cpu().numpy()
+        if task.task_type == "regression":
+            out = logits.squeeze(-1)
+            total += torch.nn.functional.mse_loss(out, labels.float(), reduction="sum").double().cpu()
+        else:
+            out = logits.argmax(-1)
+            total += torch.nn.functional.cross_entropy(logits, labels.long(), reduction="sum").double().cpu()
+        count += labels.shape[0]
+        preds.append(out)
+    return torch.cat(preds).cpu().numpy(), float(total) / max(count, 1)
 
 
 @torch.no_grad()
@@ -142,8 +158,10 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, labels: list, task: TaskSpec, device: torch.device) -> dict[str, float]:
-    """The task's official dev metrics (fractions) plus ``score``."""
-    return compute_metrics(task.name, predict(model, loader, task, device), np.asarray(labels))
+    """The task's official dev metrics (fractions), ``score``, and ``loss`` (the mean dev loss:
+    cross-entropy in nats per example, or squared error for regression)."""
+    preds, loss = predict_with_loss(model, loader, task, device)
+    return {**compute_metrics(task.name, preds, np.asarray(labels)), "loss": loss}
 
 
 def train(
@@ -162,6 +180,7 @@ def train(
     desc: str = "train",
     cached_teacher_logits: torch.Tensor | None = None,
     mixup: dict | None = None,
+    on_epoch_end: Callable[[int, torch.nn.Module, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics.
 
@@ -173,6 +192,8 @@ def train(
         cached_teacher_logits: (N, C) from ``teacher_logits``; used instead of running the teacher
             when the objective needs only logits.
         mixup: a resolved mix-up slot (``study.objectives.mixup``); ``{}``/None is none.
+        on_epoch_end: called after each epoch's evaluation with ``(epoch, model, dev_metrics)``
+            (the teacher keeps its best-metric and lowest-loss checkpoints this way).
 
     Raises:
         FloatingPointError: the loss became nan or inf (the message names the step).
@@ -290,6 +311,8 @@ def train(
             history.append({"epoch": epoch, **dev_metrics})
             if log_metrics:
                 log_metrics(points)
+            if on_epoch_end:
+                on_epoch_end(epoch, model, dev_metrics)
     finally:
         for tap in taps:
             if tap is not None:

@@ -245,3 +245,30 @@ def test_a_cell_trained_by_one_grid_is_found_by_another(tmp_path, isolated_runs,
     shared = df.loc[df["prediction.distance"] == "kl", "cell_id"].item()
     assert shared in set(load_runs("first")["cell_id"])
     assert set(load_runs("first").attrs["factors"]) == {"prediction.student_temperature"}
+
+
+def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_runs, shared_data):
+    """Sultan et al.'s teacher checkpoint: one fine-tuning keeps the last, best-metric and
+    lowest-loss weights; each cell reads the one it names and logs that checkpoint's dev score."""
+    spec = dict(TINY, axes={"dataset": ["sst2"], "student": ["L2_H384"], "initialisation": ["teacher_lower"],
+                            "objective": ["logit_kd"], "teacher.checkpoint": ["last", "best_metric", "lowest_loss"]},
+                teacher=dict(TINY["teacher"], epochs=3))
+    result = invoke("run", "--grid", str(write_grid(tmp_path, spec, "ckpt")), "--data-dir", str(shared_data),
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    teachers = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    assert len(teachers) == 1  # one fine-tuning serves all three checkpoints
+    history = client.get_metric_history(teachers[0].info.run_id, "dev_score")
+    losses = client.get_metric_history(teachers[0].info.run_id, "dev_loss")
+    assert len(history) == len(losses) == 3
+    best = max(h.value for h in history)
+    lowest = min(losses, key=lambda h: (h.value, h.step))
+    by = {r.data.params["teacher.checkpoint"]: r for r in cell_runs("ckpt")}
+    assert set(by) == {"last", "best_metric", "lowest_loss"} and len({r.data.tags["study.cell_id"] for r in by.values()}) == 3
+    assert by["best_metric"].data.metrics["teacher_dev_score"] == pytest.approx(best)
+    assert by["last"].data.metrics["teacher_dev_score"] == pytest.approx(history[-1].value)
+    lowest_score = next(h.value for h in history if h.step == lowest.step)
+    assert by["lowest_loss"].data.metrics["teacher_dev_score"] == pytest.approx(lowest_score)
+    folders = list((isolated_runs / "teachers").glob("*/checkpoints/*"))
+    assert sorted(f.name for f in folders) == ["best_metric", "lowest_loss"]

@@ -259,3 +259,15 @@ def test_augmentation_is_an_ordered_pipeline_without_paths_in_the_identity(tmp_p
     assert cells["eda+mlm"].params()["augmentation.1.p"] == "0.2"
     with pytest.raises(StudyConfigError, match="'edaa'.*Did you mean 'eda'"):
         parse_grid({**spec, "axes": {**spec["axes"], "augmentation": [["edaa"]]}})
+
+
+def test_teacher_checkpoint_is_the_cells_choice_not_the_teachers():
+    spec = dict(SPEC, axes={"dataset": ["sst2"], "student": ["L2_H384"],
+                            "teacher.checkpoint": ["last", "best_metric", "lowest_loss"]})
+    cells = {c.teacher.checkpoint: c for c in parse_grid(spec).cells()}
+    assert len({c.cell_id for c in cells.values()}) == 3
+    assert len({c.teacher.teacher_id for c in cells.values()}) == 1  # one fine-tuning keeps all three
+    plain = parse_grid(dict(SPEC, axes={"dataset": ["sst2"], "student": ["L2_H384"]})).cells()[0]
+    assert cells["last"].cell_id == plain.cell_id  # the default keeps the old identity
+    with pytest.raises(StudyConfigError, match="teacher.checkpoint"):
+        parse_grid(dict(spec, axes={**spec["axes"], "teacher.checkpoint": ["best"]}))
