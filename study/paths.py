@@ -13,6 +13,24 @@ def runs_dir() -> Path:
     return Path(os.environ.get("STUDY_RUNS_DIR") or PROJECT_ROOT / "runs").resolve()
 
 
+def make_directory(path: Path, what: str) -> None:
+    """Create ``path`` (and parents) if missing.
+
+    Raises:
+        StudyConfigError: it is a file, or cannot be created; the message names it as ``what``.
+    """
+    from study.registry import StudyConfigError
+
+    if path.exists() and not path.is_dir():
+        raise StudyConfigError(f"The {what} {str(path)!r} is a file, not a directory; point "
+                               "STUDY_RUNS_DIR (or MLFLOW_TRACKING_URI) at a writable directory.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudyConfigError(f"Cannot create the {what} {str(path)!r} ({exc.strerror}); "
+                               "point STUDY_RUNS_DIR at a writable directory.") from None
+
+
 def writable_runs_dir() -> Path:
     """``runs_dir()``, created if missing, after checking that it is a writable directory.
 
@@ -22,14 +40,7 @@ def writable_runs_dir() -> Path:
     from study.registry import StudyConfigError
 
     path = runs_dir()
-    if path.exists() and not path.is_dir():
-        raise StudyConfigError(f"The runs folder {str(path)!r} is a file, not a directory; point "
-                               "STUDY_RUNS_DIR at a writable directory.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StudyConfigError(f"Cannot create the runs folder {str(path)!r} ({exc.strerror}); "
-                               "point STUDY_RUNS_DIR at a writable directory.") from None
+    make_directory(path, "runs folder")
     if not os.access(path, os.W_OK | os.X_OK):
         raise StudyConfigError(f"The runs folder {str(path)!r} is read-only: `study run` writes "
                                "teachers, locks and the store there; make it writable or point "

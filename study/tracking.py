@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 
 import study
 from analysis import contract
-from study.paths import PROJECT_ROOT, tracking_uri
+from study.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.registry import StudyConfigError
 
 TEACHER_EXPERIMENT = "teachers"
@@ -96,14 +96,7 @@ class Tracker:
 
     def _open_sqlite(self, db: str) -> MlflowClient:
         folder = Path(db).parent
-        if folder.exists() and not folder.is_dir():
-            raise StudyConfigError(f"The store folder {str(folder)!r} is a file, not a directory; "
-                                   "point STUDY_RUNS_DIR (or MLFLOW_TRACKING_URI) at a directory.")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StudyConfigError(f"Cannot create the store folder {str(folder)!r} "
-                                   f"({exc.strerror}); point STUDY_RUNS_DIR at a writable directory.") from None
+        make_directory(folder, "store folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             if not Path(db).is_file():
                 raise StudyConfigError(f"The store folder {str(folder)!r} is read-only and holds no "
