@@ -9,9 +9,13 @@ Tags:
 - ``study.kind``: ``cell`` or ``teacher``
 - ``study.cell_id``: the cell's id (hash of its resolved choices); ``study.teacher_id`` likewise
 - ``study.grid``: the grid whose run trained it
-- ``study.in.<grid>``: JSON ``{"name": display name, "factors": {factor: value}}`` for every grid
-  that contains the cell (a cell trained by one grid is found, not retrained, by another: the
-  runner adds that grid's tag); ``factors`` lists every axis of the grid with more than one value
+- ``study.in.<grid>``: JSON ``{"name": display name, "factors": {factor: value}, "grid_version":
+  V}`` for every grid that contains the cell (a cell trained by one grid is found, not retrained,
+  by another: the runner adds that grid's tag); ``factors`` lists every axis of the grid with more
+  than one value; ``grid_version`` is the hash of the grid's cell ids when the tag was written
+- experiment tag ``study.grid_version`` on a grid's experiment: the hash of its current cell ids.
+  A grid edited after it ran keeps old members tagged with an older version: the analysis reads
+  only the members of the current version (the runner re-tags the cells still in the grid)
 - ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs)
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
@@ -34,6 +38,7 @@ TAG_TEACHER_RUN_ID = "study.teacher_run_id"
 TAG_GRID = "study.grid"
 TAG_ERROR = "study.error"
 MEMBERSHIP_PREFIX = "study.in."
+TAG_GRID_VERSION = "study.grid_version"
 
 METRIC_SCORE = "dev_score"
 METRIC_TEACHER_SCORE = "teacher_dev_score"
@@ -59,10 +64,19 @@ def membership_tag(grid: str) -> str:
     return MEMBERSHIP_PREFIX + grid
 
 
-def encode_membership(name: str, factors: Mapping[str, str]) -> str:
-    """The value of a membership tag: the cell's display name and its value of each grid factor."""
+def encode_membership(name: str, factors: Mapping[str, str], grid_version: str | None = None) -> str:
+    """The value of a membership tag: the cell's display name, its value of each grid factor, and
+    the version of the grid (hash of its cell ids) that wrote it."""
     # factors keep the grid's order (tables show them in it)
-    return json.dumps({"name": name, "factors": {k: str(v) for k, v in factors.items()}})
+    data = {"name": name, "factors": {k: str(v) for k, v in factors.items()}}
+    if grid_version is not None:
+        data["grid_version"] = grid_version
+    return json.dumps(data)
+
+
+def membership_version(value: str) -> str | None:
+    """The grid version recorded in a membership tag's value (None for tags written before)."""
+    return json.loads(value).get("grid_version")
 
 
 def decode_membership(value: str) -> tuple[str, dict[str, str]]:

@@ -276,8 +276,9 @@ def _all_numbers(values: pd.Series) -> bool:
 
 
 def _grid_runs(grid: str, uri: str) -> list:
-    """Cell runs of ``grid``: those tagged ``study.in.<grid>`` in any experiment, and (stores
-    written before that tag) every cell run of the experiment named after the grid."""
+    """Cell runs of ``grid``: those tagged ``study.in.<grid>`` in any experiment at the grid's
+    current version (the experiment tag ``study.grid_version``); in stores written before
+    versions, every member and every cell run of the experiment named after the grid."""
     path = _sqlite_path(uri)
     if path is not None and not path.exists():
         return []
@@ -286,8 +287,14 @@ def _grid_runs(grid: str, uri: str) -> list:
     if not experiments:
         return []
     member = contract.membership_tag(grid)
+    own = client.get_experiment_by_name(grid)
+    version = own.tags.get(contract.TAG_GRID_VERSION) if own is not None else None
     runs = _search(uri, list(experiments), f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'")
-    return [r for r in runs if member in r.data.tags or experiments.get(r.info.experiment_id) == grid]
+    if version is None:  # a store written before grid versions (or by hand): every member
+        return [r for r in runs if member in r.data.tags or experiments.get(r.info.experiment_id) == grid]
+    # a grid edited since it ran: only the members of its current version are its cells
+    return [r for r in runs if member in r.data.tags
+            and contract.membership_version(r.data.tags[member]) == version]
 
 
 def _all_cell_runs(uri: str) -> list:

@@ -333,7 +333,8 @@ class Grid:
                 continue
             cell = self._cell(choice)
             out.setdefault(cell.cell_id, cell)
-        return list(out.values())
+        cells = list(out.values())
+        return cells
 
     def _cell(self, choice: dict[str, Any]) -> Cell:
         where = f"grid {self.name!r}, cell " + ", ".join(f"{k}={_label(v)}" for k, v in choice.items())
@@ -386,6 +387,11 @@ class Grid:
                     augmentation_steps=steps,
                     prediction=pred, intermediate=entries, mixup=mixup, training=training,
                     teacher=TeacherSpec(choice["dataset"], teacher), factors=factors)
+
+    @cached_property
+    def version(self) -> str:
+        """A hash of the grid's cell ids: it changes when an edit adds or removes cells."""
+        return stable_hash({"cells": sorted(c.cell_id for c in self.cells())})
 
     def teachers(self) -> list[TeacherSpec]:
         """The distinct teachers the cells need, in first-use order."""

@@ -49,22 +49,24 @@ class RunSummary:
     teachers: dict[str, float] = field(default_factory=dict)
 
 
-def cell_tags(cell: Cell) -> dict[str, str]:
-    """The contract's tags of a cell run: kind, id, grid, membership (name and factor values), teacher."""
+def cell_tags(cell: Cell, grid_version: str | None = None) -> dict[str, str]:
+    """The contract's tags of a cell run: kind, id, grid, membership (name, factor values and the
+    grid's version), teacher."""
     return {contract.TAG_KIND: contract.KIND_CELL, contract.TAG_CELL_ID: cell.cell_id,
             contract.TAG_GRID: cell.grid,
-            contract.membership_tag(cell.grid): contract.encode_membership(cell.name, cell.factors),
+            contract.membership_tag(cell.grid): contract.encode_membership(cell.name, cell.factors, grid_version),
             contract.TAG_TEACHER_ID: cell.teacher.teacher_id}
 
 
-def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device) -> float:
+def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
+             grid_version: str | None = None) -> float:
     """Train one cell's student against ``teacher`` and log it; return its dev score.
 
     The MLflow run is FINISHED only after every metric is logged; any exception marks it FAILED
     (with the error) and is re-raised.
     """
     task = TASKS[cell.dataset]
-    tags = {**cell_tags(cell), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
+    tags = {**cell_tags(cell, grid_version), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
             "study.augmentation_version": cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
@@ -119,8 +121,10 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True,
     """
     cells = grid.validate()
     if adopt:
-        # cells another grid already trained are this grid's too: tag them, never retrain them
-        tracker.adopt(grid.name, cells, tracker.cell_runs())
+        # cells another grid (or an earlier version of this one) trained are this grid's too:
+        # tag them with its current version, never retrain them
+        tracker.set_grid_version(grid.name, grid.version)
+        tracker.adopt(grid.name, cells, tracker.cell_runs(), grid.version)
     status = tracker.cell_status(grid.name)
     done = [c for c in cells if status.get(c.cell_id) == "done"]
     pending = [c for c in cells if status.get(c.cell_id) != "done"
@@ -175,7 +179,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                 runs = tracker.cell_runs(cell.cell_id).get(cell.cell_id, [])
                 if any(r.info.status == "FINISHED" for r in runs):
                     summary.skipped += 1  # finished by another worker since we planned
-                    tracker.adopt(grid.name, [cell], {cell.cell_id: runs})
+                    tracker.adopt(grid.name, [cell], {cell.cell_id: runs}, grid.version)
                     continue
                 if tracker.kill_orphans(runs):
                     tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
@@ -186,10 +190,10 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
                                                        checkpoint=cell.teacher.checkpoint)
                     except Exception as exc:  # logged on the cell, so `study status` counts it failed
                         tracker.record_failure(cell.grid, cell.name, {
-                            **cell_tags(cell), "study.failed_stage": "teacher"}, cell.params(), exc)
+                            **cell_tags(cell, grid.version), "study.failed_stage": "teacher"}, cell.params(), exc)
                         raise
                     summary.teachers[cell.dataset] = teachers[tid].dev_score
-                score = run_cell(cell, teachers[tid], data, tracker, dev)
+                score = run_cell(cell, teachers[tid], data, tracker, dev, grid.version)
                 summary.finished.append((cell, score))
                 tqdm.write(f"{cell.name}: dev score {score:.4f}")
             except KeyboardInterrupt:

@@ -175,20 +175,26 @@ class Tracker:
         trained by one grid is found by every grid that contains it."""
         return self.runs(None, contract.KIND_CELL, contract.TAG_CELL_ID, cell_id)
 
-    def adopt(self, grid: str, cells: Iterable, runs: dict[str, list]) -> int:
+    def adopt(self, grid: str, cells: Iterable, runs: dict[str, list], version: str | None = None) -> int:
         """Tag the FINISHED run of each of ``cells`` (objects with ``cell_id``, ``name``,
-        ``factors``) as a member of ``grid`` when another grid trained it; returns how many."""
+        ``factors``) as a member of ``grid`` at ``version`` (the grid's hash of cell ids) when it is
+        not tagged so yet: trained by another grid, or by an earlier version of this one. Returns
+        how many runs were tagged."""
         key = contract.membership_tag(grid)
         n = 0
         for cell in cells:
             for run in runs.get(cell.cell_id, []):
                 if run.info.status == "FINISHED":
-                    if key not in run.data.tags:
-                        self.client.set_tag(run.info.run_id, key,
-                                            contract.encode_membership(cell.name, cell.factors))
+                    value = contract.encode_membership(cell.name, cell.factors, version)
+                    if run.data.tags.get(key) != value:
+                        self.client.set_tag(run.info.run_id, key, value)
                         n += 1
                     break
         return n
+
+    def set_grid_version(self, grid: str, version: str) -> None:
+        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment."""
+        self.client.set_experiment_tag(self.experiment_id(grid), contract.TAG_GRID_VERSION, version)
 
     def cell_status(self, grid: str | None = None) -> dict[str, str]:
         """cell_id → ``done`` (a FINISHED run exists in any experiment), ``failed``, ``running``,

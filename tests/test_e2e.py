@@ -245,6 +245,12 @@ def test_a_cell_trained_by_one_grid_is_found_by_another(tmp_path, isolated_runs,
     shared = df.loc[df["prediction.distance"] == "kl", "cell_id"].item()
     assert shared in set(load_runs("first")["cell_id"])
     assert set(load_runs("first").attrs["factors"]) == {"prediction.student_temperature"}
+    # an edit that drops a cell: rerunning trains nothing, and the table shows the current cells only
+    edited = dict(first, axes={**first["axes"], "prediction.student_temperature": [2]})
+    result = invoke("run", "--grid", str(write_grid(tmp_path, edited, "first")), "--data-dir",
+                    str(shared_data), "--device", "cpu")
+    assert result.exit_code == 0 and len(cell_runs("first")) == 2
+    assert list(load_runs("first")["cell_id"]) == [shared]
 
 
 def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_runs, shared_data):

@@ -140,3 +140,26 @@ def test_default_tracking_uri(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
     assert table.default_tracking_uri() == "sqlite:////elsewhere/mlflow.db"
     assert table.resolve_tracking_uri("http://server:5000") == "http://server:5000"
+
+
+def test_a_grid_edited_after_it_ran_shows_only_its_current_cells(tmp_path):
+    """Membership tags carry the grid's version (hash of its cell ids); the runner re-tags the
+    cells still in the grid, so cells an edit removed drop out of its table."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis import contract
+    from mlflow_fixtures import Cell as FixtureCell
+    from mlflow_fixtures import log_cells, sqlite_uri
+
+    uri = sqlite_uri(tmp_path / "edited")
+    kept, removed = FixtureCell(objective="ce"), FixtureCell(objective="logit_kd")
+    log_cells(uri, "g", [kept, removed])
+    assert len(table.load_runs("g", uri)) == 2  # no version recorded: every member (older stores)
+    client = MlflowClient(uri)
+    client.set_experiment_tag(client.get_experiment_by_name("g").experiment_id, contract.TAG_GRID_VERSION, "v2")
+    for run in client.search_runs([client.get_experiment_by_name("g").experiment_id]):
+        if run.data.tags["study.cell_id"] == kept.cell_id:
+            client.set_tag(run.info.run_id, contract.membership_tag("g"),
+                           contract.encode_membership(kept.name, {"objective": "ce"}, "v2"))
+    df = table.load_runs("g", uri)
+    assert list(df["cell_id"]) == [kept.cell_id]
