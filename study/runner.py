@@ -143,6 +143,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     console = console or Console(stderr=True)
     start = time.perf_counter()
     dev = select_device(device)
+    grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
     data = DataCache(resolve_data_dir(data_dir))
     for dataset in grid.axes["dataset"]:
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
