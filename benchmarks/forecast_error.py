@@ -1,0 +1,56 @@
+"""How far the `study run --dry-run` forecast is from what a finished grid took.
+
+For each grid named, the forecast is made as if every cell and its teachers were still to train,
+from the shipped calibration figures only (``study/calibration.json``: never from the grid's own
+runs), and compared with the measured wall time: the sum of its cells' ``wall_time_s`` and its
+teachers' fine-tuning. Prints one row per grid: forecast, measured, error in percent.
+
+    python benchmarks/forecast_error.py --grid smoke --grid wang2023-cpu --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from study import forecast as fc
+from study.data import resolve_data_dir
+from study.datacache import DataCache
+from study.grid import load_grid
+from study.tracking import Tracker
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--grid", action="append", required=True)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    tracker = Tracker()
+    data = DataCache(resolve_data_dir(args.data_dir))
+    cal = fc.shipped_calibration()
+    runs = tracker.cell_runs()
+    teacher_runs = {tid: rs for tid, rs in tracker.runs("teachers", "teacher", "study.teacher_id").items()}
+    print(f"{'grid':<18}{'cells':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}")
+    for name in args.grid:
+        grid = load_grid(name)
+        cells = grid.validate()
+        sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
+        f = fc.forecast(cells, grid.teachers(), sizes, cal, args.device)
+        measured, missing = 0.0, 0
+        for cell in cells:
+            done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]
+            if done:
+                measured += done[0].data.metrics.get("wall_time_s", 0.0)
+            else:
+                missing += 1
+        for spec in grid.teachers():
+            done = [r for r in teacher_runs.get(spec.teacher_id, []) if r.info.status == "FINISHED"]
+            if done:
+                measured += done[0].data.metrics.get("wall_time_s", 0.0)
+        note = f"  ({missing} cells not finished)" if missing else ""
+        err = 100 * (f.total_s - measured) / measured if measured else float("nan")
+        print(f"{name:<18}{len(cells):>6}{f.total_s / 60:>14.1f}{measured / 60:>14.1f}{err:>+9.0f}{note}")
+
+
+if __name__ == "__main__":
+    main()
