@@ -688,7 +688,8 @@ def _records(spec: TaskSpec, path: Path, text: str, entry: FileEntry) -> tuple[l
                 rows.append((last + 1, row))
                 last = reader.line_num
         except csv.Error as exc:
-            raise StudyConfigError(f"{where} line {reader.line_num}: not valid CSV ({exc}).") from None
+            raise StudyConfigError(f"{where} line {last + 1}: not valid CSV ({exc}); is a quoted field "
+                                   "left open?") from None
         header = rows[0][1]
         out = []
         for lineno, row in rows[1:]:
