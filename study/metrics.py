@@ -1,9 +1,11 @@
-"""GLUE dev metrics, each registered with its direction (all higher-is-better).
+"""Dev metrics of the tasks, each registered with its direction (all higher-is-better).
 
-``compute_metrics`` returns the task's official metrics plus ``score``, the GLUE leaderboard
-convention: the single metric, or the unweighted mean of the two for MRPC (F1, accuracy) and
-STS-B (Pearson, Spearman). Every value is a fraction (accuracy in [0, 1], correlations in
-[-1, 1]), never a percentage.
+``compute_metrics`` returns the metrics a task's YAML lists plus ``score``: the unweighted mean of
+the task's ``score`` metrics (all of its metrics unless the YAML names some). For GLUE that is the
+leaderboard convention: the single metric, or the mean of the two for MRPC (F1, accuracy) and
+STS-B (Pearson, Spearman); SST-5 and TREC report accuracy and macro-F1 and score accuracy, the
+number papers report. Every value is a fraction (accuracy in [0, 1], correlations in [-1, 1]),
+never a percentage.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", lambda p, y: float(accuracy_score(y, p))),
     "f1": Metric("f1", lambda p, y: float(f1_score(y, p, pos_label=1, zero_division=0.0))),
+    # Unweighted mean of the per-class F1 over the classes present in labels or predictions.
+    "macro_f1": Metric("macro_f1", lambda p, y: float(f1_score(y, p, average="macro", zero_division=0.0))),
     "matthews_corr": Metric("matthews_corr", lambda p, y: float(matthews_corrcoef(y, p))),
     "pearson": Metric("pearson", lambda p, y: _correlation(pearsonr, p, y)),
     "spearman": Metric("spearman", lambda p, y: _correlation(spearmanr, p, y)),
@@ -57,7 +61,7 @@ METRIC_DIRECTION: dict[str, bool] = {
 
 
 def metric_names(task: str) -> tuple[str, ...]:
-    """Keys that ``compute_metrics(task, ...)`` returns, in order: official metrics, then "score".
+    """Keys that ``compute_metrics(task, ...)`` returns, in order: the task's metrics, then "score".
 
     Raises:
         StudyConfigError: unknown task.
@@ -66,11 +70,11 @@ def metric_names(task: str) -> tuple[str, ...]:
 
 
 def compute_metrics(task: str, predictions: Sequence, labels: Sequence) -> dict[str, float]:
-    """Official GLUE dev metrics of ``task`` plus ``score``, as fractions.
+    """The metrics ``task`` declares plus ``score`` (the mean of its score metrics), as fractions.
 
     Args:
         predictions: shape (N,); class ids for classification tasks (take the argmax of the
-            logits first), floats for STS-B.
+            logits first), floats for a regression task (STS-B).
         labels: shape (N,); class ids or gold scores.
 
     Correlations (STS-B) are 0.0, not nan, when predictions or labels are constant.
@@ -95,5 +99,5 @@ def compute_metrics(task: str, predictions: Sequence, labels: Sequence) -> dict[
         raise ValueError(f"task {task!r} needs class ids as predictions, got non-integer floats")
     p, y = p.astype(dtype), y.astype(dtype)
     out = {name: METRICS[name].fn(p, y) for name in spec.metrics}
-    out["score"] = float(np.mean([out[name] for name in spec.metrics]))
+    out["score"] = float(np.mean([out[name] for name in spec.score]))
     return out
