@@ -4,7 +4,7 @@ A cell is a set of named slots, each filled from a registry:
 
 | slot             | what                                                             | registry / check                 |
 |------------------|------------------------------------------------------------------|----------------------------------|
-| ``dataset``      | the task                                                         | ``study.data.TASKS``             |
+| ``dataset``      | the task: a shipped name or a task YAML (``study/tasks/``)       | ``study.data.TASKS``             |
 | ``student``      | ``L{layers}_H{hidden}`` in the teacher's family                  | ``study.models.StudentSize``     |
 | ``initialisation`` | how the student starts                                         | ``study.models.INITIALISATIONS`` |
 | ``teacher``      | model and fine-tuning budget                                     | ``TeacherSettings``              |
@@ -533,8 +533,9 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
     axes = {a: _as_list(a, v) for a, v in axes_in.items()}
     for a, v in AXIS_DEFAULTS.items():
         axes.setdefault(a, list(v))
-    for d in axes["dataset"]:
-        lookup(data_mod.TASKS, d, "dataset")
+    # a shipped task, or a user's task YAML (its id hashes its content and files, never its path)
+    base = source.parent if source is not None else None
+    axes["dataset"] = [data_mod.resolve_dataset(d, base=base)[0] for d in axes["dataset"]]
     axes["student"] = [str(StudentSize.parse(s)) for s in axes["student"]]
     for o in axes.get("objective", []):
         lookup(PRESETS, o, "objective")

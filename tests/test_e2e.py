@@ -278,3 +278,38 @@ def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_
     assert by["lowest_loss"].data.metrics["teacher_dev_score"] == pytest.approx(lowest_score)
     folders = list((isolated_runs / "teachers").glob("*/checkpoints/*"))
     assert sorted(f.name for f in folders) == ["best_metric", "lowest_loss"]
+
+
+def test_a_users_own_task_runs_in_a_grid_and_shows_in_the_report(tmp_path, isolated_runs, shared_data):
+    """A dataset declared only in a user's YAML, with files outside the repo: its cells train, and
+    the table and report show it under an id made of its content, not its path."""
+    import csv
+
+    from analysis.report import report_grid
+    from analysis.table import load_runs
+
+    rows = (shared_data / "glue" / "SST-2" / "train.tsv").read_text().splitlines()[1:241]
+    folder = tmp_path / "elsewhere" / "reviews"
+    folder.mkdir(parents=True)
+    for name, part in (("train.csv", rows[:160]), ("dev.csv", rows[160:])):
+        with open(folder / name, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["review", "polarity"])
+            for line in part:
+                text, label = line.rsplit("\t", 1)
+                writer.writerow([text, {"0": "neg", "1": "pos"}[label]])
+    (folder / "reviews.yaml").write_text(
+        "name: reviews\nversion: 1\ntask_type: classification\nformat: csv\n"
+        "files: {train: train.csv, dev: dev.csv}\ntext_fields: [review]\nlabel_field: polarity\n"
+        "labels: [neg, pos]\nmetrics: [accuracy]\n")
+    spec = dict(TINY, axes={"dataset": [str(folder / "reviews.yaml")], "student": ["L2_H384"],
+                            "initialisation": ["teacher_lower"], "objective": ["ce", "logit_kd"]})
+    result = invoke("run", "--grid", str(write_grid(tmp_path, spec, "mine")), "--data-dir", str(shared_data),
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    df = load_runs("mine")
+    assert len(df) == 2 and df["score"].between(0, 1).all()
+    dataset = str(df["dataset"].iloc[0])
+    assert dataset.startswith("reviews-") and str(tmp_path) not in dataset
+    html = report_grid("mine", out_dir=tmp_path / "reports").read_text()
+    assert dataset in html
