@@ -10,17 +10,13 @@ import math
 import pytest
 import torch
 
+from kd_tensors import MASK3, fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
 from study.registry import StudyConfigError
 
 B, T, H, H_S = 3, 5, 6, 4
-MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]).bool()
-
-
-def fixed(*shape: int, k: float, scale: float = 1.0) -> torch.Tensor:
-    n = math.prod(shape)
-    return (torch.sin(torch.arange(1, n + 1, dtype=torch.float64) * k) * scale).reshape(shape)
+MASK = MASK3
 
 
 def make(kind: str = "vector", h_s: int = H):
