@@ -30,6 +30,7 @@ from study.models import StudentSize, build_student
 from study.objectives import ModelDims
 from study.paths import runs_dir
 from study.teacher import Teacher, ensure_teacher
+from study.registry import StudyConfigError
 from study.tracking import Tracker, environment_tags
 from study.trainer import derive_seed, select_device, train
 
@@ -251,8 +252,12 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
     console.print(table)
     teachers = {c.teacher.teacher_id: c.teacher for c in pending}
     to_fit = [t for tid, t in teachers.items() if not (teacher_dir(t) / "teacher.json").exists()]
-    data = DataCache(resolve_data_dir(data_dir))
-    sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
+    try:  # the forecast needs the training sets' sizes; the listing above does not
+        data = DataCache(resolve_data_dir(data_dir))
+        sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
+    except StudyConfigError as exc:
+        console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: the data cannot be read ({exc})")
+        return
     teacher_runs = [r for runs in tracker.runs("teachers", "teacher", "study.teacher_id").values() for r in runs]
     calibration = fc.merged(fc.store_calibration(tracker.cell_runs(), teacher_runs), fc.shipped_calibration())
     try:

@@ -280,7 +280,19 @@ def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_
     assert sorted(f.name for f in folders) == ["best_metric", "lowest_loss"]
 
 
-def test_a_users_own_task_runs_in_a_grid_and_shows_in_the_report(tmp_path, isolated_runs, shared_data):
+@pytest.fixture
+def registered_tasks():
+    """Tasks a test resolves from a user's YAML are registered process-wide: remove them after."""
+    from study import data
+
+    before = set(data.TASKS)
+    yield
+    for name in set(data.TASKS) - before:
+        del data.TASKS[name]
+
+
+def test_a_users_own_task_runs_in_a_grid_and_shows_in_the_report(tmp_path, isolated_runs, shared_data,
+                                                                  registered_tasks):
     """A dataset declared only in a user's YAML, with files outside the repo: its cells train, and
     the table and report show it under an id made of its content, not its path."""
     import csv
