@@ -324,7 +324,12 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         """Expand the cross product of the axes, minus excludes, in a stable order; a choice that
-        resolves to an existing cell's identity is that cell (kept once)."""
+        resolves to an existing cell's identity is that cell (kept once). Expanded once per grid
+        (validation, teachers, the version and the runner all read the same list)."""
+        return list(self._expanded)
+
+    @cached_property
+    def _expanded(self) -> list[Cell]:
         out: dict[str, Cell] = {}
         names = self.axis_order
         for values in itertools.product(*(self.axes[a] for a in names)):
@@ -333,8 +338,7 @@ class Grid:
                 continue
             cell = self._cell(choice)
             out.setdefault(cell.cell_id, cell)
-        cells = list(out.values())
-        return cells
+        return list(out.values())
 
     def _cell(self, choice: dict[str, Any]) -> Cell:
         where = f"grid {self.name!r}, cell " + ", ".join(f"{k}={_label(v)}" for k, v in choice.items())

@@ -113,14 +113,14 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
         raise
 
 
-def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True,
-         adopt: bool = True) -> tuple[list[Cell], list[Cell], dict[str, str]]:
+def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = True,
+         cells: list[Cell] | None = None) -> tuple[list[Cell], list[Cell], dict[str, str]]:
     """Split the grid's cells into (pending, done) by what the store holds (in any grid).
 
     With ``adopt``, finished cells that another grid trained are tagged as this grid's members
     (a dry run passes False and writes nothing).
     """
-    cells = grid.validate()
+    cells = grid.validate() if cells is None else cells  # ``cells``: already validated
     if adopt:
         # cells another grid (or an earlier version of this one) trained are this grid's too:
         # tag them with its current version, never retrain them
@@ -144,13 +144,13 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     console = console or Console(stderr=True)
     start = time.perf_counter()
     dev = select_device(device)
-    grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
+    cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
     data = DataCache(resolve_data_dir(data_dir))
     for dataset in grid.axes["dataset"]:
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
     tracker = Tracker(tracking_uri)
     tracker.require_writable()
-    pending, done, status = plan(grid, tracker, retry_failed)
+    pending, done, status = plan(grid, tracker, retry_failed, cells=cells)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
                          tracking_uri=tracker.uri)
     console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "

@@ -65,6 +65,23 @@ class FixedMapping(LayerMapping):
         return torch.stack([w * pair_loss(m, n) for m, n, w in self.pairs()]).sum()
 
 
+class OneToOneMapping(FixedMapping):
+    """A mapping that gives each student layer m one teacher layer ``teacher_layer(m)``, with
+    equal weights and, with embeddings, the pair (0, 0) first (TinyBERT's embedding loss)."""
+
+    def teacher_layer(self, m: int) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pairs(self) -> list[Pair]:
+        """Raises StudyConfigError for a student deeper than its teacher."""
+        ls, lt = self.student_layers, self.teacher_layers
+        if ls > lt:
+            raise StudyConfigError(
+                f"Layer mapping {self.name!r} needs student layers <= teacher layers, got {ls} > {lt}.")
+        pairs = [(m, self.teacher_layer(m)) for m in range(1, ls + 1)]
+        return equal_weights([(0, 0), *pairs] if self.embeddings else pairs)
+
+
 def equal_weights(pairs: list[tuple[int, int]]) -> list[Pair]:
     """Pairs with weight 1/|pairs| each."""
     return [(m, n, 1.0 / len(pairs)) for m, n in pairs]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from study.objectives.mappings.base import FixedMapping, Pair, equal_weights
-from study.registry import StudyConfigError
+from study.objectives.mappings.base import OneToOneMapping
 
 
-class First(FixedMapping):
+class First(OneToOneMapping):
     """Student layer m learns from teacher layer m, m = 1..L_s: the bottom L_s teacher layers.
 
     With embeddings (hidden states, [CLS]) the pair (0, 0) joins. This is the bottom strategy that
@@ -22,12 +21,5 @@ class First(FixedMapping):
 
     name: ClassVar[str] = "first"
 
-    def pairs(self) -> list[Pair]:
-        ls, lt = self.student_layers, self.teacher_layers
-        if ls > lt:
-            raise StudyConfigError(
-                f"Layer mapping 'first' needs student layers <= teacher layers, got {ls} > {lt}.")
-        pairs = [(m, m) for m in range(1, ls + 1)]
-        if self.embeddings:
-            pairs = [(0, 0), *pairs]
-        return equal_weights(pairs)
+    def teacher_layer(self, m: int) -> int:
+        return m

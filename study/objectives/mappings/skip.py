@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from study.objectives.mappings.base import FixedMapping, Pair, equal_weights
-from study.registry import StudyConfigError
+from study.objectives.mappings.base import OneToOneMapping
 
 
-class Skip(FixedMapping):
+class Skip(OneToOneMapping):
     """Student layer m learns from teacher layer ``g(m) = m * L_t // L_s`` (Jiao et al. 2020,
     "TinyBERT", sec. 3.1, the uniform strategy; Distiller's ``skip``; Sun et al. 2019's PKD-Skip).
 
@@ -23,12 +22,5 @@ class Skip(FixedMapping):
 
     name: ClassVar[str] = "skip"
 
-    def pairs(self) -> list[Pair]:
-        ls, lt = self.student_layers, self.teacher_layers
-        if ls > lt:
-            raise StudyConfigError(
-                f"Layer mapping 'skip' needs student layers <= teacher layers, got {ls} > {lt}.")
-        pairs = [(m, m * lt // ls) for m in range(1, ls + 1)]
-        if self.embeddings:
-            pairs = [(0, 0), *pairs]
-        return equal_weights(pairs)
+    def teacher_layer(self, m: int) -> int:
+        return m * self.teacher_layers // self.student_layers

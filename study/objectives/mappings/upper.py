@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from study.objectives.mappings.base import FixedMapping, Pair, equal_weights
-from study.registry import StudyConfigError
+from study.objectives.mappings.base import OneToOneMapping
 
 
-class Upper(FixedMapping):
+class Upper(OneToOneMapping):
     """Student layer m learns from teacher layer ``L_t - L_s + m`` (Sun et al. 2019, "Patient
     Knowledge Distillation for BERT Model Compression", sec. 3.1, PKD-Last; Distiller's ``last``
     strategy, He et al. 2021). Example: L_s=2, L_t=6 -> (1, 5), (2, 6). With embeddings the pair
@@ -20,11 +19,5 @@ class Upper(FixedMapping):
 
     name: ClassVar[str] = "upper"
 
-    def pairs(self) -> list[Pair]:
-        ls, lt = self.student_layers, self.teacher_layers
-        if ls > lt:
-            raise StudyConfigError(f"Layer mapping 'upper' needs student layers <= teacher layers, got {ls} > {lt}.")
-        pairs = [(m, lt - ls + m) for m in range(1, ls + 1)]
-        if self.embeddings:
-            pairs = [(0, 0), *pairs]
-        return equal_weights(pairs)
+    def teacher_layer(self, m: int) -> int:
+        return self.teacher_layers - self.student_layers + m
