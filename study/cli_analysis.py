@@ -265,7 +265,33 @@ def recommend_command(
                   f"{ranked['actual'].max():.4g}")
 
 
+def findings_command(
+    claims: Optional[Path] = typer.Option(None, help="claims YAML (default: analysis/claims.yaml)"),
+    out: Path = typer.Option(Path("docs/findings.md"), help="Markdown file to write"),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store (default runs/mlflow.db)"),
+) -> None:
+    """Test every declared claim of the seed studies on the store's grids and write the findings
+    (estimate, 95% interval, partial eta squared, verdict) as Markdown."""
+    from rich.console import Console
+
+    from analysis import findings as fmod
+    from study.registry import StudyConfigError
+
+    _check_store(tracking_uri)
+    try:
+        claims_list = fmod.load_claims(claims or fmod.CLAIMS_FILE)
+    except StudyConfigError as exc:
+        raise _fail(exc)
+    results = fmod.evaluate(claims_list, tracking_uri)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "study findings" + (f" --claims {claims}" if claims else "")
+    out.write_text(fmod.to_markdown(results, command))
+    Console().print(_frame_table(fmod.summary_table(results)[["claim", "estimate", "95% interval", "unit", "verdict"]], "Findings"))
+    typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``analyze`` and ``recommend`` to the ``study`` typer app."""
+    """Add ``analyze``, ``recommend`` and ``findings`` to the ``study`` typer app."""
     app.command("analyze")(analyze_command)
     app.command("recommend")(recommend_command)
+    app.command("findings")(findings_command)

@@ -1,0 +1,165 @@
+"""The claim tests of analysis/findings.py on tables with known effects, the shipped claims
+against the shipped grids, and `study findings` end to end on an empty store."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import findings
+from analysis.findings import Claim
+from study.grid import load_grid
+from study.registry import StudyConfigError
+
+
+def table(effects: dict[str, dict[str, float]], datasets=("sst2", "mrpc"), seeds=(0, 1, 2),
+          noise: float = 0.0, base: dict[str, float] | None = None) -> pd.DataFrame:
+    """A tidy table crossing ``effects`` (factor -> level -> additive effect on the score)
+    with datasets and seeds; ``noise``: seeded normal noise of that s.d. per run."""
+    rng = np.random.default_rng(1)
+    base = base or {"sst2": 0.80, "mrpc": 0.70}
+    factors = list(effects)
+    rows = []
+    for ds, seed, *levels in itertools.product(datasets, seeds, *[list(effects[f]) for f in factors]):
+        score = base[ds] + sum(effects[f][lv] for f, lv in zip(factors, levels)) + rng.normal(0, noise)
+        rows.append({"dataset": ds, "seed": seed, **dict(zip(factors, levels)), "score": score})
+    df = pd.DataFrame(rows)
+    df.attrs["factors"] = ["dataset", *factors, "seed"]
+    df.attrs["treatments"] = factors
+    return df
+
+
+def claim(test: str, **params) -> Claim:
+    return Claim("c", "paper", "statement", "g", test, params)
+
+
+def test_contrast_exact_effect_and_verdicts():
+    df = table({"init": {"lower": 0.03, "upper": 0.0}, "objective": {"kd": 0.0, "att": 0.01}})
+    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    assert f.estimate == pytest.approx(3.0) and f.ci_low == pytest.approx(3.0) and f.ci_high == pytest.approx(3.0)
+    assert f.verdict == "reproduced" and f.n_units == 6 and f.n_runs == 24
+    f = findings.contrast(df, claim("contrast", factor="init", a="upper", b="lower"))
+    assert f.verdict == "not reproduced" and f.estimate == pytest.approx(-3.0)
+    # within a subset, negligible within a 5-point band: reproduced; within a 1-point band: not
+    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper", where={"objective": "att"},
+                                    expect="negligible", margin=5.0))
+    assert f.verdict == "reproduced" and f.n_runs == 12
+    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper", expect="negligible", margin=1.0))
+    assert f.verdict == "not reproduced"
+
+
+def test_contrast_noise_gives_an_interval_and_inconclusive():
+    df = table({"init": {"lower": 0.0, "upper": 0.0}}, noise=0.02)
+    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    assert f.ci_low < f.estimate < f.ci_high and f.ci_low < 0 < f.ci_high
+    assert f.verdict == "inconclusive"
+    again = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    assert (again.ci_low, again.ci_high) == (f.ci_low, f.ci_high)  # seeded bootstrap
+
+
+def test_best_level_gap_to_runner_up():
+    df = table({"loss": {"mse": 0.01, "pkd": 0.02, "mi_alpha": -0.04}})
+    f = findings.best_level(df, claim("best_level", factor="loss", level="mi_alpha"))
+    assert f.estimate == pytest.approx(-6.0) and f.verdict == "not reproduced"
+    f = findings.best_level(df, claim("best_level", factor="loss", level="pkd"))
+    assert f.estimate == pytest.approx(1.0) and f.verdict == "reproduced"
+    assert list(f.detail["loss"]) == ["pkd", "mse", "mi_alpha"]
+
+
+def test_largest_share_family_against_other_factors():
+    df = table({"loss": {"a": 0.0, "b": 0.05}, "mapping": {"skip": 0.0, "upper": 0.001},
+                "distance": {"ce": 0.0, "mse": 0.002}}, noise=0.005)
+    f = findings.largest_share(df, claim("largest_share", factor=["loss", "mapping"], n_boot=100))
+    assert f.verdict == "reproduced" and f.eta_sq > 0.9 and f.unit == "η²"
+    f = findings.largest_share(df, claim("largest_share", factor="mapping", n_boot=100))
+    assert f.verdict == "not reproduced" and f.estimate < 0
+    only = table({"loss": {"a": 0.0, "b": 0.05}})
+    assert findings.largest_share(only, claim("largest_share", factor="loss")).verdict == "not testable"
+
+
+def test_worst_cost_in_percent_of_best():
+    # the best configuration scores base + 0.02 (alpha 1) ; alpha 0.5 loses 0.02 of it
+    df = table({"alpha": {"0.5": 0.0, "1.0": 0.02}, "distance": {"kl": 0.0, "mse": 0.0}}, base={"sst2": 0.78, "mrpc": 0.78})
+    f = findings.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=2.5, n_boot=50))
+    assert f.estimate == pytest.approx(2.5)  # 0.02 / 0.80
+    assert f.verdict == "reproduced"  # the interval [2.5, 2.5] holds 2.5
+    f = findings.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=4.3, n_boot=50))
+    assert f.verdict == "not reproduced"
+
+
+def test_recipe_regret_against_the_best_per_unit():
+    df = table({"ckpt": {"best": 0.0, "low": 0.01}, "tau": {"1": 0.0, "2": -0.03}})
+    f = findings.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "low", "tau": 1}, margin=1.0))
+    assert f.estimate == pytest.approx(0.0) and f.verdict == "reproduced"
+    f = findings.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "best", "tau": 2}, margin=1.0))
+    assert f.estimate == pytest.approx(4.0) and f.verdict == "not reproduced"
+
+
+def test_interaction_gain_larger_on_small_data():
+    rows = []
+    for ds, seed, aug, n in itertools.product(["a", "b"], [0, 1], ["none", "eda"], [1000, 4000]):
+        gain = {1000: 0.03, 4000: 0.01}[n] if aug == "eda" else 0.0
+        rows.append({"dataset": ds, "seed": seed, "augmentation": aug, "n": n, "score": 0.7 + gain})
+    df = pd.DataFrame(rows)
+    df.attrs["factors"] = ["dataset", "augmentation", "n", "seed"]
+    f = findings.interaction(df, claim("interaction", factor="augmentation", a="eda", b="none", by="n",
+                                       low=1000, high=4000))
+    assert f.estimate == pytest.approx(2.0) and f.verdict == "reproduced"
+
+
+def test_missing_factor_and_unreadable_grid_are_not_testable():
+    df = table({"init": {"lower": 0.0, "upper": 0.0}})
+    assert findings.contrast(df, claim("contrast", factor="nope", a="x", b="y")).verdict == "not testable"
+
+    def loader(grid, uri):
+        raise ValueError(f"No runs were found for grid {grid!r}. Run it first.")
+
+    out = findings.evaluate([Claim("c", "p", "s", "g1", "contrast", {"factor": "init", "a": "lower", "b": "upper"})],
+                            loader=loader)
+    assert out[0].verdict == "not testable" and "study run --grid g1" in out[0].reason
+
+
+def test_one_unit_is_never_a_verdict():
+    df = table({"init": {"lower": 0.03, "upper": 0.0}}, datasets=("sst2",), seeds=(0,))
+    out = findings.evaluate([Claim("c", "p", "s", "g", "contrast", {"factor": "init", "a": "lower", "b": "upper"})],
+                            loader=lambda g, u: df)
+    assert out[0].verdict == "inconclusive" and "one replicate unit" in out[0].reason
+
+
+def test_bad_claims_file(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("- {id: x, paper: p, statement: s, grid: g, test: contrats}\n")
+    with pytest.raises(StudyConfigError, match="contrast"):
+        findings.load_claims(bad)
+    bad.write_text("- {id: x, paper: p, grid: g, test: contrast}\n")
+    with pytest.raises(StudyConfigError, match="lacks statement"):
+        findings.load_claims(bad)
+
+
+def test_shipped_claims_name_shipped_grids_and_their_factors():
+    for c in findings.load_claims():
+        grid = load_grid(c.grid)
+        named = []
+        for key in ("factor", "by"):
+            value = c.params.get(key)
+            named += value if isinstance(value, list) else [value] if value else []
+        named += list(c.params.get("factors", [])) + list(c.params.get("recipe", {}))
+        named += list(c.params.get("where", {}) or {})
+        for name in named:
+            assert name in grid.factors, f"claim {c.id}: {name!r} is not a factor of {c.grid} ({grid.factors})"
+
+
+def test_cli_on_an_empty_store(tmp_path):
+    out = tmp_path / "findings.md"
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "findings", "--out", str(out), "--tracking-uri", uri],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.count("**not testable**") == len(findings.load_claims())
+    assert "study run --grid wang2023-cpu" in text
