@@ -73,9 +73,13 @@ def main() -> None:
         from analysis.analyze import grid_design
 
         df = _common.load_grid(args.grid, args.tracking_uri)
-        if "objective" not in df.columns or df["objective"].nunique() < 2:
-            _common.fail(f"grid {args.grid!r} has a single objective: nothing to compare")
-        factor, task = "objective", "dataset"
+        # Distiller's factor is the intermediate loss; a grid of presets varies the objective
+        factor = next((f for f in ("intermediate.loss", "objective")
+                       if f in df.columns and df[f].nunique() > 1), None)
+        if factor is None:
+            _common.fail(f"grid {args.grid!r} varies neither the intermediate loss nor the objective: "
+                         "nothing to compare")
+        task = "dataset"
         _, block = grid_design(df)
         within = [b for b in block if b != task]
     else:
