@@ -75,7 +75,9 @@ def _boot_id() -> str:
 
 
 #: This machine: host name and boot, so a pid is judged only where it means something.
-NODE = f"{platform.node()}:{_boot_id()}"
+#: ``STUDY_NODE`` overrides it: for containers that share a host name on one kernel, and for
+#: tests that play several machines on one.
+NODE = os.environ.get("STUDY_NODE") or f"{platform.node()}:{_boot_id()}"
 
 
 def holder_tags() -> dict[str, str]:

@@ -11,6 +11,7 @@ and returns one ``CellOutcome`` per cell. Only plain data crosses process bounda
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class RunContext:
     device: str
     claim_timeout_s: float = claims.DEFAULT_CLAIM_TIMEOUT_S
     tasks: dict = field(default_factory=dict, hash=False, compare=False)
+    #: one per ``study run``: a worker process keeps its teachers for one run only
+    run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass
@@ -166,8 +169,8 @@ _WORKERS: dict[RunContext, Worker] = {}
 
 
 def worker_for(ctx: RunContext) -> Worker:
-    """This process's ``Worker`` for ``ctx`` (a Ray worker process runs many tasks: teachers
-    stay loaded between them)."""
+    """This process's ``Worker`` for ``ctx`` (a Ray worker process runs many tasks of one
+    ``study run``: teachers stay loaded between them, never into the next run)."""
     if ctx not in _WORKERS:
         _WORKERS.clear()
         _WORKERS[ctx] = Worker(ctx)

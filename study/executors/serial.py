@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from study.executors.base import Executor, register
-from study.work import worker_for
+from study.work import Worker
 
 
 @register
@@ -13,7 +13,7 @@ class SerialExecutor(Executor):
     name = "serial"
 
     def run(self, units, ctx, report, log=print) -> None:
-        worker = worker_for(ctx)
+        worker = Worker(ctx)
         for unit in units:
             for outcome in worker.run(unit, log):
                 report(outcome)
