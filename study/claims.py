@@ -218,33 +218,44 @@ def claim(tracker, experiment: str, run_name: str, tags: dict[str, str], lookup:
         if live:
             return Claim("busy", holder=_holder(min(live, key=_order)), reaped=tuple(reaped))
         run_id = tracker.start(experiment, run_name, {**tags, contract.TAG_CLAIM_STATE: "pending"}, {})
-
-        def others(runs: list) -> list:
-            return [r for r in runs if r.info.run_id != run_id and r.info.status == "RUNNING"
-                    and dead_reason(r, timeout_s) is None]
-
-        runs = lookup()
-        mine = next((r for r in runs if r.info.run_id == run_id), None)
-        done = next((r for r in runs if is_done(r)), None)
-        rivals = others(runs)
-        first = [r for r in rivals if r.data.tags.get(contract.TAG_CLAIM_STATE) == "confirmed"
-                 or (mine is not None and _order(r) < _order(mine))]
-        if done is not None or first:
-            withdraw(tracker, run_id, "done by another run" if done else f"claimed first by {_holder(first[0])}")
-            if done is not None:
-                return Claim("done", run=done, reaped=tuple(reaped))
-            return Claim("busy", holder=_holder(first[0]), reaped=tuple(reaped))
-        tracker.client.set_tag(run_id, contract.TAG_CLAIM_STATE, "confirmed")
-        runs = lookup()
-        done = next((r for r in runs if is_done(r)), None)
-        rivals = [r for r in others(runs) if r.data.tags.get(contract.TAG_CLAIM_STATE) == "confirmed"]
-        if done is None and not rivals:
-            return Claim("claimed", run_id=run_id, reaped=tuple(reaped))
-        withdraw(tracker, run_id, "done by another run" if done else f"confirmed at once with {_holder(rivals[0])}")
-        if done is not None:
-            return Claim("done", run=done, reaped=tuple(reaped))
+        try:
+            got = _settle(tracker, run_id, lookup, is_done, timeout_s, reaped)
+        except BaseException as exc:  # Ctrl-C, SIGTERM, a store error: the claim ends KILLED/FAILED
+            tracker.fail(run_id, exc)
+            raise
+        if got is not None:
+            return got
         time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))  # both stepped back: retry apart
     return Claim("busy", holder="(contended: no claim after retries)", reaped=tuple(reaped))
+
+
+def _settle(tracker, run_id: str, lookup, is_done, timeout_s: float, reaped: list[str]) -> Claim | None:
+    """Steps 2 and 3 of the protocol for our new run: the claim's outcome, or None to retry."""
+    def others(runs: list) -> list:
+        return [r for r in runs if r.info.run_id != run_id and r.info.status == "RUNNING"
+                and dead_reason(r, timeout_s) is None]
+
+    runs = lookup()
+    mine = next((r for r in runs if r.info.run_id == run_id), None)
+    done = next((r for r in runs if is_done(r)), None)
+    rivals = others(runs)
+    first = [r for r in rivals if r.data.tags.get(contract.TAG_CLAIM_STATE) == "confirmed"
+             or (mine is not None and _order(r) < _order(mine))]
+    if done is not None or first:
+        withdraw(tracker, run_id, "done by another run" if done else f"claimed first by {_holder(first[0])}")
+        if done is not None:
+            return Claim("done", run=done, reaped=tuple(reaped))
+        return Claim("busy", holder=_holder(first[0]), reaped=tuple(reaped))
+    tracker.client.set_tag(run_id, contract.TAG_CLAIM_STATE, "confirmed")
+    runs = lookup()
+    done = next((r for r in runs if is_done(r)), None)
+    rivals = [r for r in others(runs) if r.data.tags.get(contract.TAG_CLAIM_STATE) == "confirmed"]
+    if done is None and not rivals:
+        return Claim("claimed", run_id=run_id, reaped=tuple(reaped))
+    withdraw(tracker, run_id, "done by another run" if done else f"confirmed at once with {_holder(rivals[0])}")
+    if done is not None:
+        return Claim("done", run=done, reaped=tuple(reaped))
+    return None
 
 
 def withdraw(tracker, run_id: str, reason: str) -> None:

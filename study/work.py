@@ -127,8 +127,6 @@ class Worker:
         try:
             got = claims.claim(tracker, cell.grid, cell.name, cell_tags(cell, self.ctx.grid_version), lookup,
                                timeout_s=tracker.claim_timeout_s)
-            for why in got.reaped:
-                log(f"{cell.name}: an earlier run ended without finishing ({why}); retraining it")
             if got.state == "done":
                 tracker.adopt(self.ctx.grid, [cell], {cell.cell_id: lookup()}, self.ctx.grid_version)
                 out.state = "skipped"
@@ -138,23 +136,26 @@ class Worker:
                 return out
             run_id = got.run_id
             key = (cell.teacher.teacher_id, cell.teacher.checkpoint)
+            stage = "teacher"
             try:
+                for why in got.reaped:
+                    log(f"{cell.name}: an earlier run ended without finishing ({why}); retraining it")
                 if key not in self.teachers:
                     self.teachers[key] = obtain_teacher(cell.teacher, self.data, tracker, self.device,
                                                         checkpoint=cell.teacher.checkpoint, log=log)
-            except Exception as exc:  # logged on the cell, so `study status` counts it failed
-                tracker.client.set_tag(run_id, "study.failed_stage", "teacher")
-                tracker.fail(run_id, exc)
+                teacher, source = self.teachers[key]
+                self.teachers[key] = (teacher, "local cache")  # loaded in this process from now on
+                out.teacher_score = teacher.dev_score
+                stage = "cell"
+                t0 = time.perf_counter()
+                out.score = run_cell(cell, teacher, self.data, tracker, self.device, self.ctx.grid_version,
+                                     run_id=run_id, teacher_source=source, lookup=lookup)
+            except BaseException as exc:  # the run ends FAILED (KILLED when interrupted) unless it has
+                if tracker.client.get_run(run_id).info.status == "RUNNING":
+                    if stage == "teacher" and isinstance(exc, Exception):  # so `study status` counts it failed
+                        tracker.client.set_tag(run_id, "study.failed_stage", "teacher")
+                    tracker.fail(run_id, exc)
                 raise
-            except BaseException as exc:
-                tracker.fail(run_id, exc)
-                raise
-            teacher, source = self.teachers[key]
-            self.teachers[key] = (teacher, "local cache")  # loaded in this process from now on
-            out.teacher_score = teacher.dev_score
-            t0 = time.perf_counter()
-            out.score = run_cell(cell, teacher, self.data, tracker, self.device, self.ctx.grid_version,
-                                 run_id=run_id, teacher_source=source, lookup=lookup)
             out.state = "finished"
             out.note = f"{time.perf_counter() - t0:.0f} s"
         except Exception as exc:  # one cell's failure never stops the grid
