@@ -17,6 +17,13 @@ Tags:
   A grid edited after it ran keeps old members tagged with an older version: the analysis reads
   only the members of the current version (the runner re-tags the cells still in the grid)
 - ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs)
+- claims (``study.claims``): ``study.claim.node`` (host and boot), ``study.claim.pid``,
+  ``study.claim.process_start`` (the process that holds a RUNNING run), ``study.claim.state``
+  (``pending``/``confirmed``), ``study.heartbeat`` (Unix seconds, renewed while it runs),
+  ``study.duplicate_of`` (on a KILLED run whose cell another run finished first)
+- ``study.teacher_source`` on a cell: where its worker got the teacher (``fine-tuned``,
+  ``local cache``, ``artifact store``); ``study.teacher_artifacts`` on a teacher run: the
+  artifact folder holding the teacher's files
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
 metric, ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``,
@@ -39,6 +46,15 @@ TAG_GRID = "study.grid"
 TAG_ERROR = "study.error"
 MEMBERSHIP_PREFIX = "study.in."
 TAG_GRID_VERSION = "study.grid_version"
+TAG_CLAIM_NODE = "study.claim.node"
+TAG_CLAIM_PID = "study.claim.pid"
+TAG_CLAIM_PROCESS_START = "study.claim.process_start"
+TAG_CLAIM_STATE = "study.claim.state"
+TAG_HEARTBEAT = "study.heartbeat"
+TAG_DUPLICATE_OF = "study.duplicate_of"
+TAG_TEACHER_SOURCE = "study.teacher_source"
+TAG_TEACHER_ARTIFACTS = "study.teacher_artifacts"
+TEACHER_ARTIFACT_PATH = "teacher"
 
 METRIC_SCORE = "dev_score"
 METRIC_TEACHER_SCORE = "teacher_dev_score"

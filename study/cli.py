@@ -65,10 +65,19 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells, their state, the teachers to fine-tune and a wall-time forecast; train nothing."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="Train cells whose last run failed."),
     tracking_uri: Optional[str] = UriOpt,
+    executor: str = typer.Option("serial", "--executor", help="Where cells run: serial (this process) or ray (one Ray task per cell)."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: HOST:PORT of a running Ray cluster's head, or auto; default: start a local cluster."),
+    num_cpus: Optional[float] = typer.Option(None, "--num-cpus", help="ray: CPUs per task (default 1)."),
+    num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="ray: GPUs per task, fractions allowed (default 0)."),
+    ray_resources: Optional[str] = typer.Option(None, "--ray-resources", help='ray: custom resources per task as JSON, e.g. \'{"accelerator_type:A100": 0.5}\'.'),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", help="ray: retries of a task whose worker died (default 2)."),
+    local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
+    claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
     from study.data import resolve_data_dir
+    from study.executors import make_executor
     from study.grid import load_grid
     from study.interrupt import signals_as_interrupt
     from study.paths import writable_runs_dir
@@ -77,6 +86,8 @@ def run(
     from study.tracking import Tracker
 
     try:
+        ex = make_executor(executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                           ray_resources=ray_resources, max_retries=max_retries, local_cpus=local_cpus)
         g = load_grid(grid)
         resolve_data_dir(data_dir)
         if dry_run:
@@ -85,7 +96,8 @@ def run(
         writable_runs_dir()
         with signals_as_interrupt():
             summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
-                               retry_failed=retry_failed, console=err)
+                               retry_failed=retry_failed, console=err, executor=ex,
+                               claim_timeout_s=claim_timeout)
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:
@@ -152,6 +164,51 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     out.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
            "--port", str(port)]
+    raise typer.Exit(run_process_group(cmd))
+
+
+@app.command()
+def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-store-uri", help="Where runs are kept; default the project's runs/mlflow.db."),
+           artifacts_destination: Optional[Path] = typer.Option(None, "--artifacts-destination", help="Folder the server keeps artifacts (teachers) in; default runs/mlartifacts."),
+           host: str = typer.Option("127.0.0.1", help="Address to bind; anything but 127.0.0.1 exposes every run without a login."),
+           port: int = typer.Option(5000, help="Port to serve on."),
+           workers: int = typer.Option(2, help="Server worker processes."),
+           allowed_hosts: Optional[str] = typer.Option(None, "--allowed-hosts", help="Host headers the server accepts (MLflow's default: localhost and private IPs); add the name workers use to reach it.")) -> None:
+    """Start an MLflow tracking server for the project, that workers on every machine log to.
+
+    It serves the runs (default: the project's sqlite store) and proxies artifacts (teachers), so
+    workers need only its URI: `study run --tracking-uri http://HOST:PORT`. Stopping it
+    (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group.
+    """
+    from study.paths import make_directory, runs_dir
+    from study.paths import tracking_uri as resolve_uri
+
+    store = backend_store_uri or resolve_uri(None)
+    if store.startswith(("http://", "https://")):
+        raise _fail(StudyConfigError(f"--backend-store-uri {store!r} is a tracking server, not a store; allowed: "
+                                     "sqlite:///PATH or a database URI (postgresql://...)."))
+    destination = (artifacts_destination or runs_dir() / "mlartifacts").resolve()
+    try:
+        make_directory(destination, "artifacts folder")
+        if store.startswith("sqlite:///"):
+            from study.tracking import Tracker
+
+            Tracker(store)  # creates (under its lock) or checks the schema before the server opens it
+    except StudyConfigError as exc:
+        raise _fail(exc) from None
+    if host not in LOCAL_HOSTS:
+        typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
+                   "delete every run, without a login. For a shared server run MLflow's basic-auth "
+                   "app (`mlflow server --app-name basic-auth`, see the README).", err=True)
+    shown = "HOST" if host in ("0.0.0.0", "::") else host
+    out.print(f"MLflow tracking server for {store}, artifacts in {destination}")
+    out.print(f"tracking URI: http://{shown}:{port}   (study run --tracking-uri http://{shown}:{port}, "
+              f"or export MLFLOW_TRACKING_URI=http://{shown}:{port}; Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+           "--artifacts-destination", str(destination), "--serve-artifacts", "--host", host,
+           "--port", str(port), "--workers", str(workers)]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", allowed_hosts]
     raise typer.Exit(run_process_group(cmd))
 
 

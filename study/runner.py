@@ -1,13 +1,16 @@
-"""Run a grid: validate everything, prepare teachers, train each pending cell once.
+"""Run a grid: validate everything, plan the pending cells, and hand them to an executor.
 
 Resumability: a cell is done when the store holds a FINISHED run with its ``study.cell_id``, in
 any grid's experiment (the paper grids overlap: a cell one grid trained is tagged as a member of
-the next grid that contains it, not retrained); done cells are skipped. Each cell runs under a file lock (``runs/locks/<cell_id>.lock``), so two
-workers never train the same cell, and a RUNNING run found while holding the lock belongs to a
-dead process (e.g. SIGKILL): it is marked KILLED and the cell is retrained. A cell that raises is
-logged FAILED with its error, and the grid goes on; so is a cell whose teacher could not be
-prepared. An interruption (Ctrl-C, or SIGTERM under ``study.interrupt.signals_as_interrupt``)
-ends the cell's run KILLED and stops the grid; the next run retrains that cell.
+the next grid that contains it, not retrained); done cells are skipped. Where the pending cells
+run is the executor's business (``study.executors``: ``serial`` in this process, ``ray`` on a
+cluster); how a worker claims, trains and logs one is ``study.work``. A cell is claimed by its
+MLflow run (``study.claims``), which holds across machines, with a file lock
+(``runs/locks/<cell_id>.lock``) as a fast path on one; a RUNNING run whose process died (e.g.
+SIGKILL) is marked KILLED and the cell retrained. A cell that raises is logged FAILED with its
+error, and the grid goes on; so is a cell whose teacher could not be prepared. An interruption
+(Ctrl-C, or SIGTERM under ``study.interrupt.signals_as_interrupt``) ends the cell's run KILLED
+and stops the grid; the next run retrains that cell.
 """
 
 from __future__ import annotations
@@ -18,21 +21,22 @@ from pathlib import Path
 
 import torch
 from analysis import contract
-from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from study import claims
 from study.data import TASKS, resolve_data_dir
 from study.datacache import DataCache
 from study.grid import Cell, Grid
 from study.models import StudentSize, build_student
 from study.objectives import ModelDims
-from study.paths import runs_dir
-from study.teacher import Teacher, ensure_teacher
+from study.executors.base import Executor
+from study.teacher import Teacher
 from study.registry import StudyConfigError
 from study.tracking import Tracker, environment_tags
 from study.trainer import derive_seed, select_device, train
+from study.work import CellOutcome, RunContext, data_dir_arg, work_units
 
 
 @dataclass
@@ -60,18 +64,26 @@ def cell_tags(cell: Cell, grid_version: str | None = None) -> dict[str, str]:
 
 
 def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
-             grid_version: str | None = None) -> float:
-    """Train one cell's student against ``teacher`` and log it; return its dev score.
+             grid_version: str | None = None, run_id: str | None = None, teacher_source: str | None = None,
+             lookup=None) -> float:
+    """Train one cell's student against ``teacher`` and log it; return its dev score (a fraction).
 
-    The MLflow run is FINISHED only after every metric is logged; any exception marks it FAILED
-    (with the error) and is re-raised.
+    ``run_id``: the cell's claimed RUNNING run (``study.claims``), else a new run is started;
+    ``lookup``: returns the cell's runs, to end this one as a duplicate if another finished first
+    (``claims.finish``). The MLflow run is FINISHED only after every metric is logged; any
+    exception marks it FAILED (with the error) and is re-raised.
     """
     task = TASKS[cell.dataset]
     tags = {**cell_tags(cell, grid_version), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
             "study.augmentation_version": cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
-    run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
+    if teacher_source is not None:
+        tags[contract.TAG_TEACHER_SOURCE] = teacher_source
+    if run_id is None:
+        run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
+    else:
+        tracker.annotate(run_id, tags, cell.params())
     try:
         tr = cell.training
         size = StudentSize.parse(cell.student)
@@ -105,7 +117,10 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
             ("train_examples", len(train_ds), 0),
             ("student_parameters", n_params, 0),
         ])
-        tracker.finish(run_id)
+        if lookup is None:
+            tracker.finish(run_id)
+        else:
+            claims.finish(tracker, run_id, lookup)
         teacher.model.cpu()
         return result.dev_metrics["score"]
     except BaseException as exc:
@@ -135,77 +150,65 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = 
 
 def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto",
              tracking_uri: str | None = None, retry_failed: bool = True,
-             console: Console | None = None) -> RunSummary:
-    """Train every pending cell of ``grid``; see the module docstring for the guarantees.
+             console: Console | None = None, executor: Executor | None = None,
+             claim_timeout_s: float = claims.DEFAULT_CLAIM_TIMEOUT_S) -> RunSummary:
+    """Train every pending cell of ``grid`` with ``executor`` (default ``serial``); see the
+    module docstring for the guarantees. ``claim_timeout_s``: seconds without a heartbeat after
+    which another machine's RUNNING run of a cell counts as dead.
 
     Raises:
-        StudyConfigError: a bad grid, data directory or device, before any training.
+        StudyConfigError: a bad grid, data directory, device, executor setting or claim timeout,
+            before any training.
     """
+    from study.executors import make_executor
+
     console = console or Console(stderr=True)
     start = time.perf_counter()
+    executor = executor or make_executor("serial")
+    claims.check_claim_timeout(claim_timeout_s)
     dev = select_device(device)
     cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
     data = DataCache(resolve_data_dir(data_dir))
     for dataset in grid.axes["dataset"]:
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(tracking_uri, claim_timeout_s=claim_timeout_s)
     tracker.require_writable()
+    ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
+                     data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
+                     tasks={c.dataset: TASKS[c.dataset] for c in cells})
+    executor.check(ctx, tracker.shared)
     pending, done, status = plan(grid, tracker, retry_failed, cells=cells)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
                          tracking_uri=tracker.uri)
     console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "
-                  f"{len(pending)} to train on {dev.type}; store {tracker.uri}")
+                  f"{len(pending)} to train on {dev.type} ({executor.name} executor); store {tracker.uri}")
     if not pending:
         console.print("Nothing to train: every cell is already finished.")
         summary.wall_time_s = time.perf_counter() - start
         return summary
     if torch.cuda.is_available() and dev.type == "cpu":
         console.print("[yellow]note[/]: a GPU is present but --device cpu was given")
-    if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
-    teachers: dict[str, Teacher] = {}
-    locks = runs_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    by_id = {c.cell_id: c for c in pending}
     with tqdm(total=len(pending), desc=f"grid {grid.name}", unit="cell") as bar:
-        for cell in pending:
-            bar.set_postfix_str(cell.name)
-            lock = FileLock(str(locks / f"{cell.cell_id}.lock"))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
+        def report(outcome: CellOutcome) -> None:
+            cell = by_id[outcome.cell_id]
+            if outcome.state == "finished":
+                summary.finished.append((cell, outcome.score))
+                tqdm.write(f"{cell.name}: dev score {outcome.score:.4f}")
+            elif outcome.state == "failed":
+                summary.failed.append((cell, outcome.error))
+                tqdm.write(f"{cell.name}: FAILED: {outcome.error}")
+            elif outcome.state == "skipped":
+                summary.skipped += 1  # finished by another worker since we planned
+            else:
                 summary.busy += 1  # another worker is training it right now
-                bar.update(1)
-                continue
-            try:
-                runs = tracker.cell_runs(cell.cell_id).get(cell.cell_id, [])
-                if any(r.info.status == "FINISHED" for r in runs):
-                    summary.skipped += 1  # finished by another worker since we planned
-                    tracker.adopt(grid.name, [cell], {cell.cell_id: runs}, grid.version)
-                    continue
-                if tracker.kill_orphans(runs):
-                    tqdm.write(f"{cell.name}: an earlier run died mid-training; retraining it")
-                tid = (cell.teacher.teacher_id, cell.teacher.checkpoint)
-                if tid not in teachers:
-                    try:
-                        teachers[tid] = ensure_teacher(cell.teacher, data, tracker, dev, log=tqdm.write,
-                                                       checkpoint=cell.teacher.checkpoint)
-                    except Exception as exc:  # logged on the cell, so `study status` counts it failed
-                        tracker.record_failure(cell.grid, cell.name, {
-                            **cell_tags(cell, grid.version), "study.failed_stage": "teacher"}, cell.params(), exc)
-                        raise
-                    summary.teachers[cell.dataset] = teachers[tid].dev_score
-                score = run_cell(cell, teachers[tid], data, tracker, dev, grid.version)
-                summary.finished.append((cell, score))
-                tqdm.write(f"{cell.name}: dev score {score:.4f}")
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one cell's failure never stops the grid
-                summary.failed.append((cell, f"{type(exc).__name__}: {exc}"))
-                tqdm.write(f"{cell.name}: FAILED: {type(exc).__name__}: {exc}")
-            finally:
-                lock.release()
-                bar.update(1)
+            if outcome.teacher_score is not None:
+                summary.teachers[outcome.dataset] = outcome.teacher_score
+            bar.update(1)
+            bar.set_postfix_str(cell.name)
+
+        executor.run(work_units(pending), ctx, report, log=tqdm.write)
     summary.wall_time_s = time.perf_counter() - start
     return summary
 

@@ -174,11 +174,14 @@ class _Keeper:
 
 
 def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device: torch.device,
-                   log=print, checkpoint: str = "last") -> Teacher:
+                   log=print, checkpoint: str = "last", run_id: str | None = None) -> Teacher:
     """Return the cached teacher for ``spec`` at ``checkpoint`` (``CHECKPOINTS``), fine-tuning and
     logging it first if needed. One fine-tuning keeps every checkpoint: the final weights in the
     teacher's folder, the others under ``checkpoints/<name>/`` with their own checksums; a teacher
     cached before checkpoints were kept is fine-tuned again when a cell asks for one.
+    ``run_id``: a RUNNING run already claimed for this fine-tuning (``study.teacher_store``),
+    used instead of a new one. On a tracking server the folder is logged as the run's artifacts
+    before it is FINISHED.
 
     Raises:
         TeacherCacheError: a damaged cached teacher (the message names the folder to delete).
@@ -230,7 +233,10 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         dims = ModelDims.of(model.config)
         objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
         tags, params = _record(spec, device)
-        run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
+        if run_id is None:
+            run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
+        else:
+            tracker.annotate(run_id, tags, params)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         keeper = _Keeper()
         try:
@@ -252,6 +258,7 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                     "sha256": file_checksums(tmp), "checkpoints": checkpoints}
             (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
             os.replace(tmp, path)
+            tracker.store_teacher_files(run_id, path)  # for workers on other machines
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             tracker.fail(run_id, exc)

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 import study
 from analysis import contract
+from study import claims
 from study.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.registry import StudyConfigError
 
@@ -79,9 +80,11 @@ class Tracker:
     reading (``read_only`` is True).
     """
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, claim_timeout_s: float = claims.DEFAULT_CLAIM_TIMEOUT_S):
         self.uri = tracking_uri(uri)
         self.read_only = False
+        #: seconds without a heartbeat after which another machine's RUNNING run is dead
+        self.claim_timeout_s = claim_timeout_s
         try:
             if self.uri.startswith("sqlite:///"):
                 self.client = self._open_sqlite(self.uri[len("sqlite:///"):])
@@ -208,14 +211,41 @@ class Tracker:
                 status[cell_id] = {"FAILED": "failed", "RUNNING": "running"}.get(statuses[0], "killed")
         return status
 
+    @property
+    def shared(self) -> bool:
+        """True for a tracking server (workers on other machines can reach it), False for a
+        sqlite file, which only this machine's processes can open."""
+        return not self.uri.startswith("sqlite:")
+
     def start(self, experiment: str, run_name: str, tags: dict[str, str], params: dict[str, str]) -> str:
-        """Create a RUNNING run with its params and tags logged in one batch; return its id."""
-        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name)
+        """Create a RUNNING run held by this process (``claims.holder_tags``, heartbeat renewed
+        until ``finish``/``fail``/``release``) with ``tags`` set atomically at creation, then its
+        params; return its id."""
+        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
+                                     tags={**claims.holder_tags(), **{k: str(v) for k, v in tags.items()}})
+        claims.Heartbeat.of(self.uri).add(run.info.run_id)
+        self.annotate(run.info.run_id, {}, params)
+        return run.info.run_id
+
+    def annotate(self, run_id: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        """Log ``tags`` and ``params`` on a run, in batches of 100 of each (MLflow's limit)."""
         params_list = [Param(k, str(v)) for k, v in params.items()]
         tags_list = [RunTag(k, str(v)) for k, v in tags.items()]
-        for i in range(0, max(len(params_list), len(tags_list)), 100):  # MLflow: 100 of each per batch
-            self.client.log_batch(run.info.run_id, params=params_list[i:i + 100], tags=tags_list[i:i + 100])
-        return run.info.run_id
+        for i in range(0, max(len(params_list), len(tags_list)), 100):
+            self.client.log_batch(run_id, params=params_list[i:i + 100], tags=tags_list[i:i + 100])
+
+    def release(self, run_id: str) -> None:
+        """Stop renewing the run's heartbeat (it is ending, or no longer ours)."""
+        claims.Heartbeat.of(self.uri).remove(run_id)
+
+    def store_teacher_files(self, run_id: str, folder: Path) -> None:
+        """On a tracking server, log a teacher's folder as the artifacts ``teacher/`` of its run
+        (tag ``study.teacher_artifacts``), so a worker on any machine can download it; with a
+        sqlite store (one machine) the local cache is enough and nothing is copied."""
+        if not self.shared:
+            return
+        self.client.log_artifacts(run_id, str(folder), contract.TEACHER_ARTIFACT_PATH)
+        self.client.set_tag(run_id, contract.TAG_TEACHER_ARTIFACTS, contract.TEACHER_ARTIFACT_PATH)
 
     def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
         """Log ``(key, value, step)`` points in batches."""
@@ -225,6 +255,8 @@ class Tracker:
             self.client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
 
     def finish(self, run_id: str) -> None:
+        """End the run FINISHED."""
+        self.release(run_id)
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail(self, run_id: str, exc: BaseException) -> None:
@@ -233,6 +265,7 @@ class Tracker:
         An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.interrupt``) ends
         it KILLED, not FAILED: nobody saw the cell fail, so ``--skip-failed`` must not skip it.
         """
+        self.release(run_id)
         if isinstance(exc, KeyboardInterrupt):
             self.client.set_tag(run_id, "study.error", f"interrupted ({type(exc).__name__}: {exc})"[:4000])
             self.client.set_terminated(run_id, "KILLED")
@@ -254,14 +287,10 @@ class Tracker:
         return run_id
 
     def kill_orphans(self, runs: list) -> int:
-        """Mark RUNNING runs KILLED (called under the cell's lock, so their process is gone)."""
-        n = 0
-        for run in runs:
-            if run.info.status == "RUNNING":
-                self.client.set_tag(run.info.run_id, "study.error", "process died (killed) before finishing")
-                self.client.set_terminated(run.info.run_id, "KILLED")
-                n += 1
-        return n
+        """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``claims.dead_reason``:
+        its process is gone from this machine, or another machine's heartbeat is older than
+        ``claim_timeout_s``); a live run elsewhere is left alone. Returns how many."""
+        return len(claims.reap(self, runs, self.claim_timeout_s))
 
 
 _ALLOWED_URIS = ("allowed: http(s)://HOST:PORT of a running MLflow server, or sqlite:///PATH, given "

@@ -1,0 +1,211 @@
+"""Several drivers and workers sharing one tracking server (``study server``), on real data: the
+``ray`` executor on a local cluster, two drivers on one grid, a worker killed mid-cell whose claim
+goes stale, and a driver killed and restarted.
+
+Each driver gets its own ``runs/`` folder (its own teacher cache and file locks) and, where it
+plays another machine, its own ``STUDY_NODE``: they share only the server, as machines do. Budgets
+are tiny (teacher on 96 SST-2 examples, students on 64); the point is what the store holds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from analysis import contract
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+BUDGET = {
+    "teacher": {"epochs": 1, "max_train_examples": 96, "max_eval_examples": 64, "max_length": 32, "batch_size": 16},
+    "training": {"epochs": 1, "max_train_examples": 64, "max_eval_examples": 64, "max_length": 32, "batch_size": 16},
+}
+
+
+def grid_file(folder: Path, name: str, objectives: list[str], seeds: list[int], epochs: int = 1) -> Path:
+    spec = {"name": name, "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "objective": objectives,
+                                   "initialisation": ["random"], "augmentation": ["none"], "seed": seeds},
+            **BUDGET}
+    spec["training"] = dict(spec["training"], epochs=epochs)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(runs: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "STUDY_RUNS_DIR")}
+    env.update(PYTHONPATH=str(ROOT), STUDY_RUNS_DIR=str(runs), TOKENIZERS_PARALLELISM="false",
+               MPLBACKEND="Agg", **extra)
+    return env
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``study server`` on a free port of 127.0.0.1 with a fresh store; yields its URI."""
+    port = free_port()
+    runs = tmp_path / "server-runs"
+    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "server", "--port", str(port), "--workers", "1"],
+                            env=env_for(runs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"study server did not start: {proc.stdout.read()[-1000:]}")
+            time.sleep(0.5)
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert (runs / "mlflow.db").exists()  # the default store: the project's sqlite file
+
+
+def study_run(grid: Path, data: Path, runs: Path, uri: str, *extra: str, node: str | None = None,
+              wait: bool = True, **env: str):
+    cmd = [sys.executable, "-m", "study.cli", "run", "--grid", str(grid), "--data-dir", str(data),
+           "--device", "cpu", "--tracking-uri", uri, *extra]
+    e = env_for(runs, STUDY_HEARTBEAT_S="1", **({"STUDY_NODE": node} if node else {}), **env)
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+                            start_new_session=True)
+
+
+def cell_runs(uri: str, status: str | None = None) -> list:
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, f"tags.`{contract.TAG_KIND}` = 'cell'")
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def finished_once(uri: str, n_cells: int) -> dict[str, object]:
+    """Every cell FINISHED exactly once; nothing RUNNING; returns cell id -> its run."""
+    finished = cell_runs(uri, "FINISHED")
+    by_cell = {}
+    for r in finished:
+        assert r.data.tags[contract.TAG_CELL_ID] not in by_cell, "a cell FINISHED twice"
+        by_cell[r.data.tags[contract.TAG_CELL_ID]] = r
+    assert len(by_cell) == n_cells
+    assert not cell_runs(uri, "RUNNING")
+    for r in finished:
+        m = r.data.metrics
+        assert 0 <= m["dev_score"] <= 1 and m["wall_time_s"] > 0 and m["train_examples_per_s"] > 0
+    return by_cell
+
+
+def test_ray_executor_finishes_a_grid_through_a_tracking_server(tmp_path, server, shared_data):
+    """A first machine fine-tunes the teacher and trains one cell (serial); a second machine, with
+    an empty runs/, runs the three-cell grid on a local Ray cluster: its workers download the
+    teacher from the artifact store (checksums verified), train the two missing cells, and the
+    store holds each cell FINISHED once."""
+    one = grid_file(tmp_path, "first", ["ce"], [0])
+    three = grid_file(tmp_path, "three", ["ce", "logit_kd"], [0, 1])
+    spec = yaml.safe_load(three.read_text())  # ce s0 (the first grid's cell), ce s1, logit_kd s0
+    spec["exclude"] = [{"objective": "logit_kd", "seed": 1}]
+    three.write_text(yaml.safe_dump(spec))
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    first = study_run(one, shared_data, a, server)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ray = study_run(three, shared_data, b, server, "--executor", "ray", "--local-cpus", "2",
+                    node="machine-b")
+    assert ray.returncode == 0, ray.stderr[-3000:] + ray.stdout[-2000:]
+    assert "3 cells, 1 already done, 2 to train on cpu (ray executor)" in ray.stderr
+    by_cell = finished_once(server, 3)
+    trained_by_ray = [r for r in by_cell.values() if r.data.tags[contract.TAG_GRID] == "three"]
+    assert len(trained_by_ray) == 2
+    assert {r.data.tags[contract.TAG_CLAIM_NODE] for r in trained_by_ray} == {"machine-b"}
+    assert "artifact store" in {r.data.tags[contract.TAG_TEACHER_SOURCE] for r in trained_by_ray}
+    teachers = MlflowClient(server).search_runs(
+        [MlflowClient(server).get_experiment_by_name("teachers").experiment_id])
+    assert len(teachers) == 1 and teachers[0].info.status == "FINISHED"
+    assert teachers[0].data.tags[contract.TAG_TEACHER_ARTIFACTS] == contract.TEACHER_ARTIFACT_PATH
+    tid = teachers[0].data.tags[contract.TAG_TEACHER_ID]
+    files_a = sorted(p.relative_to(a) for p in (a / "teachers" / tid).rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in (b / "teachers" / tid).rglob("*") if p.is_file())
+    assert files_a == files_b and (b / "teachers" / tid / "model.safetensors").read_bytes() == \
+        (a / "teachers" / tid / "model.safetensors").read_bytes()
+    for r in by_cell.values():  # every cell points at the one teacher run
+        assert r.data.tags[contract.TAG_TEACHER_RUN_ID] == teachers[0].info.run_id
+
+
+def test_two_drivers_on_one_grid_train_each_cell_once(tmp_path, server, shared_data):
+    grid = grid_file(tmp_path, "pair", ["ce", "logit_kd"], [0, 1])
+    procs = [study_run(grid, shared_data, tmp_path / f"m{i}", server, node=f"m{i}", wait=False) for i in (0, 1)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-1500:] for o in outputs]
+    finished_once(server, 4)
+    assert not cell_runs(server, "KILLED") and not cell_runs(server, "FAILED")
+    teachers = MlflowClient(server).search_runs(
+        [MlflowClient(server).get_experiment_by_name("teachers").experiment_id])
+    assert [t.info.status for t in teachers] == ["FINISHED"]  # fine-tuned once, the other waited
+
+
+def _wait_for_training(uri: str, proc, limit: float = 300) -> str:
+    """The id of a cell run that has started training (its teacher is set), once one has."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-1500:]
+        running = [r for r in cell_runs(uri, "RUNNING") if contract.TAG_TEACHER_RUN_ID in r.data.tags]
+        if running:
+            return running[0].info.run_id
+        time.sleep(0.2)
+    raise AssertionError("no cell started training")
+
+
+def test_worker_killed_mid_cell_goes_stale_and_another_machine_retrains_it(tmp_path, server, shared_data):
+    grid = grid_file(tmp_path, "stale", ["ce", "logit_kd"], [0], epochs=4)
+    victim = study_run(grid, shared_data, tmp_path / "a", server, node="a", wait=False)
+    killed = _wait_for_training(server, victim)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    # The other machine cannot see the pid: only the heartbeat, 1 s apart, going stale for 6 s.
+    rescue = study_run(grid, shared_data, tmp_path / "b", server, "--claim-timeout", "6", node="b",
+                       TQDM_DISABLE="1")
+    assert rescue.returncode == 0, rescue.stderr[-2000:]
+    run = MlflowClient(server).get_run(killed)
+    assert run.info.status == "KILLED" and "no heartbeat from a pid" in run.data.tags[contract.TAG_ERROR]
+    assert "retraining it" in rescue.stdout + rescue.stderr
+    finished_once(server, 2)
+
+
+def test_driver_killed_and_restarted_resumes_without_retraining(tmp_path, server, shared_data):
+    grid = grid_file(tmp_path, "resume", ["ce", "logit_kd"], [0, 1], epochs=3)
+    runs = tmp_path / "a"
+    first = study_run(grid, shared_data, runs, server, node="a", wait=False)
+    deadline = time.time() + 300
+    while not cell_runs(server, "FINISHED"):
+        assert first.poll() is None and time.time() < deadline, first.stdout.read()[-1500:]
+        time.sleep(0.2)
+    _wait_for_training(server, first)
+    done_before = {r.data.tags[contract.TAG_CELL_ID]: r.info.run_id for r in cell_runs(server, "FINISHED")}
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    # Same machine, same node: the dead pid is seen at once, whatever the claim timeout.
+    again = study_run(grid, shared_data, runs, server, node="a")
+    assert again.returncode == 0, again.stderr[-2000:]
+    by_cell = finished_once(server, 4)
+    for cell_id, run_id in done_before.items():
+        assert by_cell[cell_id].info.run_id == run_id  # never retrained
+    killed = cell_runs(server, "KILLED")
+    assert len(killed) == 1 and "died before finishing" in killed[0].data.tags[contract.TAG_ERROR]
