@@ -80,6 +80,7 @@ from study.objectives.intermediate import entry_versions, resolve_entry
 from study.objectives.presets import PRESETS, legacy_params, preset
 from study.paths import grids_dir
 from study.registry import StudyConfigError, did_you_mean, lookup
+from study.tasktypes import get_type
 
 TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate", "mixup",
             "objective_params", "augmentation_params", "exclude")
@@ -409,7 +410,8 @@ class Grid:
 
         Checks each cell against its teacher's architecture: the student's width against the
         teacher's head size, a teacher_* initialisation against the teacher's width and depth, the
-        layer mappings against both depths, the objective against the task type.
+        layer mappings against both depths, the objective against the task type, and what the
+        task type refuses (augmentation and mix-up on token classification and extractive QA).
 
         Raises:
             StudyConfigError: the first bad cell, naming it and what is allowed.
@@ -420,6 +422,10 @@ class Grid:
         configs: dict[str, Any] = {}
         checked: set[str] = set()
         for cell in cells:
+            reason = get_type(data_mod.TASKS[cell.dataset].task_type).refuse(cell)
+            if reason:
+                raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: dataset {cell.dataset!r} is "
+                                       f"{data_mod.TASKS[cell.dataset].task_type}: {reason}")
             key = stable_hash({"d": cell.dataset, "s": cell.student, "i": cell.initialisation, "t": cell.teacher.model,
                                "p": cell.prediction, "e": cell.intermediate})
             if key in checked:
