@@ -81,10 +81,11 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
             **environment_tags(device.type)}
     if teacher_source is not None:
         tags[contract.TAG_TEACHER_SOURCE] = teacher_source
+    params = {**cell.params(), contract.PARAM_SCORE_METRIC: "+".join(task.score)}
     if run_id is None:
-        run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
+        run_id = tracker.start(cell.grid, cell.name, tags, params)
     else:
-        tracker.annotate(run_id, tags, cell.params())
+        tracker.annotate(run_id, tags, params)
     try:
         tr = cell.training
         size = StudentSize.parse(cell.student)

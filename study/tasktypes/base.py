@@ -135,6 +135,11 @@ class TaskType:
         """The task's metrics (fractions), ``score`` (mean of its score metrics) and ``loss``."""
         raise NotImplementedError
 
+    def cost_factor(self, spec, max_length: int) -> float:
+        """Training cost of one example relative to a sequence-classification example of the
+        calibration (``study/calibration.json``: length 64); ``study.forecast`` scales by it."""
+        return 1.0
+
     # ------------------------------------------------------------------ what a cell may use
     def refuse(self, cell) -> str | None:
         """Why ``cell`` cannot run on a task of this type, or None."""
