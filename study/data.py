@@ -165,7 +165,9 @@ class TaskSpec:
 @dataclass
 class Split:
     """Examples of one split: ``texts[i]`` is a 1-tuple (single sentence) or 2-tuple (pair);
-    ``labels[i]`` is a class id (int) or a score (float, e.g. STS-B 0-5)."""
+    ``labels[i]`` is a class id (int) or a score (float, e.g. STS-B 0-5). Plug-in task types
+    (``study.tasktypes``) keep their own forms: token classification a tuple of words and a list
+    of tag ids; extractive QA a (question, context) pair and ``{"id", "texts", "starts"}``."""
 
     texts: list[tuple[str, ...]]
     labels: list[int] | list[float]
@@ -506,6 +508,13 @@ def resolve_dataset(name_or_path: str | Path, base: str | Path | None = None, *,
         encoding: utf-8                # optional
         split: {source: train, seed: 0, fractions: {dev: 0.1, train: 0.9}}  # optional, with
                                        # files: {all: ...}: derive train/dev from one file
+
+    NER (``task_type: token_classification``, ``format: conll``): ``text_fields: [0]`` and
+    ``label_field: N`` are the word's and the tag's 0-based columns, ``labels`` the tag set,
+    ``metrics`` from f1, precision, recall. Extractive QA (``task_type: extractive_qa``,
+    ``format: squad_json``): SQuAD v1.1 JSON files, ``metrics`` from exact_match, f1, and
+    optionally ``doc_stride``, ``max_answer_length``, ``n_best``; ``split.group_by: title`` splits
+    by article. See ``study/tasktypes/``.
 
     Raises:
         StudyConfigError: an unknown name (lists the allowed ones), or a YAML that is missing, not
