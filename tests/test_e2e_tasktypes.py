@@ -2,8 +2,8 @@
 slices of CoNLL-2003 (token classification) and SQuAD (squad-devsplit, extractive QA), then what
 MLflow holds (metrics, params, status) and what the analysis table and report helpers read.
 
-Budgets are tiny (a CoNLL teacher on 400 sentences, a SQuAD teacher on 96 questions in windows
-of 160 tokens, set per dataset with ``overrides``); scores are not the point, the pipeline is.
+Budgets are tiny (a CoNLL teacher on 400 sentences, a SQuAD teacher on 64 questions in windows
+of 128 tokens, set per dataset with ``overrides``); scores are not the point, the pipeline is.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ GRID = {
     "axes": {"dataset": ["conll2003", "squad-devsplit"], "student": ["L2_H384"],
              "objective": ["ce", "logit_kd", "hidden_mse"], "initialisation": ["teacher_lower"], "seed": [0]},
     "exclude": [{"dataset": "squad-devsplit", "objective": "hidden_mse"}],
-    "teacher": {"epochs": 2, "learning_rate": 1.0e-4, "max_train_examples": 400, "max_eval_examples": 200,
-                "max_length": 64, "batch_size": 16},
-    "training": {"epochs": 1, "max_train_examples": 128, "max_eval_examples": 200, "max_length": 64,
+    "teacher": {"epochs": 2, "learning_rate": 1.0e-4, "max_train_examples": 400, "max_eval_examples": 150,
+                "max_length": 48, "batch_size": 16},
+    "training": {"epochs": 1, "max_train_examples": 64, "max_eval_examples": 150, "max_length": 48,
                  "batch_size": 16},
     "overrides": [{"when": {"dataset": "squad-devsplit"},
-                   "teacher": {"epochs": 1, "max_train_examples": 96, "max_eval_examples": 48, "max_length": 160},
-                   "training": {"max_train_examples": 48, "max_eval_examples": 48, "max_length": 160}}],
+                   "teacher": {"epochs": 1, "max_train_examples": 64, "max_eval_examples": 32, "max_length": 128},
+                   "training": {"max_train_examples": 32, "max_eval_examples": 32, "max_length": 128}}],
 }
 
 
@@ -57,10 +57,10 @@ def test_ner_and_qa_grid_end_to_end(tmp_path, isolated_runs, shared_data):
         assert m["teacher_dev_score"] == teachers[p["dataset"]].data.metrics["dev_score"]
         if p["dataset"] == "conll2003":
             assert {"dev_precision", "dev_recall"} <= set(m) and "dev_exact_match" not in m
-            assert p["max_length"] == "64"
+            assert p["max_length"] == "48"
         else:
             assert "dev_exact_match" in m and "dev_precision" not in m
-            assert p["max_length"] == "160" and p["max_train_examples"] == "48"  # the override
+            assert p["max_length"] == "128" and p["max_train_examples"] == "32"  # the override
         if p["objective"] == "logit_kd":
             assert "train_loss_kd" in m and "train_loss_ce" in m
         if p["objective"] == "hidden_mse":
@@ -70,10 +70,10 @@ def test_ner_and_qa_grid_end_to_end(tmp_path, isolated_runs, shared_data):
     squad_teacher = teachers["squad-devsplit"].data.metrics
     print(f"\nteacher conll2003 (400 sentences, 2 epochs): dev F1 {conll_teacher['dev_f1']:.4f}, "
           f"P {conll_teacher['dev_precision']:.4f}, R {conll_teacher['dev_recall']:.4f}; "
-          f"squad-devsplit (96 questions, 1 epoch): EM {squad_teacher['dev_exact_match']:.4f}, "
+          f"squad-devsplit (64 questions, 1 epoch): EM {squad_teacher['dev_exact_match']:.4f}, "
           f"F1 {squad_teacher['dev_f1']:.4f}")
-    # 400 sentences are enough for the teacher to find entities (measured: F1 well above 0)
-    assert conll_teacher["dev_f1"] > 0.2
+    # 400 sentences are enough for the teacher to find entities (measured: F1 0.24 at length 64)
+    assert conll_teacher["dev_f1"] > 0.1
 
     from analysis import report
     from analysis.table import load_runs
