@@ -166,8 +166,9 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
             out = torch.zeros(shape)
         if logits.dim() == 2:
             out[idx] = logits
-        else:
-            out[idx, :logits.shape[1]] = logits
+        else:  # a batch's padded positions hold logits too: keep each feature's own tokens only
+            real = batch["attention_mask"].bool().cpu()[..., None]  # (B, T, 1)
+            out[idx, :logits.shape[1]] = logits.masked_fill(~real, 0.0)
     return out
 
 

@@ -269,3 +269,34 @@ def test_augmentation_and_mixup_are_refused_on_ner_and_qa():
                                                 "objective": ["logit_kd"]}, "mixup": {"alpha": 0.4}})
         with pytest.raises(StudyConfigError, match="mix-up interpolates whole inputs"):
             grid.validate()
+
+
+# --------------------------------------------------------------------------- the teacher-logit cache
+
+@pytest.mark.parametrize("task_type", ["token_classification", "extractive_qa"])
+def test_teacher_logit_cache_is_padded_per_feature(tokenizer, task_type):
+    from transformers import BertConfig
+
+    from study.trainer import teacher_logits
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, num_labels=3 if task_type == "token_classification" else 2)
+    ttype = get_type(task_type)
+    model = ttype.auto_class.from_config(cfg).eval()
+    if task_type == "token_classification":
+        split = Split(texts=[("Ada",), ("Ada", "Lovelace", "wrote", "notes"), ("in", "London")],
+                      labels=[[1], [1, 2, 0, 0], [0, 1]])
+        ds = TokenizedWords(split, tokenizer, 32)
+    else:
+        ds = Windows(_qa_split(), tokenizer, max_length=48, doc_stride=64)
+    cache = teacher_logits(model, ds, tokenizer, torch.device("cpu"), batch_size=2)
+    t_max = max(ds.lengths)
+    assert cache.shape == (len(ds), t_max, 3 if task_type == "token_classification" else 2)
+    for i in range(len(ds)):
+        n = ds.lengths[i]
+        feat = {k: torch.tensor([ds[i][k]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            alone = ttype.logits(model(**feat))[0]  # (T_i, C): no padding at all
+        assert torch.allclose(cache[i, :n], alone, atol=1e-5)
+        assert (cache[i, n:] == 0).all()
