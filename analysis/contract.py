@@ -26,8 +26,11 @@ Tags:
   artifact folder holding the teacher's files
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
-metric, ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``,
-``student_parameters``, ``train_examples``.
+metric (``DEV_METRICS``), ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``,
+``peak_memory_mb``, ``student_parameters``, ``train_examples``.
+
+Param ``score_metric``: the metric(s) the task's ``score`` averages (its YAML's ``score``, e.g.
+``accuracy``, ``f1``, ``pearson+spearman``), so tables name what each dataset's score is.
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ TAG_TEACHER_ARTIFACTS = "study.teacher_artifacts"
 TEACHER_ARTIFACT_PATH = "teacher"
 
 METRIC_SCORE = "dev_score"
+#: Per-metric dev columns, each a fraction. ``dev_f1`` is the task's F1: binary (MRPC), entity-level
+#: (token classification: with ``dev_precision``, ``dev_recall``) or SQuAD's token F1 (extractive
+#: QA: with ``dev_exact_match``).
+DEV_METRICS = ("dev_accuracy", "dev_f1", "dev_matthews_corr", "dev_pearson", "dev_spearman",
+               "dev_precision", "dev_recall", "dev_exact_match")
+PARAM_SCORE_METRIC = "score_metric"
 METRIC_TEACHER_SCORE = "teacher_dev_score"
 COST_METRICS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
 

@@ -67,6 +67,30 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("score", ascending=False, kind="stable")[columns].reset_index(drop=True)
 
 
+def side_by_side(df: pd.DataFrame, by: str = "objective") -> pd.DataFrame:
+    """Datasets of different metrics side by side: one row per dataset, with ``metric`` (what its
+    score is: the task's declared score metric, e.g. ``accuracy``, ``f1``, ``pearson+spearman``;
+    "score" when the runs predate that param), ``teacher`` (the teacher's dev score), then per
+    level of ``by`` the students' mean dev score (``<level>``) and the score relative to the
+    teacher, ``<level> / teacher`` = mean over cells of ``score / teacher_dev_score``.
+
+    Scores are fractions of each dataset's own metric, so compare across rows only through the
+    relative columns.
+    """
+    by = by if by in df.columns else "name"
+    rows = []
+    for dataset, part in df.groupby("dataset", observed=True, sort=True):
+        metric = "score"
+        if "score_metric" in part.columns and part["score_metric"].notna().any():
+            metric = ", ".join(sorted(set(part["score_metric"].dropna().astype(str))))
+        row = {"dataset": str(dataset), "metric": metric, "teacher": part["teacher_score"].mean()}
+        for level, cells in part.groupby(by, observed=True, sort=True):
+            row[str(level)] = cells["score"].mean()
+            row[f"{level} / teacher"] = cells["score_ratio"].mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.DataFrame | None]:
     """The report's type-II ANOVA, or why there is none.
 

@@ -33,7 +33,7 @@ varies, such as ``prediction.student_temperature``) come from the runs: ``grid_f
 ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
 """Columns stored as pandas categoricals (``seed`` as the categorical of its string)."""
 
-DEV_METRICS = ("dev_accuracy", "dev_f1", "dev_matthews_corr", "dev_pearson", "dev_spearman")
+DEV_METRICS = contract.DEV_METRICS
 """Per-metric dev columns; ``load_runs`` keeps those present in the grid, each a fraction."""
 
 COST_COLUMNS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb", "student_parameters")
@@ -235,6 +235,7 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
             row["status"] = run.info.status
             row["error"] = tags.get("study.error")
         row["teacher"] = params.get("teacher")
+        row["score_metric"] = params.get(contract.PARAM_SCORE_METRIC)
         row.update({p: params.get(p) for p in BUDGET_PARAMS})
         row.update({k: v for k, v in params.items() if k.startswith("objective.")})
         rows.append(row)
@@ -250,6 +251,8 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         df[column] = _maybe_numeric(df[column])
     if df["teacher"].isna().all():
         df = df.drop(columns="teacher")
+    if df["score_metric"].isna().all():  # runs logged before the param existed
+        df = df.drop(columns="score_metric")
 
     order = [
         *ID_COLUMNS,
@@ -262,6 +265,7 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         "run_id",
         *(("status", "error") if include_failed else ()),
         *(("teacher",) if "teacher" in df.columns else ()),
+        *(("score_metric",) if "score_metric" in df.columns else ()),
         *(p for p in BUDGET_PARAMS if df[p].notna().any()),
         *objective_params,
     ]

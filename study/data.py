@@ -40,6 +40,9 @@ VERSION = "1"
 DATA_DIR_ENV = "STUDY_DATA_DIR"
 HUB_DATASET = "nyu-mll/glue"
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+#: The sequence-level task types, read by this module itself; every other ``task_type`` is a
+#: plug-in of ``study.tasktypes`` (token_classification, extractive_qa) that parses and reads its
+#: own files (``study.tasktypes.base``).
 TASK_TYPES = ("classification", "regression")
 #: File formats. ``glue_tsv``: the official GLUE TSV (tabs, literal quotes, UTF-8 with an optional
 #: byte-order mark), a label is a class name or an int id. ``tsv``/``csv``/``jsonl``: a header
@@ -127,6 +130,12 @@ class TaskSpec:
     notes: str = ""
     root: str | None = None
     source: str | None = None
+    #: settings of a plug-in task type (e.g. extractive QA's doc_stride), as sorted (key, value)
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def option(self) -> dict[str, Any]:
+        return dict(self.options)
 
     @property
     def is_pair(self) -> bool:
@@ -156,7 +165,9 @@ class TaskSpec:
 @dataclass
 class Split:
     """Examples of one split: ``texts[i]`` is a 1-tuple (single sentence) or 2-tuple (pair);
-    ``labels[i]`` is a class id (int) or a score (float, e.g. STS-B 0-5)."""
+    ``labels[i]`` is a class id (int) or a score (float, e.g. STS-B 0-5). Plug-in task types
+    (``study.tasktypes``) keep their own forms: token classification a tuple of words and a list
+    of tag ids; extractive QA a (question, context) pair and ``{"id", "texts", "starts"}``."""
 
     texts: list[tuple[str, ...]]
     labels: list[int] | list[float]
@@ -174,7 +185,7 @@ class Split:
 _KEYS = {
     "name", "version", "task_type", "format", "encoding", "header", "folder", "collection", "files",
     "split", "text_fields", "label_field", "labels", "label_range", "metrics", "score", "hub",
-    "notes", "description",
+    "notes", "description", "doc_stride", "max_answer_length", "n_best",
 }
 _REQUIRED = ("name", "version", "task_type", "format", "metrics")
 
@@ -223,7 +234,17 @@ def parse_task(doc: Any, where: str, root: Path | None = None) -> TaskSpec:
         raise _fail(where, f"name {name!r} must be letters, digits, '_', '.' or '-'.")
     task_type = doc["task_type"]
     if task_type not in TASK_TYPES:
-        raise _fail(where, f"task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}.")
+        from study.tasktypes import base as tasktypes
+
+        if not isinstance(task_type, str) or task_type not in tasktypes.names():
+            raise _fail(where, f"task_type {task_type!r} is not one of {', '.join(tasktypes.names())}."
+                        + did_you_mean(task_type, tasktypes.names()))
+        spec = tasktypes.get_type(task_type).parse(doc, where, root)
+        _check_splits(spec, where)
+        return spec
+    for key in ("doc_stride", "max_answer_length", "n_best"):
+        if key in doc:
+            raise _fail(where, f"{key!r} is for extractive_qa tasks.")
     fmt = doc["format"]
     if fmt not in FORMATS:
         raise _fail(where, f"format {fmt!r} is not one of {', '.join(FORMATS)}." + did_you_mean(fmt, FORMATS))
@@ -304,6 +325,11 @@ def parse_task(doc: Any, where: str, root: Path | None = None) -> TaskSpec:
         root=str(root) if root is not None else None,
         source=where,
     )
+    _check_splits(spec, where)
+    return spec
+
+
+def _check_splits(spec: TaskSpec, where: str) -> None:
     try:
         "".encode(spec.encoding)
     except LookupError:
@@ -312,7 +338,6 @@ def parse_task(doc: Any, where: str, root: Path | None = None) -> TaskSpec:
     if "train" not in names or "dev" not in names:
         raise _fail(where, f"the splits are {list(names)}; a task needs 'train' and 'dev' (declare them in "
                     "files, or derive them with split:).")
-    return spec
 
 
 def _parse_files(value: Any, fmt: str, labels: tuple[str, ...], where: str):
@@ -444,6 +469,8 @@ def task_identity(spec: TaskSpec) -> dict[str, Any]:
         "files": {split: [{"label": e.label, "sha256": e.sha256} for e in entries] for split, entries in spec.files},
         "split": asdict(spec.split) if spec.split else None,
     }
+    if spec.options:  # plug-in task types only: the sequence tasks keep the ids they had
+        out["options"] = dict(spec.options)
     if not spec.files and spec.hub:
         out["hub"] = asdict(spec.hub)
     return out
@@ -482,6 +509,13 @@ def resolve_dataset(name_or_path: str | Path, base: str | Path | None = None, *,
         split: {source: train, seed: 0, fractions: {dev: 0.1, train: 0.9}}  # optional, with
                                        # files: {all: ...}: derive train/dev from one file
 
+    NER (``task_type: token_classification``, ``format: conll``): ``text_fields: [0]`` and
+    ``label_field: N`` are the word's and the tag's 0-based columns, ``labels`` the tag set,
+    ``metrics`` from f1, precision, recall. Extractive QA (``task_type: extractive_qa``,
+    ``format: squad_json``): SQuAD v1.1 JSON files, ``metrics`` from exact_match, f1, and
+    optionally ``doc_stride``, ``max_answer_length``, ``n_best``; ``split.group_by: title`` splits
+    by article. See ``study/tasktypes/``.
+
     Raises:
         StudyConfigError: an unknown name (lists the allowed ones), or a YAML that is missing, not
             valid, names an unknown metric, lacks a file, or holds a file with a missing column,
@@ -501,6 +535,11 @@ def resolve_dataset(name_or_path: str | Path, base: str | Path | None = None, *,
     from study.metrics import METRICS  # here, not at import: study.metrics imports this module
 
     unknown = [m for m in spec.metrics if m not in METRICS]
+    if spec.task_type not in TASK_TYPES:
+        from study.tasktypes.base import get_type
+
+        get_type(spec.task_type).check_metrics(spec, repr(str(path)))
+        unknown = []
     if unknown:
         raise _fail(repr(str(path)), f"unknown metric {unknown[0]!r}. Allowed: {', '.join(sorted(METRICS))}."
                     + did_you_mean(unknown[0], METRICS))
@@ -736,6 +775,10 @@ def _records(spec: TaskSpec, path: Path, text: str, entry: FileEntry) -> tuple[l
 
 def _read_file(spec: TaskSpec, path: Path, entry: FileEntry, group_by: str | None) -> tuple[Split, list[str]]:
     """One file's examples, and each example's ``group_by`` value (empty without one)."""
+    if spec.task_type not in TASK_TYPES:
+        from study.tasktypes.base import get_type
+
+        return get_type(spec.task_type).read_file(spec, path, entry, group_by)
     if spec.format == "glue_tsv":
         if entry.sha256:
             _read_text(spec, path, entry)  # a user's GLUE-style file: its checksum first
@@ -823,6 +866,10 @@ def _load_hub(spec: TaskSpec) -> dict[str, Split]:
     import datasets  # heavy import, only needed without a local directory
 
     hub = spec.hub
+    if spec.task_type not in TASK_TYPES:
+        from study.tasktypes.base import get_type
+
+        return get_type(spec.task_type).read_hub(spec)
     try:
         ds = datasets.load_dataset(hub.path, hub.config)
     except (ConnectionError, OSError) as exc:
@@ -876,6 +923,8 @@ def load_task(task: str, data_dir: Path | None) -> dict[str, Split]:
             column, or a label that is out of the declared set or range (names file and line).
     """
     spec = get_task(task)
+    if not spec.files and spec.hub is not None:
+        return _load_hub(spec)  # a hub-only task (squad): no local files to read
     if spec.root is not None:
         return _load_files(spec, Path(spec.root)) if spec.files else _load_hub(spec)
     if data_dir is None:

@@ -15,6 +15,7 @@ from study.grid import stable_hash
 from study.paths import runs_dir
 import torch
 
+from study.tasktypes import get_type
 from study.trainer import TokenizedSplit, teacher_logits
 
 
@@ -73,19 +74,19 @@ class DataCache:
                                          augmentation_seed=augmentation_seed)
             else:
                 split = subsample(self.raw(dataset)[split_name], max_examples, data_seed)
-            regression = TASKS[dataset].task_type == "regression"
-            self._tok[key] = TokenizedSplit(split, tokenizer, max_length, regression)
+            spec = TASKS[dataset]
+            self._tok[key] = get_type(spec.task_type).tokenize(spec, split, tokenizer, max_length)
         return self._tok[key]
 
     def tokenized_dev(self, dataset: str, tokenizer, max_length: int, max_examples: int | None = None):
-        """The dev split tokenised, with its labels (a list) for scoring."""
+        """The dev split tokenised, with its labels (a list) for scoring: class ids or scores, tag
+        id sequences (token classification), reference answer texts (extractive QA)."""
         ds = self.tokenized(dataset, "dev", tokenizer, max_length, max_examples)
-        labels = [f["labels"].item() for f in ds.features]
-        return ds, labels
+        return ds, get_type(TASKS[dataset].task_type).dev_labels(ds)
 
     def teacher_logits(self, teacher_id: str, teacher: torch.nn.Module, data: TokenizedSplit,
                        tokenizer, device: torch.device) -> torch.Tensor:
-        """The teacher's (N, C) logits on a tokenised split, computed once per (teacher, split)."""
+        """The teacher's (N, C) (or (N, T_max, C), ``trainer.teacher_logits``) logits on a tokenised split, computed once per (teacher, split)."""
         key = (teacher_id, id(data))  # tokenised splits live as long as this cache
         if key not in self._logits:
             self._logits[key] = teacher_logits(teacher, data, tokenizer, device)

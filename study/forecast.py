@@ -8,6 +8,9 @@ from calibration figures: the FINISHED runs already in the store (their ``wall_t
 ``study/calibration.json`` (measured on a 2-core CPU; see its ``measured`` note). A size never
 measured is scaled from the nearest measured one by its non-embedding parameter count.
 
+A task type whose examples cost more than a sentence (extractive QA: several windows of up to
+``max_length`` tokens per question) scales the example count by its ``cost_factor``.
+
 Kinds of objective (what a training step costs): ``plain`` (no teacher: alpha 0, no
 intermediate loss, no mix-up), ``logits`` (the teacher's cached logits), ``features`` (the
 teacher runs every step: intermediate losses or mix-up).
@@ -67,6 +70,14 @@ class Calibration:
         if not same:
             raise LookupError(f"no calibration figure for teacher fine-tuning on {device}")
         return statistics.median(same)
+
+
+def _cost_factor(dataset: str, max_length: int) -> float:
+    from study.data import TASKS
+    from study.tasktypes import get_type
+
+    spec = TASKS.get(dataset)
+    return 1.0 if spec is None else get_type(spec.task_type).cost_factor(spec, max_length)
 
 
 def shipped_calibration() -> Calibration:
@@ -155,7 +166,7 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
         for step in cell.augmentation_steps:
             copies *= step["params"].get("n_aug", 1)
             factor += copies
-        n *= factor
+        n *= factor * _cost_factor(cell.dataset, tr["max_length"])
         rate, how = calibration.rate(device, cell.student, objective_kind(cell))
         cell_s[cell.cell_id] = rate * n * tr["epochs"]
         basis[f"{cell.student} {objective_kind(cell)}"] = how
@@ -163,5 +174,6 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
     for spec in teachers:
         s = spec.settings
         n = min(s["max_train_examples"] or train_sizes[spec.dataset], train_sizes[spec.dataset])
+        n *= _cost_factor(spec.dataset, s["max_length"])
         teacher_s[spec.teacher_id] = calibration.teacher_rate(device, spec.identity["teacher"]["model"]) * n * s["epochs"]
     return Forecast(cell_s, teacher_s, basis, calibration.source)

@@ -33,6 +33,14 @@ A grid file (``study/grids/NAME.yaml``)::
     augmentation_params: {eda: {n_aug: 1}}
     exclude:                           # drop cells matching all keys (a list matches any value)
       - {student: L4_H256, initialisation: [teacher_lower, teacher_upper]}
+    overrides:                         # a budget per dataset: these settings replace the grid's
+      - {when: {dataset: squad-devsplit}, training: {max_length: 256}, teacher: {max_length: 256}}
+
+``overrides`` give some datasets their own budget (settings, not factors): each entry's
+``training``/``teacher`` values replace the grid's fixed ones for the datasets its ``when``
+names, before the cell's axis values; they are the cell's resolved settings, so they enter its
+identity like any other. A key set by an override may not also be a grid axis, and two entries
+may not set the same key for one dataset.
 
 Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
 ``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,
@@ -80,9 +88,10 @@ from study.objectives.intermediate import entry_versions, resolve_entry
 from study.objectives.presets import PRESETS, legacy_params, preset
 from study.paths import grids_dir
 from study.registry import StudyConfigError, did_you_mean, lookup
+from study.tasktypes import get_type
 
 TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate", "mixup",
-            "objective_params", "augmentation_params", "exclude")
+            "objective_params", "augmentation_params", "exclude", "overrides")
 #: Axes that name a whole slot (the others are dotted: prediction.K, intermediate.K, ...).
 SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate")
 DOTTED_ROOTS = ("prediction", "intermediate", "mixup", "teacher", "training")
@@ -308,6 +317,8 @@ class Grid:
     augmentation_params: dict[str, dict]
     exclude: list[dict[str, list]]
     source: Path | None = None
+    #: (datasets, {"training": {...}, "teacher": {...}}) per ``overrides`` entry
+    overrides: list[tuple[list[str], dict[str, dict[str, Any]]]] = field(default_factory=list)
 
     @property
     def axis_order(self) -> list[str]:
@@ -351,6 +362,10 @@ class Grid:
         pred = {**slots["prediction"], **self.prediction}
         entries = copy.deepcopy(self.intermediate) if self.intermediate is not None else slots["intermediate"]
         teacher, training, mixup = dict(self.teacher), dict(self.training), dict(self.mixup)
+        for datasets, settings in self.overrides:
+            if choice["dataset"] in datasets:
+                teacher.update(settings.get("teacher", {}))
+                training.update(settings.get("training", {}))
         if "intermediate" in choice:
             entries = copy.deepcopy(_entries(choice["intermediate"], "axis intermediate"))
         for axis, value in choice.items():
@@ -409,7 +424,8 @@ class Grid:
 
         Checks each cell against its teacher's architecture: the student's width against the
         teacher's head size, a teacher_* initialisation against the teacher's width and depth, the
-        layer mappings against both depths, the objective against the task type.
+        layer mappings against both depths, the objective against the task type, and what the
+        task type refuses (augmentation and mix-up on token classification and extractive QA).
 
         Raises:
             StudyConfigError: the first bad cell, naming it and what is allowed.
@@ -420,6 +436,10 @@ class Grid:
         configs: dict[str, Any] = {}
         checked: set[str] = set()
         for cell in cells:
+            reason = get_type(data_mod.TASKS[cell.dataset].task_type).refuse(cell)
+            if reason:
+                raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: dataset {cell.dataset!r} is "
+                                       f"{data_mod.TASKS[cell.dataset].task_type}: {reason}")
             key = stable_hash({"d": cell.dataset, "s": cell.student, "i": cell.initialisation, "t": cell.teacher.model,
                                "p": cell.prediction, "e": cell.intermediate})
             if key in checked:
@@ -589,12 +609,64 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
                 raise StudyConfigError(f"exclude[{i}].{k} names {unknown}, which is not on the axis {axes[k]}.")
             norm[k] = labels
         exclude.append(norm)
+    overrides = _overrides(spec.get("overrides"), axes, base)
     grid = Grid(name=name, description=str(spec.get("description", "")), axes=axes, teacher=teacher,
                 training=training, prediction=prediction, intermediate=intermediate, mixup=mixup,
                 objective_params=objective_params, augmentation_params=augmentation_params,
-                exclude=exclude, source=source)
+                exclude=exclude, source=source, overrides=overrides)
     grid.cells()  # resolve every cell now: bad values fail before anything else happens
     return grid
+
+
+def _overrides(value: Any, axes: dict[str, list], base) -> list[tuple[list[str], dict[str, dict[str, Any]]]]:
+    """Check a grid's ``overrides`` (see the module docstring); the (datasets, settings) entries.
+
+    Raises:
+        StudyConfigError: not a list of {when: {dataset: ...}, training/teacher: {...}}, a dataset
+            not on the axis, an unknown or ill-typed setting, a key that is also an axis, or two
+            entries setting one key for one dataset.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise StudyConfigError(f"overrides must be a list of {{when: {{dataset: NAME}}, training: {{...}}, "
+                               f"teacher: {{...}}}}, got {value!r}.")
+    out, seen = [], {}
+    for i, entry in enumerate(value):
+        where = f"overrides[{i}]"
+        if not isinstance(entry, Mapping) or "when" not in entry or not set(entry) - {"when"}:
+            raise StudyConfigError(f"{where} needs 'when' and at least one of training, teacher; got {entry!r}.")
+        _check_keys(entry, ("when", "training", "teacher"), where)
+        when = entry["when"]
+        if not isinstance(when, Mapping) or set(when) != {"dataset"}:
+            raise StudyConfigError(f"{where}.when must be {{dataset: NAME or [NAMES]}} (a budget is per dataset), "
+                                   f"got {when!r}.")
+        names = when["dataset"] if isinstance(when["dataset"], list) else [when["dataset"]]
+        datasets = [data_mod.resolve_dataset(str(d), base=base)[0] for d in names]
+        absent = [d for d in datasets if d not in axes["dataset"]]
+        if absent:
+            raise StudyConfigError(f"{where}.when names dataset {absent[0]!r}, which is not on the dataset axis "
+                                   f"{axes['dataset']}." + did_you_mean(absent[0], axes["dataset"]))
+        settings = {}
+        for slot, model in (("training", TrainingSettings), ("teacher", TeacherSettings)):
+            if slot not in entry:
+                continue
+            values = entry[slot]
+            if not isinstance(values, Mapping) or not values:
+                raise StudyConfigError(f"{where}.{slot} must be a non-empty mapping of settings, got {values!r}.")
+            _settings(model, values, f"{where}.{slot}")  # unknown keys and bad values, named
+            for key in values:
+                if f"{slot}.{key}" in axes:
+                    raise StudyConfigError(f"{where}.{slot}.{key} is also the grid axis {slot}.{key}: an override "
+                                           "is a fixed budget per dataset; drop one of them.")
+                for d in datasets:
+                    if (d, slot, key) in seen:
+                        raise StudyConfigError(f"{where}.{slot}.{key} sets {d!r} again (overrides[{seen[(d, slot, key)]}] "
+                                               "already does).")
+                    seen[(d, slot, key)] = i
+            settings[slot] = dict(values)
+        out.append((datasets, settings))
+    return out
 
 
 def available_grids() -> list[str]:

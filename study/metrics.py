@@ -54,8 +54,12 @@ METRICS: dict[str, Metric] = {
 }
 
 # "score" is the per-task aggregate (mean of the official metrics), also higher-is-better.
+# precision, recall (entity-level, token classification) and exact_match (extractive QA) are
+# computed by their task types (``study.tasktypes``) over whole sequences, not from 1-D predictions;
+# there ``f1`` is the entity-level or the SQuAD token F1.
 METRIC_DIRECTION: dict[str, bool] = {
     **{name: m.higher_is_better for name, m in METRICS.items()},
+    "precision": True, "recall": True, "exact_match": True,
     "score": True,
 }
 
@@ -84,6 +88,9 @@ def compute_metrics(task: str, predictions: Sequence, labels: Sequence) -> dict[
         ValueError: empty inputs, lengths differ, or predictions are not one-dimensional.
     """
     spec = get_task(task)
+    if spec.task_type not in ("classification", "regression"):
+        raise ValueError(f"task {task!r} is {spec.task_type}: its metrics come from its task type's "
+                         "evaluate (study.tasktypes), not from 1-D predictions")
     regression = spec.task_type == "regression"
     dtype = float if regression else int
     p = np.asarray(predictions)

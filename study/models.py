@@ -269,23 +269,26 @@ def build_student(
     initialisation: str,
     num_labels: int,
     attn_implementation: str = "sdpa",
+    auto_class=AutoModelForSequenceClassification,
 ) -> torch.nn.Module:
     """Build a student of ``size`` and initialise it from ``teacher`` (a fine-tuned classifier).
 
     teacher_* initialisations copy the embeddings, the chosen encoder layers (see
     ``teacher_layer_indices``), the pooler and the classification head; ``pretrained:<name>``
     loads that checkpoint with a fresh classification head. The caller seeds torch before
-    calling, which fixes the random weights.
+    calling, which fixes the random weights. ``auto_class``: the task type's head
+    (``study.tasktypes``; token classification and QA heads are copied like the classifier).
     """
     checkpoint = pretrained_student(initialisation)
     if checkpoint is not None:
         check_initialisation(initialisation, size, teacher.config)
-        return load_pretrained_classifier(checkpoint, num_labels, attn_implementation, ignore_mismatched_sizes=True)
+        return load_pretrained_classifier(checkpoint, num_labels, attn_implementation, ignore_mismatched_sizes=True,
+                                          auto_class=auto_class)
     cfg = student_config(teacher.config, size, num_labels)
     cfg._attn_implementation = attn_implementation
     if num_labels == 1:
         cfg.problem_type = "regression"
-    student = AutoModelForSequenceClassification.from_config(cfg, attn_implementation=attn_implementation)
+    student = auto_class.from_config(cfg, attn_implementation=attn_implementation)
     check_initialisation(initialisation, size, teacher.config)
     indices = teacher_layer_indices(initialisation, size.layers, teacher.config.num_hidden_layers)
     if indices:
@@ -306,11 +309,12 @@ def build_student(
 
 
 def load_pretrained_classifier(name_or_path: str, num_labels: int, attn_implementation: str = "sdpa",
-                               ignore_mismatched_sizes: bool = False) -> torch.nn.Module:
+                               ignore_mismatched_sizes: bool = False,
+                               auto_class=AutoModelForSequenceClassification) -> torch.nn.Module:
     """``AutoModelForSequenceClassification.from_pretrained`` with the study's name resolution
     (``ignore_mismatched_sizes``: a checkpoint's head of another class count is replaced)."""
     kwargs = {"num_labels": num_labels, "attn_implementation": attn_implementation,
               "ignore_mismatched_sizes": ignore_mismatched_sizes}
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
-    return AutoModelForSequenceClassification.from_pretrained(resolve_teacher_path(name_or_path), **kwargs)
+    return auto_class.from_pretrained(resolve_teacher_path(name_or_path), **kwargs)

@@ -32,6 +32,7 @@ from study.grid import Cell, Grid
 from study.models import StudentSize, build_student
 from study.objectives import ModelDims
 from study.executors.base import Executor
+from study.tasktypes import get_type
 from study.teacher import Teacher
 from study.registry import StudyConfigError
 from study.tracking import Tracker, environment_tags
@@ -80,16 +81,19 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
             **environment_tags(device.type)}
     if teacher_source is not None:
         tags[contract.TAG_TEACHER_SOURCE] = teacher_source
+    params = {**cell.params(), contract.PARAM_SCORE_METRIC: "+".join(task.score)}
     if run_id is None:
-        run_id = tracker.start(cell.grid, cell.name, tags, cell.params())
+        run_id = tracker.start(cell.grid, cell.name, tags, params)
     else:
-        tracker.annotate(run_id, tags, cell.params())
+        tracker.annotate(run_id, tags, params)
     try:
         tr = cell.training
         size = StudentSize.parse(cell.student)
         torch.manual_seed(derive_seed(cell.seed, "init"))
         # Attention-like features come from Q/K/V hooks, so both models keep the fast sdpa kernel.
-        student = build_student(teacher.model, size, cell.initialisation, task.num_labels, "sdpa")
+        ttype = get_type(task.task_type)
+        student = build_student(teacher.model, size, cell.initialisation, ttype.num_labels(task), "sdpa",
+                                auto_class=ttype.auto_class)
         train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
                                   max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
                                   augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)

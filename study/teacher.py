@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from study.data import TASKS
 from study.datacache import DataCache
@@ -26,6 +26,7 @@ from study.models import load_pretrained_classifier, resolve_teacher_path, teach
 from study.objectives import Distillation, ModelDims
 from study.paths import runs_dir
 from study.registry import StudyConfigError
+from study.tasktypes import get_type
 from study.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
 from study.trainer import derive_seed, train
 
@@ -209,12 +210,12 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                 log(f"teacher [{spec.teacher_id}]: saved before checksums were kept; its files are "
                     "trusted as they are now and checked from now on")
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(path)
+                model = get_type(task.task_type).auto_class.from_pretrained(path)
             except Exception as exc:
                 raise _damaged(path, f"it does not load ({type(exc).__name__}: {exc})") from None
             run_id = teacher_run_id(spec, meta, tracker, device, log)
             if checkpoint != "last":
-                model, dev_metrics = _load_checkpoint(path, meta, checkpoint)
+                model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
             else:
                 dev_metrics = meta["dev_metrics"]
             log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, {checkpoint} checkpoint, "
@@ -229,7 +230,8 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                                   max_examples=s["max_train_examples"], data_seed=s["data_seed"])
         dev_ds, dev_labels = data.tokenized_dev(spec.dataset, tokenizer, s["max_length"], s["max_eval_examples"])
         torch.manual_seed(derive_seed(s["seed"], "teacher_init"))
-        model = load_pretrained_classifier(spec.model, task.num_labels)
+        ttype = get_type(task.task_type)
+        model = load_pretrained_classifier(spec.model, ttype.num_labels(task), auto_class=ttype.auto_class)
         dims = ModelDims.of(model.config)
         objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
         tags, params = _record(spec, device)
@@ -268,12 +270,13 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
             f"in {result.wall_time_s:.0f} s ({result.train_examples_per_s:.0f} examples/s)")
         model.cpu()
         if checkpoint != "last":
-            model, dev_metrics = _load_checkpoint(path, meta, checkpoint)
+            model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
             return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
         return Teacher(spec, model, tokenizer, result.dev_metrics, run_id, path)
 
 
-def _load_checkpoint(path: Path, meta: dict, checkpoint: str) -> tuple[torch.nn.Module, dict]:
+def _load_checkpoint(path: Path, meta: dict, checkpoint: str,
+                     task_type: str = "classification") -> tuple[torch.nn.Module, dict]:
     """(model, dev metrics) of a kept checkpoint, its files checked against their checksums.
 
     Raises:
@@ -287,6 +290,6 @@ def _load_checkpoint(path: Path, meta: dict, checkpoint: str) -> tuple[torch.nn.
     if found != info["sha256"]:
         raise _damaged(path, f"checkpoints/{checkpoint} does not match its saved SHA-256")
     try:
-        return AutoModelForSequenceClassification.from_pretrained(folder), info["dev_metrics"]
+        return get_type(task_type).auto_class.from_pretrained(folder), info["dev_metrics"]
     except Exception as exc:
         raise _damaged(path, f"checkpoints/{checkpoint} does not load ({type(exc).__name__}: {exc})") from None

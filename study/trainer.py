@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from study.data import Split, TaskSpec
@@ -42,6 +42,8 @@ class TokenizedSplit(torch.utils.data.Dataset):
     """A split tokenised once without padding; batches are padded per batch by the collator."""
 
     def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, regression: bool):
+        self.split = split
+        self.task_type = "regression" if regression else "classification"
         fields = list(zip(*split.texts)) if len(split) else [[]]
         enc = tokenizer(*[list(f) for f in fields], truncation=True, max_length=max_length)
         self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(split))]
@@ -134,26 +136,39 @@ def predict_with_loss(model: torch.nn.Module, loader: DataLoader, task: TaskSpec
 @torch.no_grad()
 def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: PreTrainedTokenizerBase,
                    device: torch.device, batch_size: int = 128) -> torch.Tensor:
-    """The teacher's logits for every example of ``data``, (N, C) float32 on CPU, in row order.
+    """The teacher's logits for every example (feature) of ``data``, float32 on CPU, in row order:
+    (N, C) for sequence tasks; (N, T_max, C) for token classification and (N, T_max, 2) (start,
+    end) per window for extractive QA, T_max the longest feature, zero beyond each feature's
+    length (batches are right-padded, so a batch reads ``cache[idx, :T]``).
 
     The teacher is frozen and in eval mode (no dropout), so its logits for an example never change
     during a student's training: objectives that need only the logits read them from this cache
     instead of running the teacher on every step.
     """
+    from study.tasktypes import get_type
+
+    ttype = get_type(getattr(data, "task_type", "classification"))
     teacher.to(device).eval()
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    collate = ttype.collator(tokenizer)
     order = sorted(range(len(data)), key=data.lengths.__getitem__)  # little padding per batch
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=batch_size, shuffle=False,
                         collate_fn=collate)
     out = torch.empty(0)
+    t_max = max(data.lengths, default=0)
     for batch in loader:
         idx = batch.pop("idx")
-        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        ttype.split_batch(batch)
+        batch = {k: v.to(device) for k, v in batch.items()}
         with _autocast(device):
-            logits = teacher(**batch).logits.float().cpu()  # (B, C)
+            logits = ttype.logits(teacher(**batch)).float().cpu()  # (B, C) or (B, T, C)
         if out.numel() == 0:
-            out = torch.empty(len(data), logits.shape[-1])
-        out[idx] = logits
+            shape = (len(data), logits.shape[-1]) if logits.dim() == 2 else (len(data), t_max, logits.shape[-1])
+            out = torch.zeros(shape)
+        if logits.dim() == 2:
+            out[idx] = logits
+        else:  # a batch's padded positions hold logits too: keep each feature's own tokens only
+            real = batch["attention_mask"].bool().cpu()[..., None]  # (B, T, 1)
+            out[idx, :logits.shape[1]] = logits.masked_fill(~real, 0.0)
     return out
 
 
@@ -184,6 +199,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics.
 
+    ``train_data``/``dev_data`` come from the task type's ``tokenize`` (``study.tasktypes``), which
+    also gives the collator, the targets and positions of a batch, and the dev metrics.
+
     Args:
         budget: ``epochs``, ``learning_rate``, ``batch_size``, ``warmup_ratio``,
             ``weight_decay``, ``max_grad_norm``.
@@ -202,8 +220,11 @@ def train(
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    from study.tasktypes import get_type
+
+    ttype = get_type(task.task_type)
     torch.manual_seed(derive_seed(seed, "dropout"))
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    collate = ttype.collator(tokenizer)
     # Batches of similar length (HF's group_by_length) cut padding about in half on GLUE: ~1.7x faster.
     sampler = LengthGroupedSampler(budget["batch_size"], lengths=train_data.lengths,
                                    generator=torch.Generator().manual_seed(derive_seed(seed, "data_order")))
@@ -253,7 +274,7 @@ def train(
             bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{budget['epochs']}", leave=False, unit="batch")
             for batch in bar:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                labels = batch.pop("labels")
+                labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
                 idx = batch.pop("idx")
                 mask = batch["attention_mask"].bool()  # (B, T)
                 for tap in taps:
@@ -263,11 +284,13 @@ def train(
                     out = model(**batch, output_hidden_states=objective.needs_hidden)
                     t_out, t_logits = None, None
                     if use_cache:
-                        t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C)
+                        t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C) or (B, T_max, C)
+                        if t_logits.dim() == 3:
+                            t_logits = t_logits[:, :mask.shape[1]]  # (B, T, C)
                     elif run_teacher:
                         with torch.no_grad():
                             t_out = teacher(**batch, output_hidden_states=objective.needs_hidden)
-                            t_logits = t_out.logits.float()
+                            t_logits = ttype.logits(t_out).float()
                 student_src = teacher_src = None
                 if len(objective.terms):
                     student_src = FeatureSource(mask, model.config.num_attention_heads, out.hidden_states,
@@ -275,11 +298,12 @@ def train(
                     teacher_src = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
                                                 taps[1].projections if taps[1] else {})
                 losses = objective(KDInputs(
-                    student_logits=out.logits.float(),  # (B, C)
-                    labels=labels,  # (B,)
+                    student_logits=ttype.logits(out).float(),  # (B, C), (B, T, C) or (B, T, 2)
+                    labels=labels,  # (B,), (B, T) or (B, 2)
                     mask=mask,  # (B, T)
                     teacher_logits=t_logits,
                     student=student_src, teacher=teacher_src, index=idx,
+                    positions=positions,
                 ))
                 if mixup:
                     losses["loss_mixup"] = mixup_loss(model, teacher, objective, batch,
@@ -306,7 +330,7 @@ def train(
             for key, values in recorded.items():
                 host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
                 points += [(key, v, first_step + i) for i, v in enumerate(host)]
-            dev_metrics = evaluate(model, dev_loader, dev_labels, task, device)
+            dev_metrics = ttype.evaluate(model, dev_loader, dev_data, dev_labels, task, device)
             points += [(f"dev_{k}", float(v), epoch) for k, v in dev_metrics.items()]
             history.append({"epoch": epoch, **dev_metrics})
             if log_metrics:

@@ -127,8 +127,8 @@ def test_label_out_of_range_is_an_error(tmp_path):
 
 def test_unknown_task():
     with pytest.raises(
-        StudyConfigError, match=r"'sst3'.*Allowed: boolq, boolq-devsplit, cola, mr, mrpc, rte, sst2, sst5, stsb, "
-        r"subj, trec, wnli\. Did you mean 'sst5'\?"
+        StudyConfigError, match=r"'sst3'.*Allowed: boolq, boolq-devsplit, cola, conll2003, mr, mrpc, rte, squad, "
+        r"squad-devsplit, sst2, sst5, stsb, subj, trec, wnli, wnut17\. Did you mean 'sst5'\?"
     ):
         load_task("sst3", GLUE)
 

@@ -271,3 +271,54 @@ def test_teacher_checkpoint_is_the_cells_choice_not_the_teachers():
     assert cells["last"].cell_id == plain.cell_id  # the default keeps the old identity
     with pytest.raises(StudyConfigError, match="teacher.checkpoint"):
         parse_grid(dict(spec, axes={**spec["axes"], "teacher.checkpoint": ["best"]}))
+
+
+def test_tasks_cpu_grid_covers_four_task_types_with_a_squad_budget():
+    from study.data import TASKS
+
+    grid = load_grid("tasks-cpu")
+    cells = grid.validate()
+    datasets = grid.axes["dataset"]
+    assert len(datasets) >= 10 and len(cells) == 2 * len(datasets)
+    assert {TASKS[d].task_type for d in datasets} == {"classification", "regression", "token_classification",
+                                                      "extractive_qa"}
+    assert {"sst5", "trec", "stsb", "conll2003", "wnut17", "squad-devsplit", "boolq-devsplit"} <= set(datasets)
+    assert set(grid.axes["objective"]) == {"ce", "logit_kd"} and grid.axes["initialisation"] == ["teacher_lower"]
+    squad = [c for c in cells if c.dataset == "squad-devsplit"]
+    others = [c for c in cells if c.dataset != "squad-devsplit"]
+    assert all(c.training["max_length"] == 256 and c.training["max_train_examples"] == 4000 for c in squad)
+    assert all(c.teacher.settings["max_length"] == 256 for c in squad)
+    assert all(c.training["max_length"] == 128 and c.training["max_train_examples"] == 2000 for c in others)
+    assert "overrides" not in str(squad[0].identity)  # the resolved budget is the identity, not the rule
+
+
+def test_an_override_is_a_budget_per_dataset_in_the_cell_id():
+    spec = {"name": "o", "axes": {"dataset": ["sst2", "cola"], "student": ["L2_H384"], "objective": ["ce"]},
+            "training": {"epochs": 1, "max_train_examples": 100}}
+    plain = {c.dataset: c for c in parse_grid(spec).cells()}
+    over = {c.dataset: c for c in parse_grid({**spec, "overrides": [
+        {"when": {"dataset": "cola"}, "training": {"max_train_examples": 200}}]}).cells()}
+    assert over["sst2"].cell_id == plain["sst2"].cell_id
+    assert over["cola"].cell_id != plain["cola"].cell_id and over["cola"].training["max_train_examples"] == 200
+    # the same budget written as the grid's own setting is the same cell
+    same = parse_grid({"name": "o2", "axes": {"dataset": ["cola"], "student": ["L2_H384"], "objective": ["ce"]},
+                       "training": {"epochs": 1, "max_train_examples": 200}}).cells()[0]
+    assert same.cell_id == over["cola"].cell_id
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([{"when": {"dataset": "cola"}}], "needs 'when' and at least one of training, teacher"),
+    ({"when": {"dataset": "cola"}}, "overrides must be a list"),
+    ([{"when": {"objective": "ce"}, "training": {"epochs": 2}}], r"when must be \{dataset: NAME"),
+    ([{"when": {"dataset": "mrpc"}, "training": {"epochs": 2}}], "not on the dataset axis"),
+    ([{"when": {"dataset": "cola"}, "training": {"epochs": 0.5}}], r"overrides\[0\].training.epochs"),
+    ([{"when": {"dataset": "cola"}, "training": {"factor": 2}}], "Unknown key 'factor'"),
+    ([{"when": {"dataset": "cola"}, "training": {"learning_rate": 1e-3}}], "also the grid axis training.learning_rate"),
+    ([{"when": {"dataset": "cola"}, "teacher": {"epochs": 1}},
+      {"when": {"dataset": ["sst2", "cola"]}, "teacher": {"epochs": 2}}], r"sets 'cola' again \(overrides\[0\]"),
+])
+def test_bad_overrides_are_refused_with_a_clear_message(overrides, message):
+    spec = {"name": "o", "axes": {"dataset": ["sst2", "cola"], "student": ["L2_H384"], "objective": ["ce"],
+                                 "training.learning_rate": [1e-4, 2e-4]}, "overrides": overrides}
+    with pytest.raises(StudyConfigError, match=message):
+        parse_grid(spec)

@@ -81,6 +81,10 @@ def test_metric_names_and_directions():
     assert metric_names("cola") == ("matthews_corr", "score")
     rng = np.random.default_rng(0)
     for task, spec in TASKS.items():
+        if spec.task_type not in ("classification", "regression"):
+            with pytest.raises(ValueError, match="task type"):  # scored by study.tasktypes
+                compute_metrics(task, [0, 1], [0, 1])
+            continue
         if spec.task_type == "regression":
             preds, labels = rng.uniform(0, 5, 20), rng.uniform(0, 5, 20)
         else:

@@ -61,6 +61,27 @@ def test_results_table_is_sorted_by_score(uri):
     assert results.loc[0, "name"] == "sst2-L2_H384-attention_kl-teacher_lower-none-s1"
 
 
+def test_side_by_side_names_each_metric_and_the_score_relative_to_the_teacher(uri):
+    df = table.load_runs("two-datasets", uri)
+    out = report.side_by_side(df)
+    assert list(out["dataset"]) == ["mrpc", "sst2"]
+    assert list(out.columns) == ["dataset", "metric", "teacher", "attention_kl", "attention_kl / teacher",
+                                 "logit_kd", "logit_kd / teacher"]
+    sst2 = out.set_index("dataset").loc["sst2"]
+    assert sst2["teacher"] == pytest.approx(0.9)
+    mean = sum(c.score for c in CELLS if c.objective == "logit_kd") / 4
+    assert sst2["logit_kd"] == pytest.approx(mean)
+    assert sst2["logit_kd / teacher"] == pytest.approx(mean / 0.9)  # score / teacher_dev_score
+    # each dataset's metric as its cells logged it (runs without the param: "score")
+    df = pd.DataFrame({"dataset": ["conll2003", "squad-devsplit", "stsb"], "objective": ["ce"] * 3,
+                       "score_metric": ["f1", "f1", "pearson+spearman"], "score": [0.8, 0.4, 0.6],
+                       "teacher_score": [0.9, 0.5, 0.8], "score_ratio": [0.8 / 0.9, 0.8, 0.75]})
+    out = report.side_by_side(df).set_index("dataset")
+    assert list(out["metric"]) == ["f1", "f1", "pearson+spearman"]
+    assert out.loc["squad-devsplit", "ce / teacher"] == pytest.approx(0.8)
+    assert "metric" in report.side_by_side(table.load_runs("smoke", uri)).columns
+
+
 def test_anova_section_explains_the_model(uri):
     note, anova_result = report.anova_section(table.load_runs("smoke", uri))
     assert "objective:initialisation" in note
@@ -119,6 +140,7 @@ def test_report_grid_writes_html(uri, tmp_path):
     for heading in (
         "Cost of sub-optimal choices", "Best single recipe", "Main effects and interaction",
         "Replicate seeds", "Mixed-effects model", "Recommender, leave one dataset out",
+        "Datasets side by side",
     ):
         assert re.search(rf"<h2[^>]*>{re.escape(heading)}", html), heading
     assert "blocks_missing" in html and "Cost averaged over the other factors" in html

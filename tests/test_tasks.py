@@ -14,8 +14,9 @@ import pytest
 
 from study import data
 from study.data import TASKS, Split, get_task, load_task, resolve_dataset
-from study.metrics import METRICS, compute_metrics, metric_names
+from study.metrics import METRIC_DIRECTION, METRICS, compute_metrics, metric_names
 from study.registry import StudyConfigError
+from study.tasktypes import get_type
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(
@@ -45,13 +46,16 @@ def test_every_shipped_yaml_is_a_task_with_registered_metrics():
     assert files == sorted(TASKS)
     for name, spec in TASKS.items():
         assert spec.name == name and spec.version == "1" and spec.folder
-        assert all(m in METRICS for m in spec.metrics), name
+        assert all(m in get_type(spec.task_type).metrics for m in spec.metrics), name
+        assert all(m in METRIC_DIRECTION for m in spec.metrics), name
         assert set(spec.score) <= set(spec.metrics)
         assert spec.split_names[:2] == ("train", "dev")
-        if spec.task_type == "classification":
+        if spec.task_type in ("classification", "token_classification"):
             assert spec.num_labels == len(spec.label_names) >= 2
-        else:
+        elif spec.task_type == "regression":
             assert spec.num_labels == 1 and spec.label_names == ()
+        else:
+            assert spec.task_type == "extractive_qa" and spec.label_names == ()
 
 
 def test_shipped_tasks_have_no_paths_or_hashes_of_their_own():

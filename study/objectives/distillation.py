@@ -21,7 +21,8 @@ from study.objectives.intermediate import resolve_entry, split_entry
 from study.objectives.losses import INTERMEDIATE_LOSSES, LossContext
 from study.objectives.mappings import LAYER_MAPPINGS
 
-TASK_TYPES = ("classification", "regression")
+#: Every task_type of ``study.tasktypes``; the last two compare logits at ``KDInputs.positions``.
+TASK_TYPES = ("classification", "regression", "token_classification", "extractive_qa")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ class KDInputs:
     ``student_logits`` (B, C) float; ``labels`` (B,) int64 class ids or float targets;
     ``mask`` (B, T) bool real tokens; ``teacher_logits`` (B, C) or None; ``student`` and
     ``teacher``: ``FeatureSource`` of each model (None when no intermediate entry);
-    ``index``: (B,) int64 rows of the examples in the training set, or None.
+    ``index``: (B,) int64 rows of the examples in the training set, or None;
+    ``positions``: (B, T) bool, the token positions the prediction-layer loss compares, None for
+    sequence tasks. Token classification: the labelled first sub-tokens, so ``student_logits``
+    and ``teacher_logits`` are (B, T, C) and ``labels`` (B, T); extractive QA: the context tokens
+    and CLS, logits (B, T, 2) (start, end) and ``labels`` (B, 2). Intermediate losses read
+    ``mask`` (padding) as before.
     """
 
     student_logits: Tensor
@@ -54,6 +60,7 @@ class KDInputs:
     student: FeatureSource | None = None
     teacher: FeatureSource | None = None
     index: Tensor | None = None
+    positions: Tensor | None = None
 
 
 class IntermediateTerm(torch.nn.Module):
@@ -151,7 +158,7 @@ class Distillation(torch.nn.Module):
 
     def forward(self, inputs: KDInputs) -> dict[str, Tensor]:
         out = prediction_mod.prediction_loss(inputs.student_logits, inputs.labels, inputs.teacher_logits,
-                                             self.prediction, self.task_type)
+                                             self.prediction, self.task_type, inputs.positions)
         for term, name in zip(self.terms, self.component_names):
             value = term(inputs)
             out["loss"] = out["loss"] + term.weight * value

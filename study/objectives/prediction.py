@@ -22,6 +22,18 @@ temperature changes (Hinton et al., sec. 2: the gradient w.r.t. s carries 1/tau_
 tau_t = tau_s = T it is Hinton's T^2. Regression (C = 1): the teacher term is
 ``MSE(s, t)`` for every distance (a softmax over one output is constant), temperatures unused.
 ``L_gold`` is CE to the labels (nats per example) or, for regression, MSE to the label.
+
+Tasks with more than one prediction per sequence read ``positions`` (B, T) bool, the positions
+the loss compares (``KDInputs.positions``):
+
+- ``token_classification``: s, t (B, T, C) and labels (B, T) are gathered at the P labelled
+  positions (first sub-tokens) to (P, C) and (P,); then both terms are as for classification,
+  per labelled token. Masked positions never reach the loss.
+- ``extractive_qa``: s, t (B, T, 2) hold the start and end logits, labels (B, 2) the gold start
+  and end tokens. ``L_gold`` = (CE(s_start, y_start) + CE(s_end, y_end)) / 2 over the whole
+  window (as Hugging Face's QA heads); the teacher term is the mean over start and end of the
+  distance between (B, T) distributions whose positions outside ``positions`` are set to -1e4
+  before the softmax (``mse`` compares the unmasked entries only).
 """
 
 from __future__ import annotations
@@ -102,15 +114,60 @@ def teacher_loss(student_logits: Tensor, teacher_logits: Tensor, params: dict[st
     return tau_s * tau_s * value
 
 
+#: Fill value of masked positions before a softmax over a window's tokens (extractive QA).
+MASKED = -1e4
+
+
+def span_gold_loss(student_logits: Tensor, labels: Tensor) -> Tensor:
+    """(CE(start) + CE(end)) / 2, nats per window. student_logits (B, T, 2); labels (B, 2)."""
+    s = f32(student_logits)
+    return (F.cross_entropy(s[..., 0], labels[:, 0].long()) + F.cross_entropy(s[..., 1], labels[:, 1].long())) / 2
+
+
+def span_teacher_loss(student_logits: Tensor, teacher_logits: Tensor, positions: Tensor,
+                      params: dict[str, Any]) -> Tensor:
+    """Mean over start and end of the teacher term between (B, T) distributions over the window's
+    ``positions`` (B, T) bool; student_logits, teacher_logits (B, T, 2)."""
+    keep = positions.bool()
+    values = []
+    for k in (0, 1):
+        s, t = f32(student_logits[..., k]), f32(teacher_logits[..., k])  # (B, T)
+        if params["distance"] == "mse":
+            values.append(teacher_loss(s[keep], t[keep], params, "classification"))
+        else:
+            values.append(teacher_loss(s.masked_fill(~keep, MASKED), t.masked_fill(~keep, MASKED), params,
+                                       "classification"))
+    return (values[0] + values[1]) / 2
+
+
 def prediction_loss(student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None,
-                    params: dict[str, Any], task_type: str) -> dict[str, Tensor]:
+                    params: dict[str, Any], task_type: str, positions: Tensor | None = None) -> dict[str, Tensor]:
     """``(1 - alpha) * L_gold + alpha * L_teacher`` and its components (detached).
 
     Returns ``{"loss", "loss_ce"|"loss_mse", ["loss_kd"]}``; ``loss_kd`` only when alpha > 0.
+    ``positions`` (B, T) bool: required for token_classification and extractive_qa (see the
+    module docstring).
 
     Raises:
-        ValueError: alpha > 0 and no ``teacher_logits``.
+        ValueError: alpha > 0 and no ``teacher_logits``; a token-level task without positions.
     """
+    if task_type in ("token_classification", "extractive_qa") and positions is None:
+        raise ValueError(f"a {task_type} task needs KDInputs.positions (the positions the loss compares)")
+    if task_type == "token_classification":
+        keep = positions.bool()  # (B, T)
+        student_logits, labels = student_logits[keep], labels[keep]  # (P, C), (P,)
+        if teacher_logits is not None:
+            teacher_logits = teacher_logits[keep]  # (P, C)
+        task_type = "classification"
+    if task_type == "extractive_qa":
+        gold = span_gold_loss(student_logits, labels)
+        if params["alpha"] == 0.0:
+            return {"loss": gold, "loss_ce": gold.detach()}
+        if teacher_logits is None:
+            raise ValueError("the prediction-layer loss has alpha > 0 but no teacher logits were given")
+        kd = span_teacher_loss(student_logits, teacher_logits.detach(), positions, params)
+        alpha = params["alpha"]
+        return {"loss": (1.0 - alpha) * gold + alpha * kd, "loss_ce": gold.detach(), "loss_kd": kd.detach()}
     name, gold = gold_loss(student_logits, labels, task_type)
     alpha = params["alpha"]
     if alpha == 0.0:

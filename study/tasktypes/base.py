@@ -1,0 +1,177 @@
+"""What a task type brings, and the registry keyed by a task YAML's ``task_type``.
+
+A task type is one module of this package that subclasses ``TaskType`` and registers an instance
+with ``@register`` under each ``task_type`` value it serves. Everything that used to assume one
+label per sequence asks the task's type instead:
+
+| what                          | method / attribute             | used by                                  |
+|-------------------------------|--------------------------------|------------------------------------------|
+| the YAML's own keys           | ``parse``                      | ``study.data.parse_task``                |
+| reading a file                | ``read_file``, ``read_hub``    | ``study.data.load_task``                 |
+| tokenisation, label alignment | ``tokenize``, ``collator``     | ``study.datacache``, ``study.trainer``   |
+| the model head                | ``auto_class``                 | ``study.models``, ``study.teacher``      |
+| targets and KD positions      | ``split_batch``, ``logits``    | ``study.trainer`` (``KDInputs``)         |
+| prediction and metric         | ``evaluate``, ``metrics``      | ``study.trainer`` (dev scores)           |
+| what a cell may not use       | ``refuse``                     | ``study.grid.Grid.validate``             |
+
+The modules are imported on the first lookup (``load_all``); a type module imports
+``study.data`` inside its functions only, because ``study.data`` looks types up while it reads
+the shipped task YAMLs at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+import torch
+
+from study.registry import StudyConfigError, lookup
+
+#: task_type value -> the TaskType serving it
+TASK_TYPES: dict[str, "TaskType"] = {}
+_LOADED = False
+
+
+def register(*names: str):
+    """Class decorator: register an instance of the class under each ``task_type`` name.
+
+    Raises:
+        ValueError: a name is already registered by another type.
+    """
+    def wrap(cls):
+        for name in names:
+            if name in TASK_TYPES and type(TASK_TYPES[name]) is not cls:
+                raise ValueError(f"task_type {name!r} is registered twice")
+            TASK_TYPES[name] = cls(name)
+        return cls
+    return wrap
+
+
+def load_all() -> dict[str, "TaskType"]:
+    """Import every module of ``study.tasktypes`` once (each registers its types); the registry."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        package = importlib.import_module("study.tasktypes")
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_") and info.name != "base":
+                importlib.import_module(f"study.tasktypes.{info.name}")
+    return TASK_TYPES
+
+
+def names() -> tuple[str, ...]:
+    """The registered ``task_type`` values, sorted."""
+    return tuple(sorted(load_all()))
+
+
+def get_type(name: str) -> "TaskType":
+    """The task type registered as ``name``.
+
+    Raises:
+        StudyConfigError: unknown name (lists the registered ones and the closest).
+    """
+    return lookup(load_all(), name, "task_type")
+
+
+class TaskType:
+    """The base of every task type; a subclass overrides what differs.
+
+    ``name`` is the YAML's ``task_type`` it was registered under; ``auto_class`` the Hugging Face
+    auto class of its head; ``metrics`` the metric names its tasks may list; ``version`` enters
+    every cell's identity through the task (``study.data.task_identity``) only for new types.
+    """
+
+    auto_class: Any = None
+    metrics: tuple[str, ...] = ()
+    #: ``extra`` keys of a tokenised feature that are padded by ``PadCollator`` (key -> pad value)
+    pad_values: dict[str, int] = {}
+    version = "1"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    # ------------------------------------------------------------------ data
+    def parse(self, doc: dict, where: str, root) -> Any:
+        """The ``TaskSpec`` of a task YAML of this type (``study.data.parse_task`` checked the
+        common keys: name, version, task_type, format)."""
+        raise NotImplementedError
+
+    def read_file(self, spec, path, entry, group_by: str | None):
+        """``(Split, groups)`` of one data file (groups: each example's ``group_by`` value)."""
+        raise NotImplementedError
+
+    def read_hub(self, spec):
+        """``{split: Split}`` from the task's hub dataset."""
+        raise NotImplementedError
+
+    def num_labels(self, spec) -> int:
+        return spec.num_labels
+
+    # ------------------------------------------------------------------ model input and output
+    def tokenize(self, spec, split, tokenizer, max_length: int):
+        """A ``torch.utils.data.Dataset`` of features (dicts) with ``lengths`` and ``idx`` per feature."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer):
+        """Pads a list of features into a batch of tensors."""
+        return PadCollator(tokenizer, self.pad_values)
+
+    def logits(self, output) -> torch.Tensor:
+        """The head's output as one tensor: (B, C), (B, T, C) or (B, T, 2)."""
+        return output.logits
+
+    def split_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pop the targets (and any position mask) from ``batch`` in place, leaving model inputs;
+        returns ``(labels, positions)`` for ``KDInputs``."""
+        return batch.pop("labels"), None
+
+    def dev_labels(self, data) -> list:
+        """What ``evaluate`` scores ``data``'s predictions against."""
+        raise NotImplementedError
+
+    def evaluate(self, model, loader, data, labels: list, spec, device) -> dict[str, float]:
+        """The task's metrics (fractions), ``score`` (mean of its score metrics) and ``loss``."""
+        raise NotImplementedError
+
+    def cost_factor(self, spec, max_length: int) -> float:
+        """Training cost of one example relative to a sequence-classification example of the
+        calibration (``study/calibration.json``: length 64); ``study.forecast`` scales by it."""
+        return 1.0
+
+    # ------------------------------------------------------------------ what a cell may use
+    def refuse(self, cell) -> str | None:
+        """Why ``cell`` cannot run on a task of this type, or None."""
+        return None
+
+    def check_metrics(self, spec, where: str) -> None:
+        """Raise StudyConfigError when the task lists a metric this type does not compute."""
+        unknown = [m for m in spec.metrics if m not in self.metrics]
+        if unknown:
+            from study.registry import did_you_mean
+
+            raise StudyConfigError(f"Task file {where}: unknown metric {unknown[0]!r} for task_type "
+                                   f"{self.name}. Allowed: {', '.join(self.metrics)}."
+                                   + did_you_mean(unknown[0], self.metrics))
+
+
+class PadCollator:
+    """``tokenizer.pad`` for the model inputs, then right-padding of each key in ``pad_values``
+    (token labels with -100, position masks with 0) to the batch's length T."""
+
+    def __init__(self, tokenizer, pad_values: dict[str, int]):
+        self.tokenizer = tokenizer
+        self.pad_values = dict(pad_values)
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        extra = {k: [f[k] for f in features] for k in self.pad_values if k in features[0]}
+        rest = [{k: v for k, v in f.items() if k not in extra} for f in features]
+        batch = dict(self.tokenizer.pad(rest, return_tensors="pt"))
+        T = batch["input_ids"].shape[1]
+        for key, values in extra.items():
+            out = torch.full((len(values), T), self.pad_values[key], dtype=torch.long)
+            for i, v in enumerate(values):
+                out[i, :len(v)] = torch.as_tensor(v, dtype=torch.long)
+            batch[key] = out  # (B, T)
+        return batch

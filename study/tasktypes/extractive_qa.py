@@ -1,0 +1,323 @@
+"""Extractive question answering (SQuAD v1.1): predict the answer's start and end token.
+
+Files (``format: squad_json``): the official JSON, ``data[].paragraphs[].{context,
+qas[].{id, question, answers[].{text, answer_start}}}``; an example is one question with its
+context and reference answers (``group_by: title`` splits by article). The hub form reads the
+``rajpurkar/squad`` columns (id, title, context, question, answers).
+
+Windows, as Hugging Face's ``run_qa.py`` makes them: question and context are tokenised together
+(``truncation="only_second"``), a long context is cut into windows of ``max_length`` tokens that
+overlap by ``min(doc_stride, max_length // 4)`` tokens; each window's answer start/end token is
+where the first reference answer's characters fall, or the CLS token (0) when the answer is not
+wholly inside the window. ``offset_mapping`` maps context tokens back to characters.
+
+Prediction: per question, over all its windows, the best ``start_logit + end_logit`` among the
+``n_best`` top starts and ends with start <= end, both in the context, at most
+``max_answer_length`` tokens; the answer is the context's characters between their offsets.
+Metrics: SQuAD v1.1's exact match and F1 (``_squad_v1.py``), as fractions.
+
+Prediction-layer KD compares the start and the end distributions over a window's T tokens,
+(B, T) each, with every position outside the context masked (``KDInputs.positions``); CLS stays
+in, since it is where a window without the answer points.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForQuestionAnswering
+
+from study.registry import StudyConfigError
+from study.tasktypes import _squad_v1
+from study.tasktypes.base import TaskType, register
+
+_KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
+         "metrics", "score", "hub", "notes", "description", "doc_stride", "max_answer_length", "n_best"}
+DEFAULTS = {"doc_stride": 128, "max_answer_length": 30, "n_best": 20}
+
+
+def _line_of(text: str, needle: str, default: int = 1) -> int:
+    at = text.find(needle)
+    return text.count("\n", 0, at) + 1 if at >= 0 else default
+
+
+def read_squad(text: str, where: str):
+    """Questions of a SQuAD v1.1 JSON text: ``[(question, context, label, title)]`` with label
+    ``{"id", "texts", "starts"}`` (the reference answers).
+
+    Raises:
+        StudyConfigError: not JSON, a missing field, no answers, or an ``answer_start`` that does
+            not point at its answer's text (names ``where``, the line and what is expected).
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StudyConfigError(f"{where} line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                               "expected SQuAD v1.1's {\"data\": [...]}.") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise StudyConfigError(f"{where} line 1: expected a JSON object with a list 'data' (SQuAD v1.1).")
+    out = []
+    for a, article in enumerate(doc["data"]):
+        title = article.get("title", str(a)) if isinstance(article, dict) else None
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise StudyConfigError(f"{where} line {_line_of(text, str(title))}: data[{a}] has no list "
+                                   "'paragraphs'; expected {title, paragraphs: [{context, qas}]}.")
+        for p, par in enumerate(paragraphs):
+            at = f"data[{a}].paragraphs[{p}]"
+            if not isinstance(par, dict) or not isinstance(par.get("context"), str) or not isinstance(par.get("qas"), list):
+                raise StudyConfigError(f"{where} line {_line_of(text, str(title))}: {at} needs a string 'context' "
+                                       "and a list 'qas'.")
+            context = par["context"]
+            for q, qa in enumerate(par["qas"]):
+                qat = f"{at}.qas[{q}]"
+                qid = qa.get("id") if isinstance(qa, dict) else None
+
+                def line() -> int:  # only on an error: a search of the whole text per question is slow
+                    return _line_of(text, json.dumps(qid)) if qid is not None else _line_of(text, json.dumps(context)[1:40])
+
+                if not isinstance(qa, dict) or not isinstance(qid, str) or not isinstance(qa.get("question"), str) \
+                        or not qa["question"].strip():
+                    raise StudyConfigError(f"{where} line {line()}: {qat} needs a string 'id' and a non-empty "
+                                           "'question'.")
+                answers = qa.get("answers")
+                if not isinstance(answers, list) or not answers:
+                    raise StudyConfigError(f"{where} line {line()}: question {qid!r} ({qat}) has no answers; "
+                                           "expected answers: [{text, answer_start}, ...].")
+                texts, starts = [], []
+                for ans in answers:
+                    ok = isinstance(ans, dict) and isinstance(ans.get("text"), str) and ans["text"] \
+                        and isinstance(ans.get("answer_start"), int) and not isinstance(ans["answer_start"], bool)
+                    if not ok:
+                        raise StudyConfigError(f"{where} line {line()}: question {qid!r} has an answer {ans!r}; "
+                                               "expected {text: non-empty string, answer_start: int}.")
+                    s = ans["answer_start"]
+                    if context[s:s + len(ans["text"])] != ans["text"]:
+                        raise StudyConfigError(f"{where} line {line()}: question {qid!r}: answer_start {s} does not "
+                                               f"point at its answer {ans['text'][:40]!r} in the context.")
+                    texts.append(ans["text"])
+                    starts.append(s)
+                out.append((qa["question"], context, {"id": qid, "texts": texts, "starts": starts}, str(title)))
+    if not out:
+        raise StudyConfigError(f"{where} holds no questions; every split needs at least one.")
+    return out
+
+
+class Windows(torch.utils.data.Dataset):
+    """Windows of (question, context) pairs (see the module docstring). Per window, ``example``
+    is the question's row in the split and ``offsets`` the (start, end) characters of each token,
+    None outside the context."""
+
+    def __init__(self, split, tokenizer, max_length: int, doc_stride: int):
+        self.split = split
+        self.task_type = "extractive_qa"
+        questions = [t[0].lstrip() for t in split.texts]
+        contexts = [t[1] for t in split.texts]
+        self.stride = min(doc_stride, max_length // 4)
+        enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=self.stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        self.features, self.example, self.offsets = [], [], []
+        keys = [k for k in enc.keys() if k not in ("offset_mapping", "overflow_to_sample_mapping")]
+        for j, ex in enumerate(enc["overflow_to_sample_mapping"]):
+            seq = enc.sequence_ids(j)
+            offsets = [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][j], seq)]
+            label = split.labels[ex]
+            start, end = answer_positions(offsets, label["starts"][0], label["starts"][0] + len(label["texts"][0]))
+            feat = {k: enc[k][j] for k in keys}
+            feat.update(start_positions=start, end_positions=end, idx=j,
+                        context_mask=[1 if (s == 1 or t == 0) else 0 for t, s in enumerate(seq)])
+            self.features.append(feat)
+            self.example.append(ex)
+            self.offsets.append(offsets)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def answer_positions(offsets: list[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:
+    """(start token, end token) of the characters [start_char, end_char) in a window whose
+    context tokens have ``offsets`` (None elsewhere); (0, 0), the CLS token, when the answer is
+    not wholly inside the window."""
+    ctx = [t for t, o in enumerate(offsets) if o is not None]
+    if not ctx or offsets[ctx[0]][0] > start_char or offsets[ctx[-1]][1] < end_char:
+        return 0, 0
+    start = next(t for t in ctx if offsets[t][1] > start_char)
+    end = next(t for t in reversed(ctx) if offsets[t][0] < end_char)
+    return start, end
+
+
+def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: list, n_best: int,
+              max_answer_length: int) -> tuple[float, int, int] | None:
+    """(score, start char, end char) of the best span of one window, or None when no valid span:
+    among the ``n_best`` highest start and end logits, start <= end within ``max_answer_length``
+    tokens and both in the context (offsets not None); score = start_logit + end_logit."""
+    best = None
+    for s in np.argsort(start_logits)[::-1][:n_best]:
+        for e in np.argsort(end_logits)[::-1][:n_best]:
+            if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                continue
+            if e < s or e - s + 1 > max_answer_length:
+                continue
+            score = float(start_logits[s] + end_logits[e])
+            if best is None or score > best[0]:
+                best = (score, offsets[s][0], offsets[e][1])
+    return best
+
+
+def postprocess(windows: Windows, start_logits: list[np.ndarray], end_logits: list[np.ndarray],
+                n_best: int = 20, max_answer_length: int = 30) -> list[str]:
+    """One answer text per question of ``windows.split``: the best span over its windows ("" when
+    none is valid). ``start_logits[j]``/``end_logits[j]``: window j's logits, (T_j,) each."""
+    best: dict[int, tuple[float, int, int]] = {}
+    for j, ex in enumerate(windows.example):
+        span = best_span(start_logits[j], end_logits[j], windows.offsets[j], n_best, max_answer_length)
+        if span is not None and (ex not in best or span[0] > best[ex][0]):
+            best[ex] = span
+    out = []
+    for ex, (_, context) in enumerate(windows.split.texts):
+        out.append(context[best[ex][1]:best[ex][2]] if ex in best else "")
+    return out
+
+
+@register("extractive_qa")
+class ExtractiveQA(TaskType):
+    """(question, context) windows -> start and end logits, stacked as (B, T, 2); targets (B, 2)."""
+
+    auto_class = AutoModelForQuestionAnswering
+    metrics = ("exact_match", "f1")
+    pad_values = {"context_mask": 0}
+
+    def num_labels(self, spec) -> int:
+        return 2
+
+    def parse(self, doc, where, root):
+        from study import data
+
+        unknown = sorted(set(map(str, doc)) - _KEYS)
+        if unknown:
+            raise data._fail(where, f"unknown key {unknown[0]!r} for task_type extractive_qa. "
+                             f"Allowed: {', '.join(sorted(_KEYS))}.")
+        if doc["format"] != "squad_json":
+            raise data._fail(where, f"format {doc['format']!r}: extractive_qa reads format: squad_json.")
+        options = {}
+        for key, default in DEFAULTS.items():
+            value = doc.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise data._fail(where, f"{key} must be a positive integer, got {value!r}.")
+            options[key] = value
+        options["type_version"] = self.version
+        metrics = data._str_list(doc, "metrics", where)
+        score = data._str_list(doc, "score", where) if "score" in doc else ()
+        if set(score) - set(metrics):
+            raise data._fail(where, f"score averages {sorted(set(score) - set(metrics))}, which metrics does not list.")
+        files = data._parse_files(doc.get("files"), "squad_json", (), where)
+        rule = data._parse_split(doc.get("split"), files, "squad_json", where)
+        if rule is not None and rule.group_by not in (None, "title"):
+            raise data._fail(where, f"split.group_by {rule.group_by!r}: a squad_json file groups by title only.")
+        hub = data._parse_hub(doc.get("hub"), ("question", "context"), "answers", where)
+        if not files and hub is None:
+            raise data._fail(where, "declare files (per split) or a hub dataset.")
+        spec = data.TaskSpec(
+            name=str(doc["name"]), text_fields=("question", "context"), label_field="answers",
+            task_type=self.name, num_labels=2, metrics=metrics, format="squad_json",
+            folder=str(doc.get("folder", "")), collection=doc.get("collection"), files=files, split=rule,
+            encoding=str(doc.get("encoding", "utf-8")), score_metrics=score, version=str(doc["version"]),
+            hub=hub, notes=str(doc.get("notes", "")), root=str(root) if root is not None else None,
+            source=where, options=tuple(sorted(options.items())))
+        self.check_metrics(spec, where)
+        return spec
+
+    def read_file(self, spec, path, entry, group_by):
+        from study import data
+
+        rows = read_squad(data._read_text(spec, Path(path), entry), f"Data file {str(path)!r}")
+        split = data.Split(texts=[(q, c) for q, c, _, _ in rows], labels=[lab for _, _, lab, _ in rows])
+        return split, ([t for *_, t in rows] if group_by else [])
+
+    def read_hub(self, spec):
+        import datasets
+
+        from study import data
+
+        try:
+            ds = datasets.load_dataset(spec.hub.path, spec.hub.config)
+        except (ConnectionError, OSError) as exc:
+            raise StudyConfigError(f"{spec.hub.path!r} could not be loaded from the hub ({exc}); offline, use "
+                                   "squad-devsplit (a seeded split of the SQuAD v1.1 dev file).") from exc
+        out = {}
+        for ours, theirs in spec.hub.splits:
+            part = ds[theirs]
+            labels = [{"id": i, "texts": list(a["text"]), "starts": list(a["answer_start"])}
+                      for i, a in zip(part["id"], part["answers"])]
+            out[ours] = data.Split(texts=list(zip(part["question"], part["context"])), labels=labels)
+        return out
+
+    def tokenize(self, spec, split, tokenizer, max_length):
+        return Windows(split, tokenizer, max_length, spec.option.get("doc_stride", DEFAULTS["doc_stride"]))
+
+    def cost_factor(self, spec, max_length: int) -> float:
+        """Windows per question times tokens per window over 64 (the calibration's length).
+        Measured on 500 squad-devsplit training questions: 1.35 windows of 146 tokens at
+        max_length 192, 1.12 of 165 at 256, 1.02 of 173 at 384."""
+        windows = 1.35 if max_length < 256 else (1.12 if max_length < 384 else 1.02)
+        return windows * min(max_length, 175) / 64
+
+    def logits(self, output) -> torch.Tensor:
+        return torch.stack([output.start_logits, output.end_logits], dim=-1)  # (B, T, 2)
+
+    def split_batch(self, batch):
+        targets = torch.stack([batch.pop("start_positions"), batch.pop("end_positions")], dim=-1)  # (B, 2)
+        return targets, batch.pop("context_mask").bool()  # (B, T)
+
+    def dev_labels(self, data) -> list:
+        return [lab["texts"] for lab in data.split.labels]
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, data, labels, spec, device):
+        """SQuAD v1.1 EM and F1 over every question of ``data`` and ``loss``: the mean over
+        windows of (CE(start) + CE(end)) / 2, nats."""
+        from study.trainer import _autocast
+
+        model.eval()
+        starts: list = [None] * len(data)
+        ends: list = [None] * len(data)
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            idx = batch.pop("idx")
+            targets, _ = self.split_batch(batch)
+            with _autocast(device):
+                logits = self.logits(model(**batch)).float()  # (B, T, 2)
+            ce = torch.nn.functional.cross_entropy
+            total += float(ce(logits[..., 0], targets[:, 0], reduction="sum")
+                           + ce(logits[..., 1], targets[:, 1], reduction="sum")) / 2
+            count += len(idx)
+            host = logits.cpu().numpy()
+            for row, j in enumerate(idx.tolist()):
+                n = len(data.offsets[j])
+                starts[j], ends[j] = host[row, :n, 0], host[row, :n, 1]
+        opt = {**DEFAULTS, **spec.option}
+        answers = postprocess(data, starts, ends, opt["n_best"], opt["max_answer_length"])
+        scores = _squad_v1.squad_scores(answers, labels)
+        out = {m: scores[m] for m in spec.metrics}
+        out["score"] = float(np.mean([out[m] for m in spec.score]))
+        out["loss"] = total / max(count, 1)
+        return out
+
+    def refuse(self, cell):
+        if cell.augmentation != "none":
+            return (f"augmentation {cell.augmentation!r} rewrites text, which would move the answer spans "
+                    "of extractive_qa; use augmentation: none.")
+        if cell.mixup:
+            return "mix-up interpolates whole inputs; it is not defined for extractive_qa."
+        return None

@@ -1,0 +1,232 @@
+"""Token classification (named-entity recognition): one tag per word, CoNLL files, seqeval F1.
+
+Files (``format: conll``): one word per line, columns separated by tabs (WNUT-17) or spaces
+(CoNLL-2003); a blank line ends a sentence and ``-DOCSTART-`` lines are skipped. The YAML names
+the word's and the tag's column by 0-based position (``text_fields: [0]``, ``label_field: 3``
+for CoNLL-2003; ``label_field: 1`` for WNUT-17) and declares the tag set (``labels``).
+
+Label alignment: a word's tag sits on its first sub-token; its other sub-tokens and the special
+tokens get -100 (ignored by the loss, the metric and the prediction-layer KD). Words cut off by
+``max_length`` are predicted ``O`` when scoring, so the metric always covers every gold entity.
+
+Metrics: entity-level (span) micro ``f1``, ``precision`` and ``recall`` from ``seqeval`` in its
+default (conlleval) mode, as fractions. Prediction-layer KD compares the (P, C) logits at the P
+labelled positions of the batch (``KDInputs.positions``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForTokenClassification
+
+from study.registry import StudyConfigError
+from study.tasktypes.base import TaskType, register
+
+IGNORE = -100
+_KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
+         "text_fields", "label_field", "labels", "metrics", "score", "notes", "description"}
+
+
+def read_conll(text: str, where: str, word_col: int, tag_col: int, labels: tuple[str, ...]):
+    """Sentences of a CoNLL file: ``(words, tag ids, first line number)`` each.
+
+    Raises:
+        StudyConfigError: a line with too few columns, or a tag outside ``labels`` (names
+            ``where``, the line and what is expected); a file with no sentence.
+    """
+    index = {t: i for i, t in enumerate(labels)}
+    sentences, words, tags, start = [], [], [], 0
+    need = max(word_col, tag_col) + 1
+    lines = text.split("\n")
+    for lineno, line in enumerate(lines + [""], start=1):
+        line = line.rstrip("\r")
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                sentences.append((tuple(words), tags, start))
+            words, tags = [], []
+            continue
+        cols = line.split("\t") if "\t" in line else line.split()
+        if len(cols) < need:
+            raise StudyConfigError(f"{where} line {lineno}: {len(cols)} column(s) in {line[:60]!r}; expected "
+                                   f"at least {need} (the word in column {word_col}, the tag in column {tag_col}, "
+                                   "0-based), one word per line and a blank line between sentences.")
+        tag = cols[tag_col].strip()
+        if tag not in index:
+            raise StudyConfigError(f"{where} line {lineno}: tag {tag!r} is not one of the declared labels "
+                                   f"{list(labels)}.")
+        if not words:
+            start = lineno
+        words.append(cols[word_col])
+        tags.append(index[tag])
+    if not sentences:
+        raise StudyConfigError(f"{where} holds no sentences; expected one word per line and a blank line "
+                               "between sentences.")
+    return sentences
+
+
+def align_labels(word_ids: list[int | None], word_tags: list[int]) -> list[int]:
+    """Per sub-token label: the word's tag on its first sub-token, -100 on its other sub-tokens
+    and on special tokens (``word_ids`` as a fast tokenizer's ``word_ids()`` gives them)."""
+    out, previous = [], None
+    for w in word_ids:
+        out.append(IGNORE if w is None or w == previous else word_tags[w])
+        if w is not None:
+            previous = w
+    return out
+
+
+class TokenizedWords(torch.utils.data.Dataset):
+    """Sentences tokenised once (no padding), labels aligned to first sub-tokens; ``word_ids`` per
+    feature maps each token position to its word (None for specials)."""
+
+    def __init__(self, split, tokenizer, max_length: int):
+        self.split = split
+        self.task_type = "token_classification"
+        enc = tokenizer([list(w) for w in split.texts], is_split_into_words=True, truncation=True,
+                        max_length=max_length)
+        self.word_ids = [enc.word_ids(i) for i in range(len(split))]
+        self.features = []
+        for i, tags in enumerate(split.labels):
+            feat = {k: enc[k][i] for k in enc.keys()}
+            feat["labels"] = align_labels(self.word_ids[i], tags)
+            feat["idx"] = i
+            self.features.append(feat)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Entity-level micro precision, recall and F1 (fractions) of tag sequences, seqeval's default
+    (conlleval) mode: an entity counts when its type and both boundaries are right."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    return {"f1": float(f1_score(gold, predicted, zero_division=0)),
+            "precision": float(precision_score(gold, predicted, zero_division=0)),
+            "recall": float(recall_score(gold, predicted, zero_division=0))}
+
+
+@register("token_classification")
+class TokenClassification(TaskType):
+    """Words -> (B, T, C) logits; targets (B, T) with -100 off the first sub-tokens."""
+
+    auto_class = AutoModelForTokenClassification
+    metrics = ("f1", "precision", "recall")
+    pad_values = {"labels": IGNORE}
+
+    def parse(self, doc, where, root):
+        from study import data
+
+        unknown = sorted(set(map(str, doc)) - _KEYS)
+        if unknown:
+            raise data._fail(where, f"unknown key {unknown[0]!r} for task_type token_classification. "
+                             f"Allowed: {', '.join(sorted(_KEYS))}.")
+        if doc["format"] != "conll":
+            raise data._fail(where, f"format {doc['format']!r}: token_classification reads format: conll.")
+        if "labels" not in doc:
+            raise data._fail(where, "a token_classification task declares its tag set: labels: [O, B-PER, ...].")
+        labels = data._str_list(doc, "labels", where)
+        positions = []
+        for key, default in (("text_fields", [0]), ("label_field", None)):
+            value = doc.get(key, default)
+            value = value[0] if key == "text_fields" and isinstance(value, list) and len(value) == 1 else value
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise data._fail(where, f"{key} is the 0-based column of the "
+                                 f"{'word' if key == 'text_fields' else 'tag'} (e.g. text_fields: [0], "
+                                 f"label_field: 3), got {doc.get(key)!r}.")
+            positions.append(value)
+        metrics = data._str_list(doc, "metrics", where)
+        score = data._str_list(doc, "score", where) if "score" in doc else ()
+        if set(score) - set(metrics):
+            raise data._fail(where, f"score averages {sorted(set(score) - set(metrics))}, which metrics does not list.")
+        files = data._parse_files(doc.get("files"), "conll", labels, where)
+        if not files:
+            raise data._fail(where, "declare files (per split).")
+        rule = data._parse_split(doc.get("split"), files, "conll", where)
+        if rule is not None and rule.group_by is not None:
+            raise data._fail(where, "split.group_by is not available for conll files.")
+        spec = data.TaskSpec(
+            name=str(doc["name"]), text_fields=(positions[0],), label_field=positions[1],
+            task_type=self.name, num_labels=len(labels), metrics=metrics, has_header=False,
+            label_names=labels, format="conll", folder=str(doc.get("folder", "")),
+            collection=doc.get("collection"), files=files, split=rule,
+            encoding=str(doc.get("encoding", "utf-8")), score_metrics=score, version=str(doc["version"]),
+            notes=str(doc.get("notes", "")), root=str(root) if root is not None else None, source=where,
+            options=(("type_version", self.version),))
+        self.check_metrics(spec, where)
+        return spec
+
+    def read_file(self, spec, path, entry, group_by):
+        from study import data
+
+        text = data._read_text(spec, Path(path), entry)
+        sentences = read_conll(text, f"Data file {str(path)!r}", spec.text_fields[0], spec.label_field,
+                               spec.label_names)
+        return data.Split(texts=[s[0] for s in sentences], labels=[s[1] for s in sentences]), []
+
+    def read_hub(self, spec):
+        raise StudyConfigError(f"Task {spec.name!r}: token_classification reads CoNLL files only.")
+
+    def tokenize(self, spec, split, tokenizer, max_length):
+        return TokenizedWords(split, tokenizer, max_length)
+
+    def split_batch(self, batch):
+        labels = batch.pop("labels")  # (B, T)
+        return labels, labels != IGNORE
+
+    def dev_labels(self, data) -> list:
+        return list(data.split.labels)
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, data, labels, spec, device):
+        """Entity-level F1/precision/recall over every word of ``data`` and ``loss``: the mean
+        cross-entropy per labelled token, nats."""
+        from study.trainer import _autocast
+
+        model.eval()
+        pred_ids: dict[int, np.ndarray] = {}
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            idx = batch.pop("idx")
+            targets, keep = self.split_batch(batch)
+            with _autocast(device):
+                logits = model(**batch).logits.float()  # (B, T, C)
+            total += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
+            count += int(keep.sum())
+            for row, i in enumerate(idx.tolist()):
+                pred_ids[i] = logits[row].argmax(-1).cpu().numpy()
+        names = spec.label_names
+        gold, predicted = [], []
+        for i, tags in enumerate(labels):
+            words = ["O"] * len(tags)
+            seen = set()
+            for pos, w in enumerate(data.word_ids[i]):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    words[w] = names[int(pred_ids[i][pos])]
+            gold.append([names[t] for t in tags])
+            predicted.append(words)
+        out = entity_scores(gold, predicted)
+        out = {m: out[m] for m in spec.metrics}
+        out["score"] = float(np.mean([out[m] for m in spec.score]))
+        out["loss"] = total / max(count, 1)
+        return out
+
+    def refuse(self, cell):
+        if cell.augmentation != "none":
+            return (f"augmentation {cell.augmentation!r} rewrites sentences, which would lose the word "
+                    "tags of token_classification; use augmentation: none.")
+        if cell.mixup:
+            return "mix-up interpolates whole inputs; it is not defined for token_classification."
+        return None
