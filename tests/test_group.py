@@ -33,6 +33,8 @@ def setup():
     if not (DATA / "glue" / "SST-2" / "train.tsv").exists():
         pytest.skip(f"real data not found at {DATA}")
     torch.use_deterministic_algorithms(True, warn_only=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only contends on a busy 2-core machine
     tokenizer = AutoTokenizer.from_pretrained(resolve_teacher_path("all-MiniLM-L6-v2"))
     raw = DataCache(DATA).raw("sst2")
     train_split = Split(raw["train"].texts[:64], raw["train"].labels[:64])
@@ -41,7 +43,8 @@ def setup():
     dev_ds = TokenizedSplit(dev_split, tokenizer, 32, regression=False)
     teacher = bert(tokenizer.vocab_size, layers=4, hidden=32, seed=100)
     cached = teacher_logits(teacher, train_ds, tokenizer, CPU)
-    return tokenizer, train_ds, dev_ds, list(dev_split.labels), teacher, cached
+    yield tokenizer, train_ds, dev_ds, list(dev_split.labels), teacher, cached
+    torch.set_num_threads(threads)
 
 
 def bert(vocab: int, layers: int, hidden: int, seed: int) -> BertForSequenceClassification:
