@@ -135,3 +135,100 @@ def test_students_that_do_not_share_batches_are_refused(setup):
     b.seed, b.budget = SEED, dict(BUDGET, batch_size=8)
     with pytest.raises(ValueError, match="share their batch_size"):
         run_group(setup, [a, b])
+
+
+# --------------------------------------------------------------------------- which cells group
+
+def grid_cells(**axes) -> list:
+    from study.grid import parse_grid
+
+    spec = {"name": "g", "axes": {"dataset": ["sst2"], "student": ["L2_H384", "L1_H384"],
+                                  "objective": ["ce", "logit_kd", "attention_kl"], "seed": [0, 1], **axes}}
+    return parse_grid(spec).cells()
+
+
+def test_cells_group_by_what_their_batches_share():
+    from study.work import group_key, work_units
+
+    cells = grid_cells(**{"training.learning_rate": [1e-4, 3e-4], "mixup.alpha": [0, 0.4]})
+    # student, objective, learning rate and mix-up vary within a group; the seed does not
+    assert len({group_key(c) for c in cells}) == 2
+    units = work_units(cells, group_size=8)
+    assert [len(u.cells) for u in units] == [8, 8, 8, 8, 8, 8]  # 24 cells a seed: 8 + 8 + 8
+    for u in units:
+        assert len({group_key(c) for c in u.cells}) == 1 and len({c.seed for c in u.cells}) == 1
+    assert sorted(c.cell_id for u in units for c in u.cells) == sorted(c.cell_id for c in cells)
+    assert [u.cells[0] for u in work_units(cells, 1)] == cells  # one cell a unit, the grid's order
+    big = work_units(cells, 20)
+    assert sorted(len(u.cells) for u in big) == [4, 4, 20, 20]
+    firsts = [cells.index(u.cells[0]) for u in big]
+    assert firsts == sorted(firsts)  # units in the grid's order of their first cell
+
+    # what the batches or the teacher depend on splits groups
+    for axis, values in (("training.batch_size", [16, 32]), ("training.max_train_examples", [64, 128]),
+                         ("training.data_seed", [0, 1]), ("training.max_length", [64, 128]),
+                         ("training.epochs", [1, 2]), ("augmentation", ["none", "eda"]),
+                         ("teacher.checkpoint", ["last", "best_metric"]), ("teacher.learning_rate", [5e-5, 1e-4])):
+        split = grid_cells(**{axis: values})
+        assert len({group_key(c) for c in split}) == 4, axis
+        assert all(len({getattr(c, "factors")[axis] for c in u.cells}) == 1 for u in work_units(split, 8)), axis
+    with pytest.raises(ValueError, match="at least 1"):
+        work_units(cells, 0)
+
+
+# --------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path, isolated_runs, shared_data,
+                                                                     monkeypatch):
+    """`study run --group-size 4` on a 4-cell grid (one group): a cell whose loss is nan ends FAILED
+    naming the step, the others finish with exactly the losses and scores that `--group-size 1`
+    gives them in another store."""
+    import os
+
+    import study.runner
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_e2e import TINY, cell_runs, invoke, write_grid
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    grid = write_grid(tmp_path, TINY, "tiny_group")
+    args = ("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
+    plan = invoke(*args, "--dry-run", "--group-size", "3")
+    assert "4 pending cells train in 2 groups of at most 3" in plan.output and "1/2 (3 cells)" in plan.output
+
+    real = study.runner.prepare_cell
+    planted = "sst2-L2_H384-ce-random-none-s0"
+
+    def nan_logits(cell, *a, **k):
+        prep = real(cell, *a, **k)
+        if cell.name == planted:
+            prep.student.model.classifier.register_forward_hook(lambda m, i, out: out * float("nan"))
+        return prep
+
+    monkeypatch.setattr(study.runner, "prepare_cell", nan_logits)
+    try:
+        result = invoke(*args, "--group-size", "4")
+        monkeypatch.setattr(study.runner, "prepare_cell", real)
+        grouped = {r.info.run_name: r for r in cell_runs("tiny_group")}
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'alone.db'}")
+        alone_result = invoke(*args, "--group-size", "1")
+        alone = {r.info.run_name: r for r in cell_runs("tiny_group")}
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 1 and alone_result.exit_code == 0, alone_result.output
+    assert {n: r.info.status for n, r in grouped.items()} == {n: "FAILED" if n == planted else "FINISHED"
+                                                               for n in alone}
+    assert grouped[planted].data.tags["study.error"].startswith("FloatingPointError: non-finite training loss nan at step 1")
+    uris = (f"sqlite:///{isolated_runs / 'mlflow.db'}", os.environ["MLFLOW_TRACKING_URI"])
+    history = {uri: MlflowClient(uri).get_metric_history for uri in uris}
+    for name, run in grouped.items():
+        if name == planted:
+            continue
+        m, ref = run.data.metrics, alone[name].data.metrics
+        assert m["group_size"] == 4 and ref["group_size"] == 1
+        assert m["dev_score"] == ref["dev_score"] and m["dev_loss"] == ref["dev_loss"]
+        losses = [(h.step, h.value) for h in history[uris[0]](run.info.run_id, "train_loss")]
+        assert len(losses) == 4 and losses == [(h.step, h.value) for h in history[uris[1]](alone[name].info.run_id,
+                                                                                          "train_loss")]
