@@ -27,7 +27,8 @@ Tags:
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
 metric, ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``,
-``student_parameters``, ``train_examples``.
+``student_parameters``, ``train_examples``, ``group_size`` (students trained together on the same
+batches, ``study run --group-size``; a grouped cell's time and throughput are its group's).
 """
 
 from __future__ import annotations
