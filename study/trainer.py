@@ -1,9 +1,11 @@
-"""The training loop: one function a reader can follow top to bottom.
+"""The training loop: one function a reader can follow top to bottom (``train_group``, with one
+student's step in ``_student_step`` and its end of epoch in ``_end_epoch``).
 
 AdamW, linear warm-up then linear decay, gradient clipping, evaluation on dev after each
 epoch. The teacher (if any) runs in eval mode under ``torch.no_grad`` so it is outside the
 student's graph. On CUDA the forward passes run under bf16 autocast; on CPU everything is fp32
-and deterministic (same cell, same seed → same dev score).
+and deterministic (same cell, same seed → same dev score). Students that share their batches
+train together, each exactly as alone (``train_group``); ``train`` is the one-student case.
 """
 
 from __future__ import annotations
