@@ -1,9 +1,11 @@
 """Students trained together on the same batches (``study.trainer.train_group``): each ends
 bit-identical (CPU) to training it alone; a student whose loss goes non-finite leaves the group
-and the others go on.
+and the others go on; which cells group (``study.work.group_key``, ``work_units``); and
+``study run --group-size`` end to end.
 
-Tiny BERTs (built here) on 64 real SST-2 examples with the real teacher's tokenizer: a few
-seconds on a 2-core CPU.
+The trainer tests use tiny BERTs (built here) on 64 real SST-2 examples with the real teacher's
+tokenizer: a few seconds on a 2-core CPU. The end-to-end test (slow) fine-tunes the real teacher
+on 96 examples, as ``tests/test_e2e.py`` does: about 40 s.
 """
 
 from __future__ import annotations
