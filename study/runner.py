@@ -172,7 +172,7 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         ValueError: the cells do not share a ``group_key``.
     """
     if len({group_key(c) for c in cells}) > 1:
-        raise ValueError("cells of a group must share data, seed, budget shape and teacher (runner.group_key)")
+        raise ValueError("cells of a group must share data, seed, budget shape and teacher (study.work.group_key)")
     run_ids = list(run_ids or [None] * len(cells))
     lookups = list(lookups or [None] * len(cells))
     outcomes: list[float | Exception | None] = [None] * len(cells)
