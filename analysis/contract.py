@@ -27,7 +27,9 @@ Tags:
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
 metric (``DEV_METRICS``), ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``,
-``peak_memory_mb``, ``student_parameters``, ``train_examples``.
+``peak_memory_mb``, ``student_parameters``, ``train_examples``, ``group_size`` (students trained
+together on the same batches, ``study run --group-size``; a grouped cell's time and throughput are
+its group's).
 
 Param ``score_metric``: the metric(s) the task's ``score`` averages (its YAML's ``score``, e.g.
 ``accuracy``, ``f1``, ``pearson+spearman``), so tables name what each dataset's score is.

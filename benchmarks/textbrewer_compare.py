@@ -92,7 +92,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--teacher", default="all-MiniLM-L6-v2",
-                    help="hub id or folder of a fine-tuned SST-2 teacher (default: pretrained, fresh head)")
+                    help="hub id or folder of a fine-tuned SST-2 teacher, e.g. runs/teachers/<id> after the smoke "
+                         "grid (default: the pretrained model with a fresh head)")
     ap.add_argument("--examples", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=64)
@@ -105,7 +106,7 @@ def main() -> None:
     device = select_device(args.device)
     task = TASKS["sst2"]
     data = DataCache(resolve_data_dir(args.data_dir))
-    tokenizer = load_tokenizer(args.teacher)
+    tokenizer = load_tokenizer("all-MiniLM-L6-v2")  # a teacher folder from runs/teachers holds weights only
     teacher = load_pretrained_classifier(args.teacher, task.num_labels).to(device)
     train_ds = data.tokenized("sst2", "train", tokenizer, args.max_length, max_examples=args.examples, data_seed=0)
     dev_ds, dev_labels = data.tokenized_dev("sst2", tokenizer, args.max_length)

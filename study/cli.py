@@ -73,6 +73,7 @@ def run(
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="ray: retries of a task whose worker died (default 2)."),
     local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
     claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
+    group_size: int = typer.Option(8, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many; 1: one cell at a time."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
@@ -91,13 +92,13 @@ def run(
         g = load_grid(grid)
         resolve_data_dir(data_dir)
         if dry_run:
-            dry_run_report(g, Tracker(tracking_uri), data_dir, device, retry_failed, out)
+            dry_run_report(g, Tracker(tracking_uri), data_dir, device, retry_failed, out, group_size=group_size)
             return
         writable_runs_dir()
         with signals_as_interrupt():
             summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
                                retry_failed=retry_failed, console=err, executor=ex,
-                               claim_timeout_s=claim_timeout)
+                               claim_timeout_s=claim_timeout, group_size=group_size)
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:

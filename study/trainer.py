@@ -1,9 +1,11 @@
-"""The training loop: one function a reader can follow top to bottom.
+"""The training loop: one function a reader can follow top to bottom (``train_group``, with one
+student's step in ``_student_step`` and its end of epoch in ``_end_epoch``).
 
 AdamW, linear warm-up then linear decay, gradient clipping, evaluation on dev after each
 epoch. The teacher (if any) runs in eval mode under ``torch.no_grad`` so it is outside the
 student's graph. On CUDA the forward passes run under bf16 autocast; on CPU everything is fp32
-and deterministic (same cell, same seed → same dev score).
+and deterministic (same cell, same seed → same dev score). Students that share their batches
+train together, each exactly as alone (``train_group``); ``train`` is the one-student case.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import resource
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +92,8 @@ class TrainResult:
     train_examples_per_s: float
     peak_memory_mb: float
     history: list[dict] = field(default_factory=list)
+    #: students trained together on the same batches (``train_group``); costs are the group's
+    group_size: int = 1
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -179,6 +184,23 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, labels: list, task: Tas
     return {**compute_metrics(task.name, preds, np.asarray(labels)), "loss": loss}
 
 
+@dataclass
+class Student:
+    """One student of a group trained by ``train_group``: its model and objective, its budget
+    (``epochs``, ``learning_rate``, ``batch_size``, ``warmup_ratio``, ``weight_decay``,
+    ``max_grad_norm``), its cell's seed, and its callbacks (as ``train``'s arguments)."""
+
+    model: torch.nn.Module
+    objective: Distillation
+    budget: dict
+    seed: int
+    log_metrics: Callable[[list[tuple[str, float, int]]], None] | None = None
+    desc: str = "train"
+    cached_teacher_logits: torch.Tensor | None = None
+    mixup: dict | None = None
+    on_epoch_end: Callable[[int, torch.nn.Module, dict[str, float]], None] | None = None
+
+
 def train(
     model: torch.nn.Module,
     objective: Distillation,
@@ -197,7 +219,8 @@ def train(
     mixup: dict | None = None,
     on_epoch_end: Callable[[int, torch.nn.Module, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics.
+    """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics: the
+    one-student case of ``train_group``.
 
     ``train_data``/``dev_data`` come from the task type's ``tokenize`` (``study.tasktypes``), which
     also gives the collator, the targets and positions of a batch, and the dev metrics.
@@ -217,37 +240,86 @@ def train(
         FloatingPointError: the loss became nan or inf (the message names the step).
         ValueError: the objective reads the teacher and neither it nor cached logits were given.
     """
-    start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    from study.tasktypes import get_type
+    student = Student(model, objective, budget, seed, log_metrics=log_metrics, desc=desc,
+                      cached_teacher_logits=cached_teacher_logits, mixup=mixup, on_epoch_end=on_epoch_end)
+    result = train_group([student], train_data, dev_data, dev_labels, task, tokenizer, device, teacher)[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
-    ttype = get_type(task.task_type)
-    torch.manual_seed(derive_seed(seed, "dropout"))
-    collate = ttype.collator(tokenizer)
-    # Batches of similar length (HF's group_by_length) cut padding about in half on GLUE: ~1.7x faster.
-    sampler = LengthGroupedSampler(budget["batch_size"], lengths=train_data.lengths,
-                                   generator=torch.Generator().manual_seed(derive_seed(seed, "data_order")))
-    loader = DataLoader(train_data, batch_size=budget["batch_size"], sampler=sampler, collate_fn=collate)
-    dev_loader = DataLoader(dev_data, batch_size=128, shuffle=False, collate_fn=collate)
 
+class _RNGState:
+    """One student's global random state (CPU, and the device's on CUDA): dropout draws from the
+    global generator, so in a group each student's stream is swapped in around its own work and
+    is exactly the stream it would have alone."""
+
+    def __init__(self, seed: int, device: torch.device):
+        self.device = device
+        torch.manual_seed(seed)
+        self._save()
+
+    def _save(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+
+    @contextmanager
+    def active(self):
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        try:
+            yield
+        finally:
+            self._save()
+
+
+@dataclass
+class _Live:
+    """A student's training state inside ``train_group``."""
+
+    spec: Student
+    position: int
+    rng: _RNGState
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    params: list
+    tap: FeatureTap | None
+    use_cache: bool
+    run_teacher: bool
+    mix_gen: torch.Generator
+    mix_rng: random.Random
+    history: list[dict] = field(default_factory=list)
+    dev_metrics: dict[str, float] = field(default_factory=dict)
+    recorded: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    step: int = 0
+    first_step: int = 1  # the first step of the current epoch
+    seen: int = 0
+    error: Exception | None = None
+
+
+def _setup(spec: Student, position: int, teacher: torch.nn.Module | None, total_batches: int,
+           device: torch.device) -> _Live:
+    """A student's optimiser, schedule, hooks and random streams (``train``'s set-up, per student).
+
+    Raises:
+        ValueError: the objective reads the teacher and neither it nor cached logits were given.
+    """
+    model, objective, budget, seed = spec.model, spec.objective, spec.budget, spec.seed
+    rng = _RNGState(derive_seed(seed, "dropout"), device)
     model.to(device)
     objective.to(device)
-    if teacher is not None:
-        teacher.to(device).eval()
     use_cache = (objective.needs_teacher and not objective.needs_teacher_forward
-                 and cached_teacher_logits is not None)
+                 and spec.cached_teacher_logits is not None)
     run_teacher = teacher is not None and objective.needs_teacher and not use_cache
     if objective.needs_teacher and not (use_cache or run_teacher):
         raise ValueError("the objective reads the teacher, but neither a teacher nor cached logits were given")
-    if mixup and teacher is None:
+    if spec.mixup and teacher is None:
         raise ValueError("mix-up distillation runs the teacher on mixed inputs: give the teacher")
     mix_gen = torch.Generator().manual_seed(derive_seed(seed, "mixup"))
     mix_rng = random.Random(derive_seed(seed, "mixup_lambda"))
     # Forward hooks keep the Q/K/V projections that attention-like features are computed from.
-    s_layers, t_layers = objective.taps()
-    taps = [FeatureTap(model, set(s_layers), set().union(*s_layers.values())) if s_layers else None,
-            FeatureTap(teacher, set(t_layers), set().union(*t_layers.values())) if t_layers else None]
+    s_layers, _ = objective.taps()
+    tap = FeatureTap(model, set(s_layers), set().union(*s_layers.values())) if s_layers else None
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     no_decay = lambda n: n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n  # noqa: E731
     named = list(model.named_parameters()) + list(objective.named_parameters())
@@ -257,94 +329,241 @@ def train(
     ]
     assert sum(len(g["params"]) for g in groups) == len(params)
     optimizer = torch.optim.AdamW(groups, lr=budget["learning_rate"])
-    total_steps = budget["epochs"] * math.ceil(len(train_data) / budget["batch_size"])
+    total_steps = budget["epochs"] * total_batches
     scheduler = get_linear_schedule_with_warmup(optimizer, int(budget["warmup_ratio"] * total_steps), total_steps)
+    return _Live(spec, position, rng, optimizer, scheduler, params, tap, use_cache, run_teacher, mix_gen, mix_rng)
 
-    history: list[dict] = []
-    step, seen, train_time = 0, 0, 0.0
-    dev_metrics: dict[str, float] = {}
+
+@dataclass
+class _TeacherBatch:
+    """The teacher's forward pass on one batch, shared by every student that reads features."""
+
+    logits: torch.Tensor | None = None  # (B, C) float32
+    source: FeatureSource | None = None
+
+
+def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.Tensor | None, idx: torch.Tensor,
+                  mask: torch.Tensor, shared: _TeacherBatch, teacher: torch.nn.Module | None, ttype,
+                  device: torch.device) -> None:
+    """One optimiser step of one student on one batch; its losses stay on the device in
+    ``s.recorded`` and are checked for finiteness every CHECK_EVERY steps (FloatingPointError).
+    ``labels``/``positions`` as the task type's ``split_batch`` gives them; ``ttype`` the task type
+    (``study.tasktypes``), which reads the logits off a model's output."""
+    model, objective, budget = s.spec.model, s.spec.objective, s.spec.budget
+    if s.tap is not None:
+        s.tap.clear()
+    with _autocast(device):
+        out = model(**batch, output_hidden_states=objective.needs_hidden)
+        t_logits = None
+        if s.use_cache:
+            t_logits = s.spec.cached_teacher_logits[idx.cpu()].to(device)  # (B, C) or (B, T_max, C)
+            if t_logits.dim() == 3:
+                t_logits = t_logits[:, :mask.shape[1]]  # (B, T, C)
+        elif s.run_teacher:
+            t_logits = shared.logits
+    student_src = teacher_src = None
+    if len(objective.terms):
+        student_src = FeatureSource(mask, model.config.num_attention_heads, out.hidden_states,
+                                    s.tap.projections if s.tap else {})
+        teacher_src = shared.source
+    losses = objective(KDInputs(
+        student_logits=ttype.logits(out).float(),  # (B, C), (B, T, C) or (B, T, 2)
+        labels=labels,  # (B,), (B, T) or (B, 2)
+        mask=mask,  # (B, T)
+        teacher_logits=t_logits,
+        student=student_src, teacher=teacher_src, index=idx,
+        positions=positions,
+    ))
+    mixup = s.spec.mixup
+    if mixup:
+        losses["loss_mixup"] = mixup_loss(model, teacher, objective, batch,
+                                          s.mix_rng.betavariate(mixup["alpha"], mixup["alpha"]),
+                                          s.mix_gen, device)
+        losses["loss"] = losses["loss"] + mixup["weight"] * losses["loss_mixup"]
+        losses["loss_mixup"] = losses["loss_mixup"].detach()
+    loss = losses["loss"]
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(s.params, budget["max_grad_norm"])
+    s.optimizer.step()
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    s.step += 1
+    s.seen += labels.shape[0]
+    for k, v in losses.items():
+        s.recorded.setdefault("train_loss" if k == "loss" else f"train_{k}", []).append(v.detach())
+    if s.step % CHECK_EVERY == 0:
+        _check_finite(s.recorded["train_loss"], s.first_step)
+
+
+def train_group(
+    students: list[Student],
+    train_data: TokenizedSplit,
+    dev_data: TokenizedSplit,
+    dev_labels: list,
+    task: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+    teacher: torch.nn.Module | None = None,
+) -> list[TrainResult | Exception]:
+    """Train several students on the same batches; each ends as it would have trained alone.
+
+    The students share the training data, the seed (hence the data order), the batch size and the
+    number of epochs; each has its own optimiser, schedule, objective, callbacks and dropout
+    stream (its global random state is swapped in around its own work, so on CPU its weights and
+    losses are bit-identical to ``train`` on it alone). The teacher runs once per batch, with the
+    hidden states and Q/K/V taps that any student needs, when some student reads its features;
+    logit-only students read their cached logits.
+
+    Returns:
+        Per student, in order: its ``TrainResult`` (costs are the group's: ``train_time_s`` and
+        ``wall_time_s`` are the seconds the whole group took), or the exception that dropped it
+        (a ``FloatingPointError`` naming the step of a nan or inf loss; a ``ValueError`` for a
+        student whose objective reads a teacher that was not given); the others go on.
+        ``KeyboardInterrupt`` propagates.
+
+    Raises:
+        ValueError: the students differ in seed, batch size or epochs.
+    """
+    start = time.perf_counter()
+    if not students:
+        return []
+    first = students[0]
+    for spec in students[1:]:
+        for what, a, b in (("seed", first.seed, spec.seed),
+                           ("batch_size", first.budget["batch_size"], spec.budget["batch_size"]),
+                           ("epochs", first.budget["epochs"], spec.budget["epochs"])):
+            if a != b:
+                raise ValueError(f"students of a group share their {what}: {a!r} and {b!r} ({spec.desc})")
+    seed, batch_size, epochs = first.seed, first.budget["batch_size"], first.budget["epochs"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    from study.tasktypes import get_type
+
+    ttype = get_type(task.task_type)
+    collate = ttype.collator(tokenizer)
+    # Batches of similar length (HF's group_by_length) cut padding about in half on GLUE: ~1.7x faster.
+    sampler = LengthGroupedSampler(batch_size, lengths=train_data.lengths,
+                                   generator=torch.Generator().manual_seed(derive_seed(seed, "data_order")))
+    loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+    dev_loader = DataLoader(dev_data, batch_size=128, shuffle=False, collate_fn=collate)
+    if teacher is not None:
+        teacher.to(device).eval()
+
+    members: list[_Live] = []
+    results: list[TrainResult | Exception | None] = [None] * len(students)
+    for i, spec in enumerate(students):
+        try:
+            members.append(_setup(spec, i, teacher, len(loader), device))
+        except Exception as exc:
+            results[i] = exc
+    # One teacher pass serves every student that reads features: the union of what they read.
+    forward = [s for s in members if s.run_teacher]
+    t_needs_hidden = any(s.spec.objective.needs_hidden for s in forward)
+    t_layers: dict[int, set[str]] = {}
+    for s in forward:
+        for layer, names in s.spec.objective.taps()[1].items():
+            t_layers.setdefault(layer, set()).update(names)
+    t_tap = FeatureTap(teacher, set(t_layers), set().union(*t_layers.values())) if t_layers else None
+
+    def drop(s: _Live, exc: Exception) -> None:
+        s.error = exc
+        if s.tap is not None:
+            s.tap.remove()
+            s.tap = None
+
+    train_time = 0.0
     try:
-        for epoch in range(1, budget["epochs"] + 1):
-            model.train()
-            # Losses stay on the device and reach the host once per epoch (each .item() would be a
-            # GPU synchronisation); finiteness is read every CHECK_EVERY steps.
-            recorded: dict[str, list[torch.Tensor]] = {}
-            first_step = step + 1
+        for epoch in range(1, epochs + 1):
+            live = [s for s in members if s.error is None]
+            if not live:
+                break
+            # Each opening of the loader draws its base seed from the global generator, so each
+            # student makes, from its own stream, the LOADER_OPENS draws it made alone; the batches
+            # come from the first student's iterator (the sampler is consumed once).
+            batches = None
+            for s in live:
+                s.spec.model.train()
+                # Losses stay on the device and reach the host once per epoch (each .item() would
+                # be a GPU synchronisation); finiteness is read every CHECK_EVERY steps.
+                s.recorded = {}
+                s.first_step = s.step + 1
+                with s.rng.active():
+                    for _ in range(LOADER_OPENS):
+                        it = iter(loader)
+                batches = it if batches is None else batches
             t0 = time.perf_counter()
-            bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{budget['epochs']}", leave=False, unit="batch")
+            desc = live[0].spec.desc if len(students) == 1 else f"{live[0].spec.desc} (+{len(live) - 1})"
+            bar = tqdm(batches, total=len(loader), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, unit="batch")
             for batch in bar:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
                 idx = batch.pop("idx")
                 mask = batch["attention_mask"].bool()  # (B, T)
-                for tap in taps:
-                    if tap is not None:
-                        tap.clear()
-                with _autocast(device):
-                    out = model(**batch, output_hidden_states=objective.needs_hidden)
-                    t_out, t_logits = None, None
-                    if use_cache:
-                        t_logits = cached_teacher_logits[idx.cpu()].to(device)  # (B, C) or (B, T_max, C)
-                        if t_logits.dim() == 3:
-                            t_logits = t_logits[:, :mask.shape[1]]  # (B, T, C)
-                    elif run_teacher:
-                        with torch.no_grad():
-                            t_out = teacher(**batch, output_hidden_states=objective.needs_hidden)
-                            t_logits = ttype.logits(t_out).float()
-                student_src = teacher_src = None
-                if len(objective.terms):
-                    student_src = FeatureSource(mask, model.config.num_attention_heads, out.hidden_states,
-                                                taps[0].projections if taps[0] else {})
-                    teacher_src = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
-                                                taps[1].projections if taps[1] else {})
-                losses = objective(KDInputs(
-                    student_logits=ttype.logits(out).float(),  # (B, C), (B, T, C) or (B, T, 2)
-                    labels=labels,  # (B,), (B, T) or (B, 2)
-                    mask=mask,  # (B, T)
-                    teacher_logits=t_logits,
-                    student=student_src, teacher=teacher_src, index=idx,
-                    positions=positions,
-                ))
-                if mixup:
-                    losses["loss_mixup"] = mixup_loss(model, teacher, objective, batch,
-                                                      mix_rng.betavariate(mixup["alpha"], mixup["alpha"]),
-                                                      mix_gen, device)
-                    losses["loss"] = losses["loss"] + mixup["weight"] * losses["loss_mixup"]
-                    losses["loss_mixup"] = losses["loss_mixup"].detach()
-                loss = losses["loss"]
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, budget["max_grad_norm"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                seen += labels.shape[0]
-                for k, v in losses.items():
-                    recorded.setdefault("train_loss" if k == "loss" else f"train_{k}", []).append(v.detach())
-                if step % CHECK_EVERY == 0:
-                    _check_finite(recorded["train_loss"], first_step)
-                    bar.set_postfix(loss=f"{recorded['train_loss'][-1].item():.4f}")
-            _check_finite(recorded.get("train_loss", []), first_step)
+                shared = _TeacherBatch()
+                if any(s.run_teacher and s.error is None for s in live):
+                    if t_tap is not None:
+                        t_tap.clear()
+                    with _autocast(device), torch.no_grad():
+                        t_out = teacher(**batch, output_hidden_states=t_needs_hidden)
+                        shared.logits = ttype.logits(t_out).float()  # (B, C), (B, T, C) or (B, T, 2)
+                    shared.source = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
+                                                  t_tap.projections if t_tap else {})
+                    if t_tap is not None:
+                        t_tap.clear()  # a student's mix-up pass through the teacher must not overwrite them
+                for s in live:
+                    if s.error is not None:
+                        continue
+                    try:
+                        with s.rng.active():
+                            _student_step(s, batch, labels, positions, idx, mask, shared, teacher, ttype, device)
+                    except Exception as exc:  # one student's failure never stops the others
+                        drop(s, exc)
+                if live[0].error is None and live[0].step % CHECK_EVERY == 0:
+                    bar.set_postfix(loss=f"{live[0].recorded['train_loss'][-1].item():.4f}")
             train_time += time.perf_counter() - t0
-            points: list[tuple[str, float, int]] = []
-            for key, values in recorded.items():
-                host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
-                points += [(key, v, first_step + i) for i, v in enumerate(host)]
-            dev_metrics = ttype.evaluate(model, dev_loader, dev_data, dev_labels, task, device)
-            points += [(f"dev_{k}", float(v), epoch) for k, v in dev_metrics.items()]
-            history.append({"epoch": epoch, **dev_metrics})
-            if log_metrics:
-                log_metrics(points)
-            if on_epoch_end:
-                on_epoch_end(epoch, model, dev_metrics)
+            for s in live:
+                if s.error is not None:
+                    continue
+                try:
+                    with s.rng.active():
+                        _end_epoch(s, epoch, dev_loader, dev_data, dev_labels, task, ttype, device)
+                except Exception as exc:
+                    drop(s, exc)
     finally:
-        for tap in taps:
-            if tap is not None:
-                tap.remove()
+        for s in members:
+            if s.tap is not None:
+                s.tap.remove()
+        if t_tap is not None:
+            t_tap.remove()
     wall = time.perf_counter() - start
-    return TrainResult(dev_metrics=dev_metrics, wall_time_s=wall, train_time_s=train_time,
-                       train_examples_per_s=seen / train_time if train_time else float("nan"),
-                       peak_memory_mb=peak_memory_mb(device), history=history)
+    memory = peak_memory_mb(device)
+    for s in members:
+        if s.error is not None:
+            results[s.position] = s.error
+            continue
+        results[s.position] = TrainResult(
+            dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
+            train_examples_per_s=s.seen / train_time if train_time else float("nan"),
+            peak_memory_mb=memory, history=s.history, group_size=len(students))
+    return results
+
+
+def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: TokenizedSplit, dev_labels: list,
+               task: TaskSpec, ttype, device: torch.device) -> None:
+    """A student's end of epoch: the finiteness check, its losses and dev metrics logged in one
+    batch, its ``on_epoch_end``."""
+    _check_finite(s.recorded.get("train_loss", []), s.first_step)
+    points: list[tuple[str, float, int]] = []
+    for key, values in s.recorded.items():
+        host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
+        points += [(key, v, s.first_step + i) for i, v in enumerate(host)]
+    s.dev_metrics = ttype.evaluate(s.spec.model, dev_loader, dev_data, dev_labels, task, device)
+    points += [(f"dev_{k}", float(v), epoch) for k, v in s.dev_metrics.items()]
+    s.history.append({"epoch": epoch, **s.dev_metrics})
+    if s.spec.log_metrics:
+        s.spec.log_metrics(points)
+    if s.spec.on_epoch_end:
+        s.spec.on_epoch_end(epoch, s.spec.model, s.dev_metrics)
 
 
 def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Distillation, batch: dict,
@@ -373,6 +592,11 @@ def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Dist
 
     return teacher_loss(s_logits, t_logits, params, objective.task_type)
 
+
+#: Iterators of the training loader opened per epoch, each drawing one number from the global
+#: generator (the dropout stream): the loop opens one, and so did the progress bar of tqdm.auto
+#: (its asyncio wrapper) when the loop iterated the bar; kept so cells train as they always did.
+LOADER_OPENS = 2
 
 #: Steps between reads of the loss's finiteness (each read is a host synchronisation on a GPU).
 CHECK_EVERY = 50
