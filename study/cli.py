@@ -73,7 +73,7 @@ def run(
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="ray: retries of a task whose worker died (default 2)."),
     local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
     claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
-    group_size: int = typer.Option(8, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many; 1: one cell at a time."),
+    group_size: int = typer.Option(1, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1 (default): one cell at a time."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()

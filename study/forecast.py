@@ -95,13 +95,16 @@ def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
     """Rates from the FINISHED cell runs (``Tracker.cell_runs()``) and teacher runs of a store:
     the median over cells of ``wall_time_s / (train_examples * epochs)`` per (device, student,
     kind). Kinds are read from the logged params (``prediction.alpha``, ``intermediate.count``,
-    ``mixup.alpha``)."""
+    ``mixup.alpha``). Cells trained in a group (``group_size`` above 1) are left out: their
+    ``wall_time_s`` is the whole group's."""
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for cell_runs in runs.values():
         for run in cell_runs:
             if run.info.status != "FINISHED":
                 continue
             p, m, t = run.data.params, run.data.metrics, run.data.tags
+            if m.get("group_size", 1) > 1:
+                continue
             try:
                 n = m["train_examples"] * int(p["epochs"])
                 wall = m["wall_time_s"]

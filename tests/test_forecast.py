@@ -50,3 +50,21 @@ def test_shipped_calibration_covers_the_cpu_kinds():
     for kind in fc.KINDS:
         assert cal.rate("cpu", "L2_H384", kind)[0] > 0
     assert cal.teacher_rate("cpu", "sentence-transformers/all-MiniLM-L6-v2") > 0
+
+
+def _run(wall, examples, group_size=None, alpha="0.5"):
+    from types import SimpleNamespace
+
+    metrics = {"wall_time_s": wall, "train_examples": examples}
+    if group_size is not None:
+        metrics["group_size"] = group_size
+    return SimpleNamespace(info=SimpleNamespace(status="FINISHED"),
+                           data=SimpleNamespace(params={"epochs": "1", "student": "L2_H384", "prediction.alpha": alpha},
+                                                metrics=metrics, tags={"study.device": "cpu"}))
+
+
+def test_store_calibration_leaves_grouped_cells_out():
+    # A grouped cell's wall time is its whole group's: read as one cell's, it would forecast 8x.
+    runs = {"a": [_run(10.0, 1000)], "b": [_run(80.0, 1000, group_size=8)], "c": [_run(12.0, 1000, group_size=1)]}
+    cal = fc.store_calibration(runs, [])
+    assert cal.train[("cpu", "L2_H384", "logits")] == pytest.approx(0.011)  # median of 0.010 and 0.012
