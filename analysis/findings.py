@@ -8,8 +8,9 @@ with the grid's other factors and the dataset as terms), and a verdict with its 
 
 Verdicts follow one rule per test, stated in the finding's ``rule``: ``reproduced`` when the
 interval lies on the paper's side, ``not reproduced`` when it lies on the other side,
-``inconclusive`` when it straddles (too few seeds or datasets at this scale), and ``not testable``
-when the grid has no runs or lacks the factor.
+``inconclusive`` when it straddles (too few seeds or datasets at this scale), ``not testable``
+when the grid's runs lack the factor or the design cannot answer the claim (e.g. too few
+datasets), and ``not run`` when the store holds no finished run of the claim's grid.
 
 Intervals come from a cluster bootstrap: the replicate units are the (dataset, seed) pairs of the
 grid, resampled with replacement (2,000 draws, ``numpy.random.default_rng(0)``), every comparison
@@ -34,7 +35,7 @@ from study.registry import StudyConfigError, lookup
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
 UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples
 N_BOOT = 2000
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run")
 
 
 @dataclass(frozen=True)
@@ -504,7 +505,7 @@ def describe(df: pd.DataFrame, claim: Claim) -> Finding:
 def evaluate(claims: list[Claim], tracking_uri: str | None = None,
              loader: Callable[[str, str | None], pd.DataFrame] | None = None) -> list[Finding]:
     """Each claim's finding, reading each grid once from ``tracking_uri``. A grid without runs
-    gives ``not testable`` findings, never an error."""
+    gives ``not run`` findings (with the command that runs it), never an error."""
     from analysis.table import load_runs, treatment_factors
 
     loader = loader or load_runs
@@ -518,12 +519,12 @@ def evaluate(claims: list[Claim], tracking_uri: str | None = None,
                     raise ValueError("no finished runs")
                 df.attrs.setdefault("treatments", treatment_factors(df))
                 tables[claim.grid] = df
-            except Exception as exc:  # noqa: BLE001 - reported in the finding
-                first = " ".join(str(exc).split()).split(". ")[0]
-                tables[claim.grid] = f"no runs of grid {claim.grid} in the store ({first}): run `study run --grid {claim.grid}`"
+            except Exception:  # noqa: BLE001 - reported in the finding
+                tables[claim.grid] = (f"no finished run of grid {claim.grid} in this store: "
+                                      f"run `study run --grid {claim.grid}`")
         df = tables[claim.grid]
         if isinstance(df, str):
-            out.append(_not_testable(claim, df))
+            out.append(Finding(claim, "not run", df))
             continue
         finding = TESTS[claim.test](df, claim)
         finding.n_runs = finding.n_runs or len(df)

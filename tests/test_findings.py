@@ -121,7 +121,7 @@ def test_missing_factor_and_unreadable_grid_are_not_testable():
 
     out = findings.evaluate([Claim("c", "p", "s", "g1", "contrast", {"factor": "init", "a": "lower", "b": "upper"})],
                             loader=loader)
-    assert out[0].verdict == "not testable" and "study run --grid g1" in out[0].reason
+    assert out[0].verdict == "not run" and "study run --grid g1" in out[0].reason
 
 
 def test_one_unit_is_never_a_verdict():
@@ -161,5 +161,5 @@ def test_cli_on_an_empty_store(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    assert text.count("**not testable**") == len(findings.load_claims())
+    assert text.count("**not run**") == len(findings.load_claims())
     assert "study run --grid wang2023-cpu" in text
