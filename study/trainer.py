@@ -29,6 +29,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from study.data import Split, TaskSpec
 from study.metrics import compute_metrics
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
+from study.tasktypes.base import FeatureDataset
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -41,7 +42,7 @@ def derive_seed(seed: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-class TokenizedSplit(torch.utils.data.Dataset):
+class TokenizedSplit(FeatureDataset):
     """A split tokenised once without padding; batches are padded per batch by the collator."""
 
     def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, regression: bool):
@@ -54,17 +55,6 @@ class TokenizedSplit(torch.utils.data.Dataset):
         for i, (feat, label) in enumerate(zip(self.features, split.labels)):
             feat["labels"] = torch.tensor(label, dtype=dtype)
             feat["idx"] = i  # row of this example in a teacher-logit cache
-
-    @property
-    def lengths(self) -> list[int]:
-        """Token count of each example (no padding)."""
-        return [len(f["input_ids"]) for f in self.features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.features[i]
 
 
 def select_device(device: str = "auto") -> torch.device:

@@ -34,6 +34,25 @@ TASK_TYPES: dict[str, "TaskType"] = {}
 _LOADED = False
 
 
+class FeatureDataset(torch.utils.data.Dataset):
+    """Tokenised features kept unpadded (``self.features``: one dict per feature with
+    ``input_ids`` and the type's targets); batches are padded per batch by the type's collator.
+    Every task type's tokenised split derives from it."""
+
+    features: list[dict]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Token count of each feature (no padding)."""
+        return [len(f["input_ids"]) for f in self.features]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
 def register(*names: str):
     """Class decorator: register an instance of the class under each ``task_type`` name.
 

@@ -32,7 +32,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from study.registry import StudyConfigError
 from study.tasktypes import _squad_v1
-from study.tasktypes.base import TaskType, register
+from study.tasktypes.base import FeatureDataset, TaskType, register
 
 _KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
          "metrics", "score", "hub", "notes", "description", "doc_stride", "max_answer_length", "n_best"}
@@ -106,7 +106,7 @@ def read_squad(text: str, where: str):
     return out
 
 
-class Windows(torch.utils.data.Dataset):
+class Windows(FeatureDataset):
     """Windows of (question, context) pairs (see the module docstring). Per window, ``example``
     is the question's row in the split and ``offsets`` the (start, end) characters of each token,
     None outside the context."""
@@ -132,16 +132,6 @@ class Windows(torch.utils.data.Dataset):
             self.features.append(feat)
             self.example.append(ex)
             self.offsets.append(offsets)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.features[i]
 
 
 def answer_positions(offsets: list[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:

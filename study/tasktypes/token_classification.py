@@ -23,7 +23,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from study.registry import StudyConfigError
-from study.tasktypes.base import TaskType, register
+from study.tasktypes.base import FeatureDataset, TaskType, register
 
 IGNORE = -100
 _KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
@@ -78,7 +78,7 @@ def align_labels(word_ids: list[int | None], word_tags: list[int]) -> list[int]:
     return out
 
 
-class TokenizedWords(torch.utils.data.Dataset):
+class TokenizedWords(FeatureDataset):
     """Sentences tokenised once (no padding), labels aligned to first sub-tokens; ``word_ids`` per
     feature maps each token position to its word (None for specials)."""
 
@@ -94,16 +94,6 @@ class TokenizedWords(torch.utils.data.Dataset):
             feat["labels"] = align_labels(self.word_ids[i], tags)
             feat["idx"] = i
             self.features.append(feat)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.features[i]
 
 
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
