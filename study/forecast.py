@@ -1,8 +1,8 @@
 """A forecast before the spend: how long a grid's pending cells and teachers will take here.
 
-The cost of a cell is modelled as ``seconds = rate * train_examples * epochs + eval_rate *
-dev_examples * epochs``, with ``rate`` (seconds per training example) depending on the student
-size, the kind of objective and the device, and ``eval_rate`` on the student size. Rates come
+The cost of a cell is modelled as ``seconds = rate * train_examples * epochs``, with ``rate``
+(wall seconds per training example, the dev evaluation after each epoch included) depending on
+the student size, the kind of objective and the device. Rates come
 from calibration figures: the FINISHED runs already in the store (their ``wall_time_s``,
 ``train_examples`` and the cell's budget), else the figures shipped in
 ``study/calibration.json`` (measured on a 2-core CPU; see its ``measured`` note). A size never
@@ -10,6 +10,12 @@ measured is scaled from the nearest measured one by its non-embedding parameter 
 
 A task type whose examples cost more than a sentence (extractive QA: several windows of up to
 ``max_length`` tokens per question) scales the example count by its ``cost_factor``.
+
+A wall time measured while other work shared the CPU says nothing about this device: on 2 cores,
+a second training process halves each one's speed. So a CPU run's figure counts only when the run
+had its cores (``cpu_share``: the process's CPU seconds over wall seconds times torch's threads,
+at least ``MIN_CPU_SHARE``); runs that did not log their CPU seconds (from before it was logged)
+are left out too.
 
 Kinds of objective (what a training step costs): ``plain`` (no teacher: alpha 0, no
 intermediate loss, no mix-up), ``logits`` (the teacher's cached logits), ``features`` (the
@@ -28,6 +34,29 @@ from study.models import StudentSize
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 KINDS = ("plain", "logits", "features")
+#: A CPU run that had less of its cores than this shared the machine: not a calibration figure.
+#: Alone, a 2-core run measures about 0.99; beside a second training process about 0.5.
+MIN_CPU_SHARE = 0.8
+
+
+def cpu_share(metrics: dict[str, float]) -> float | None:
+    """The share of its cores a run had: ``cpu_time_s / (wall_time_s * cpu_threads)`` (CPU
+    seconds of the process, all threads, over the wall seconds of the same span), or None when
+    the run did not log them."""
+    try:
+        share = metrics["cpu_time_s"] / (metrics["wall_time_s"] * metrics["cpu_threads"])
+    except (KeyError, ZeroDivisionError):
+        return None
+    return share if share == share else None
+
+
+def _alone(metrics: dict[str, float], device: str) -> bool:
+    """Whether a run's wall time is a calibration figure: any non-CPU run; a CPU run with
+    ``cpu_share`` of at least ``MIN_CPU_SHARE``."""
+    if device != "cpu":
+        return True
+    share = cpu_share(metrics)
+    return share is not None and share >= MIN_CPU_SHARE
 
 
 def objective_kind(cell) -> str:
@@ -96,14 +125,15 @@ def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
     the median over cells of ``wall_time_s / (train_examples * epochs)`` per (device, student,
     kind). Kinds are read from the logged params (``prediction.alpha``, ``intermediate.count``,
     ``mixup.alpha``). Cells trained in a group (``group_size`` above 1) are left out: their
-    ``wall_time_s`` is the whole group's."""
+    ``wall_time_s`` is the whole group's; so are CPU runs that shared the machine or did not log
+    their CPU seconds (``_alone``)."""
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for cell_runs in runs.values():
         for run in cell_runs:
             if run.info.status != "FINISHED":
                 continue
             p, m, t = run.data.params, run.data.metrics, run.data.tags
-            if m.get("group_size", 1) > 1:
+            if m.get("group_size", 1) > 1 or not _alone(m, t.get("study.device", "cpu")):
                 continue
             try:
                 n = m["train_examples"] * int(p["epochs"])
@@ -123,7 +153,8 @@ def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
             n = int(p["max_train_examples"]) * int(p["epochs"])
         except (KeyError, ValueError):
             continue  # the whole training set: its size is not logged with the run
-        if run.info.status == "FINISHED" and "wall_time_s" in m:
+        device = run.data.tags.get("study.device", "cpu")
+        if run.info.status == "FINISHED" and "wall_time_s" in m and _alone(m, device):
             teachers[(run.data.tags.get("study.device", "cpu"), p.get("teacher", ""))].append(m["wall_time_s"] / n)
     return Calibration({k: statistics.median(v) for k, v in samples.items()},
                        {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs")

@@ -156,6 +156,8 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
         ("train_examples", len(prep.train_ds), 0),
         ("student_parameters", n_params, 0),
         ("group_size", result.group_size, 0),
+        ("cpu_time_s", result.cpu_time_s, 0),
+        ("cpu_threads", result.cpu_threads, 0),
     ])
     if lookup is None:
         tracker.finish(prep.run_id)

@@ -247,7 +247,9 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                            desc=f"teacher {spec.dataset}", on_epoch_end=keeper)
             tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
                                          ("train_examples_per_s", result.train_examples_per_s, 0),
-                                         ("peak_memory_mb", result.peak_memory_mb, 0)])
+                                         ("peak_memory_mb", result.peak_memory_mb, 0),
+                                         ("cpu_time_s", result.cpu_time_s, 0),
+                                         ("cpu_threads", result.cpu_threads, 0)])
             model.save_pretrained(tmp)
             checkpoints = {}
             for name, (_, epoch, dev, state) in keeper.best.items():

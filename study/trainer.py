@@ -84,6 +84,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     #: students trained together on the same batches (``train_group``); costs are the group's
     group_size: int = 1
+    #: CPU seconds this process spent (all its threads, ``time.process_time``) over ``wall_time_s``
+    cpu_time_s: float = float("nan")
+    #: intra-op threads torch used (``torch.get_num_threads()``): with ``cpu_time_s`` and
+    #: ``wall_time_s``, the share of its cores the run had (``study.forecast.cpu_share``)
+    cpu_threads: int = 0
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -414,7 +419,7 @@ def train_group(
     Raises:
         ValueError: the students differ in seed, batch size or epochs.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if not students:
         return []
     first = students[0]
@@ -525,7 +530,7 @@ def train_group(
                 s.tap.remove()
         if t_tap is not None:
             t_tap.remove()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     memory = peak_memory_mb(device)
     for s in members:
         if s.error is not None:
@@ -534,7 +539,8 @@ def train_group(
         results[s.position] = TrainResult(
             dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
             train_examples_per_s=s.seen / train_time if train_time else float("nan"),
-            peak_memory_mb=memory, history=s.history, group_size=len(students))
+            peak_memory_mb=memory, history=s.history, group_size=len(students), cpu_time_s=cpu,
+            cpu_threads=torch.get_num_threads())
     return results
 
 

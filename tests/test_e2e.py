@@ -19,6 +19,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from study.forecast import cpu_share
+
 pytestmark = pytest.mark.slow
 
 TINY = {
@@ -66,6 +68,8 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
     assert len(t["study.cell_id"]) == 16 and t["study.grid"] == "tiny" and t["study.device"] == "cpu"
     assert 0.0 <= m["dev_score"] <= 1.0 and m["dev_score"] == m["dev_accuracy"]
     assert m["train_examples_per_s"] > 0 and m["wall_time_s"] > 0 and m["peak_memory_mb"] > 0
+    # the CPU seconds the forecast's calibration reads to tell a run alone from one that shared
+    assert m["cpu_threads"] >= 1 and 0 < m["cpu_time_s"] and 0 < cpu_share(m) <= 1.05
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert [h.step for h in history] == [1, 2, 3, 4]  # 64 examples / batch 16, one point per step
@@ -73,6 +77,7 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
 
     teachers = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
     assert len(teachers) == 1 and teachers[0].info.status == "FINISHED"
+    assert cpu_share(teachers[0].data.metrics) is not None
     assert m["teacher_dev_score"] == teachers[0].data.metrics["dev_score"]
     assert (isolated_runs / "teachers" / t["study.teacher_id"] / "teacher.json").exists()
 

@@ -52,15 +52,17 @@ def test_shipped_calibration_covers_the_cpu_kinds():
     assert cal.teacher_rate("cpu", "sentence-transformers/all-MiniLM-L6-v2") > 0
 
 
-def _run(wall, examples, group_size=None, alpha="0.5"):
+def _run(wall, examples, group_size=None, alpha="0.5", cpu_share=0.99, device="cpu"):
     from types import SimpleNamespace
 
     metrics = {"wall_time_s": wall, "train_examples": examples}
+    if cpu_share is not None:
+        metrics.update(cpu_time_s=cpu_share * wall * 2, cpu_threads=2)
     if group_size is not None:
         metrics["group_size"] = group_size
     return SimpleNamespace(info=SimpleNamespace(status="FINISHED"),
                            data=SimpleNamespace(params={"epochs": "1", "student": "L2_H384", "prediction.alpha": alpha},
-                                                metrics=metrics, tags={"study.device": "cpu"}))
+                                                metrics=metrics, tags={"study.device": device}))
 
 
 def test_store_calibration_leaves_grouped_cells_out():
@@ -68,3 +70,17 @@ def test_store_calibration_leaves_grouped_cells_out():
     runs = {"a": [_run(10.0, 1000)], "b": [_run(80.0, 1000, group_size=8)], "c": [_run(12.0, 1000, group_size=1)]}
     cal = fc.store_calibration(runs, [])
     assert cal.train[("cpu", "L2_H384", "logits")] == pytest.approx(0.011)  # median of 0.010 and 0.012
+
+
+def test_store_calibration_leaves_runs_that_shared_the_cpu_out():
+    # 2 cores: alone a run gets ~0.99 of them; beside a second training process ~0.5, and its
+    # wall time (twice as long) would double the forecast.
+    runs = {"alone": [_run(10.0, 1000)], "shared": [_run(20.0, 1000, cpu_share=0.5)],
+            "unlogged": [_run(30.0, 1000, cpu_share=None)]}
+    cal = fc.store_calibration(runs, [])
+    assert cal.train == {("cpu", "L2_H384", "logits"): pytest.approx(0.010)}
+    assert fc.cpu_share({"cpu_time_s": 19.8, "wall_time_s": 10.0, "cpu_threads": 2}) == pytest.approx(0.99)
+    assert fc.cpu_share({"wall_time_s": 10.0}) is None
+    # a GPU run's wall time counts whatever its CPU share (the host waits on the device)
+    gpu = fc.store_calibration({"g": [_run(5.0, 1000, cpu_share=0.1, device="cuda")]}, [])
+    assert gpu.train == {("cuda", "L2_H384", "logits"): pytest.approx(0.005)}
