@@ -174,24 +174,29 @@ class Forecast:
     teacher_seconds: dict[str, float]
     basis: dict[str, str]
     source: str
+    #: seconds that groups save: the teacher passes their students share (``group_savings``)
+    group_saving_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        return sum(self.cell_seconds.values()) + sum(self.teacher_seconds.values())
+        return sum(self.cell_seconds.values()) + sum(self.teacher_seconds.values()) - self.group_saving_s
 
 
 def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibration: Calibration,
-             device: str) -> Forecast:
+             device: str, groups: list | None = None) -> Forecast:
     """Forecast the wall time of training ``cells`` and fine-tuning ``teachers`` (TeacherSpecs)
     on ``device``.
 
     Args:
         train_sizes: dataset -> number of training examples before subsampling.
+        groups: the units the cells train in (``study.work.work_units``: objects with
+            ``.cells``); a group runs the teacher once per batch for all its students, so every
+            ``features`` student after the first saves its teacher pass (``group_savings``).
 
     Raises:
         LookupError: no calibration figure for a kind of objective or teachers on this device.
     """
-    cell_s, basis = {}, {}
+    cell_s, basis, examples = {}, {}, {}
     for cell in cells:
         tr = cell.training
         n = min(tr["max_train_examples"] or train_sizes[cell.dataset], train_sizes[cell.dataset])
@@ -204,10 +209,29 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
         rate, how = calibration.rate(device, cell.student, objective_kind(cell))
         cell_s[cell.cell_id] = rate * n * tr["epochs"]
         basis[f"{cell.student} {objective_kind(cell)}"] = how
+        examples[cell.cell_id] = n * tr["epochs"]
     teacher_s = {}
     for spec in teachers:
         s = spec.settings
         n = min(s["max_train_examples"] or train_sizes[spec.dataset], train_sizes[spec.dataset])
         n *= _cost_factor(spec.dataset, s["max_length"])
         teacher_s[spec.teacher_id] = calibration.teacher_rate(device, spec.identity["teacher"]["model"]) * n * s["epochs"]
-    return Forecast(cell_s, teacher_s, basis, calibration.source)
+    saving = group_savings(groups or [], examples, calibration, device)
+    return Forecast(cell_s, teacher_s, basis, calibration.source, saving)
+
+
+def group_savings(groups: list, examples: dict[str, float], calibration: Calibration, device: str) -> float:
+    """Seconds saved by training each group's cells together: in a group, the teacher runs once
+    per batch, so each ``features`` student after the first saves a teacher pass, priced as the
+    difference between its ``features`` and ``logits`` rates (what running the teacher every step
+    adds) times its training examples (``examples``: cell id -> examples x epochs). Logit-only
+    students read cached logits alone or grouped, and their own steps cost the same either way.
+    A model: it leaves out what sharing batches may save besides (data loading, one dev pass)."""
+    saved = 0.0
+    for unit in groups:
+        feats = [c for c in unit.cells if c.cell_id in examples and objective_kind(c) == "features"]
+        for cell in feats[1:]:
+            extra = (calibration.rate(device, cell.student, "features")[0]
+                     - calibration.rate(device, cell.student, "logits")[0])
+            saved += max(extra, 0.0) * examples[cell.cell_id]
+    return saved

@@ -340,8 +340,8 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
             console: Console, group_size: int = 1) -> None:
     """What ``study run --dry-run`` prints: every cell, its state and the group it would train
     in (``study.work.work_units`` with ``group_size``), the teachers still to fine-tune, and a
-    forecast of the wall time on this device (``study.forecast``; cell by cell, so grouping's
-    savings are not in it). Writes nothing.
+    forecast of the wall time on this device (``study.forecast``: cell by cell, less the teacher
+    passes that grouped students share). Writes nothing.
 
     Raises:
         StudyConfigError: a bad grid or data directory.
@@ -373,11 +373,13 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
     teacher_runs = [r for runs in tracker.runs("teachers", "teacher", "study.teacher_id").values() for r in runs]
     calibration = fc.merged(fc.store_calibration(tracker.cell_runs(), teacher_runs), fc.shipped_calibration())
     try:
-        f = fc.forecast(pending, to_fit, sizes, calibration, dev)
+        f = fc.forecast(pending, to_fit, sizes, calibration, dev, groups=units)
     except LookupError as exc:
         console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: {exc}")
         return
     console.print(f"teachers to fine-tune: {len(to_fit)} ({sum(f.teacher_seconds.values()) / 60:.1f} min); "
-                  f"cells to train: {len(pending)} ({sum(f.cell_seconds.values()) / 60:.1f} min)")
+                  f"cells to train: {len(pending)} ({sum(f.cell_seconds.values()) / 60:.1f} min"
+                  + (f", less {f.group_saving_s / 60:.1f} min of teacher passes shared in groups)"
+                     if f.group_saving_s else ")"))
     console.print(f"forecast on {dev}: {f.total_s / 60:.1f} min in all "
                   f"(rates: {f.source}; {', '.join(f'{k}: {v}' for k, v in sorted(f.basis.items()))})")

@@ -84,3 +84,20 @@ def test_store_calibration_leaves_runs_that_shared_the_cpu_out():
     # a GPU run's wall time counts whatever its CPU share (the host waits on the device)
     gpu = fc.store_calibration({"g": [_run(5.0, 1000, cpu_share=0.1, device="cuda")]}, [])
     assert gpu.train == {("cuda", "L2_H384", "logits"): pytest.approx(0.005)}
+
+
+def test_a_group_shares_its_teacher_pass():
+    from study.work import work_units
+
+    spec = {**SPEC, "axes": {"dataset": ["sst2"], "student": ["L2_H384"],
+                             "objective": ["ce", "logit_kd", "logit_mse", "attention_kl", "hidden_mse"]}}
+    cells = [c for c in parse_grid(spec).cells()]
+    feats = [c for c in cells if fc.objective_kind(c) == "features"]
+    assert len(feats) == 2
+    alone = fc.forecast(cells, [], {"sst2": 67349}, calibration(), "cpu", groups=work_units(cells, 1))
+    grouped = fc.forecast(cells, [], {"sst2": 67349}, calibration(), "cpu", groups=work_units(cells, 8))
+    assert alone.group_saving_s == 0 and alone.total_s == pytest.approx(sum(alone.cell_seconds.values()))
+    # one group of five: the second features student saves (0.04 - 0.02) s per example
+    assert len(work_units(cells, 8)) == 1
+    assert grouped.group_saving_s == pytest.approx((0.04 - 0.02) * 500 * 3)
+    assert grouped.total_s == pytest.approx(alone.total_s - grouped.group_saving_s)
