@@ -235,7 +235,7 @@ def test_paper_grids_vary_what_their_papers_vary():
     distiller = load_grid("distiller")
     assert {"intermediate.loss", "intermediate.mapping", "prediction.distance", "augmentation",
             "mixup.alpha"} <= set(distiller.factors)
-    assert len(distiller.validate()) == 7 * 4 * 3 * 2 * 3 * 2 * 3
+    assert len(distiller.validate()) == 7 * 5 * 3 * 2 * 3 * 2 * 3
     assert "intermediate.alpha" in load_grid("distiller-mi-alpha").factors
     lu = load_grid("lu2022")
     assert {"student", "intermediate", "intermediate.mapping", "initialisation"} <= set(lu.factors)
