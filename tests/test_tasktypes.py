@@ -260,10 +260,10 @@ def test_a_users_squad_file_with_a_bad_answer_names_line(tmp_path):
 def test_augmentation_and_mixup_are_refused_on_ner_and_qa():
     from study.grid import parse_grid
 
-    for dataset in ("conll2003", "squad-devsplit"):
+    for dataset, what in (("conll2003", "the word tags"), ("squad-devsplit", "the answer spans")):
         grid = parse_grid({"name": "g", "axes": {"dataset": [dataset], "student": ["L2_H384"],
                                                 "objective": ["logit_kd"], "augmentation": ["eda"]}})
-        with pytest.raises(StudyConfigError, match=r"augmentation 'eda' .*use augmentation: none"):
+        with pytest.raises(StudyConfigError, match=rf"augmentation 'eda' .*{what}.*use augmentation: none"):
             grid.validate()
         grid = parse_grid({"name": "g", "axes": {"dataset": [dataset], "student": ["L2_H384"],
                                                 "objective": ["logit_kd"]}, "mixup": {"alpha": 0.4}})

@@ -160,9 +160,31 @@ class TaskType:
         return 1.0
 
     # ------------------------------------------------------------------ what a cell may use
+    #: what rewriting an input's text would break, for types whose labels point into the text
+    #: (word tags, answer spans): such a type refuses augmentation and mix-up (``refuse``)
+    labels_bound_to_text: str | None = None
+
     def refuse(self, cell) -> str | None:
-        """Why ``cell`` cannot run on a task of this type, or None."""
+        """Why ``cell`` cannot run on a task of this type, or None: where ``labels_bound_to_text``
+        says what would break, augmentation (it rewrites the text) and mix-up (it interpolates
+        whole inputs)."""
+        if self.labels_bound_to_text is None:
+            return None
+        if cell.augmentation != "none":
+            return (f"augmentation {cell.augmentation!r} rewrites the text, which would break "
+                    f"{self.labels_bound_to_text} of {self.name}; use augmentation: none.")
+        if cell.mixup:
+            return f"mix-up interpolates whole inputs; it is not defined for {self.name}."
         return None
+
+    @staticmethod
+    def scored(metrics: dict[str, float], spec, loss_sum: float, count: int) -> dict[str, float]:
+        """The dev metrics a task declares (``spec.metrics``), its ``score`` (the mean of
+        ``spec.score``'s metrics) and ``loss`` (``loss_sum / count``, nats per counted unit)."""
+        out = {m: metrics[m] for m in spec.metrics}
+        out["score"] = float(sum(out[m] for m in spec.score) / len(spec.score))
+        out["loss"] = loss_sum / max(count, 1)
+        return out
 
     def check_metrics(self, spec, where: str) -> None:
         """Raise StudyConfigError when the task lists a metric this type does not compute."""

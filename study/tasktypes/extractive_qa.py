@@ -186,6 +186,7 @@ class ExtractiveQA(TaskType):
     auto_class = AutoModelForQuestionAnswering
     metrics = ("exact_match", "f1")
     pad_values = {"context_mask": 0}
+    labels_bound_to_text = "the answer spans"
 
     def num_labels(self, spec) -> int:
         return 2
@@ -298,16 +299,5 @@ class ExtractiveQA(TaskType):
                 starts[j], ends[j] = host[row, :n, 0], host[row, :n, 1]
         opt = {**DEFAULTS, **spec.option}
         answers = postprocess(data, starts, ends, opt["n_best"], opt["max_answer_length"])
-        scores = _squad_v1.squad_scores(answers, labels)
-        out = {m: scores[m] for m in spec.metrics}
-        out["score"] = float(np.mean([out[m] for m in spec.score]))
-        out["loss"] = total / max(count, 1)
-        return out
+        return self.scored(_squad_v1.squad_scores(answers, labels), spec, total, count)
 
-    def refuse(self, cell):
-        if cell.augmentation != "none":
-            return (f"augmentation {cell.augmentation!r} rewrites text, which would move the answer spans "
-                    "of extractive_qa; use augmentation: none.")
-        if cell.mixup:
-            return "mix-up interpolates whole inputs; it is not defined for extractive_qa."
-        return None

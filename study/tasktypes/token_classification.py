@@ -113,6 +113,7 @@ class TokenClassification(TaskType):
     auto_class = AutoModelForTokenClassification
     metrics = ("f1", "precision", "recall")
     pad_values = {"labels": IGNORE}
+    labels_bound_to_text = "the word tags"
 
     def parse(self, doc, where, root):
         from study import data
@@ -207,16 +208,5 @@ class TokenClassification(TaskType):
                     words[w] = names[int(pred_ids[i][pos])]
             gold.append([names[t] for t in tags])
             predicted.append(words)
-        out = entity_scores(gold, predicted)
-        out = {m: out[m] for m in spec.metrics}
-        out["score"] = float(np.mean([out[m] for m in spec.score]))
-        out["loss"] = total / max(count, 1)
-        return out
+        return self.scored(entity_scores(gold, predicted), spec, total, count)
 
-    def refuse(self, cell):
-        if cell.augmentation != "none":
-            return (f"augmentation {cell.augmentation!r} rewrites sentences, which would lose the word "
-                    "tags of token_classification; use augmentation: none.")
-        if cell.mixup:
-            return "mix-up interpolates whole inputs; it is not defined for token_classification."
-        return None
