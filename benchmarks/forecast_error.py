@@ -3,7 +3,11 @@
 For each grid named, the forecast is made as if every cell and its teachers were still to train,
 from the shipped calibration figures only (``study/calibration.json``: never from the grid's own
 runs), and compared with the measured wall time: the sum of its cells' ``wall_time_s`` and its
-teachers' fine-tuning. Prints one row per grid: forecast, measured, error in percent.
+teachers' fine-tuning (the driver's own overhead between cells, loading models and data, is not
+in it: compare with the `time` of the `study run` too). Prints one row per grid: forecast,
+measured, error in percent, and how many of the runs had the CPU to themselves (``cpu_share`` of
+at least ``MIN_CPU_SHARE``; "?" for runs from before it was logged): a wall time measured
+beside other work is no test of the forecast.
 
     python benchmarks/forecast_error.py --grid smoke --grid wang2023-cpu --data-dir ../shared/data
 """
@@ -30,26 +34,30 @@ def main() -> None:
     cal = fc.shipped_calibration()
     runs = tracker.cell_runs()
     teacher_runs = {tid: rs for tid, rs in tracker.runs("teachers", "teacher", "study.teacher_id").items()}
-    print(f"{'grid':<18}{'cells':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}")
+    print(f"{'grid':<18}{'cells':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}{'runs alone':>12}")
     for name in args.grid:
         grid = load_grid(name)
         cells = grid.validate()
         sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
         f = fc.forecast(cells, grid.teachers(), sizes, cal, args.device)
-        measured, missing = 0.0, 0
+        measured, missing, shares = 0.0, 0, []
         for cell in cells:
             done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]
             if done:
                 measured += done[0].data.metrics.get("wall_time_s", 0.0)
+                shares.append(fc.cpu_share(done[0].data.metrics))
             else:
                 missing += 1
         for spec in grid.teachers():
             done = [r for r in teacher_runs.get(spec.teacher_id, []) if r.info.status == "FINISHED"]
             if done:
                 measured += done[0].data.metrics.get("wall_time_s", 0.0)
+                shares.append(fc.cpu_share(done[0].data.metrics))
+        known = [x for x in shares if x is not None]
+        alone = f"{sum(x >= fc.MIN_CPU_SHARE for x in known)}/{len(shares)}" if known else "?"
         note = f"  ({missing} cells not finished)" if missing else ""
         err = 100 * (f.total_s - measured) / measured if measured else float("nan")
-        print(f"{name:<18}{len(cells):>6}{f.total_s / 60:>14.1f}{measured / 60:>14.1f}{err:>+9.0f}{note}")
+        print(f"{name:<18}{len(cells):>6}{f.total_s / 60:>14.1f}{measured / 60:>14.1f}{err:>+9.0f}{alone:>12}{note}")
 
 
 if __name__ == "__main__":
