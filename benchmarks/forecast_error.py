@@ -39,7 +39,9 @@ def main() -> None:
         grid = load_grid(name)
         cells = grid.validate()
         sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
-        f = fc.forecast(cells, grid.teachers(), sizes, cal, args.device)
+        keys = {(c.dataset, c.training["max_length"], c.teacher.settings["model"]) for c in cells}
+        keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in grid.teachers()}
+        f = fc.forecast(cells, grid.teachers(), sizes, cal, args.device, tokens=fc.example_tokens(keys, data))
         measured, missing, shares = 0.0, 0, []
         for cell in cells:
             done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]

@@ -1,15 +1,20 @@
 """A forecast before the spend: how long a grid's pending cells and teachers will take here.
 
-The cost of a cell is modelled as ``seconds = rate * train_examples * epochs``, with ``rate``
-(wall seconds per training example, the dev evaluation after each epoch included) depending on
-the student size, the kind of objective and the device. Rates come
+The cost of a cell is modelled as ``seconds = rate * train_examples * epochs * token_factor``,
+with ``rate`` (wall seconds per reference training example, the dev evaluation after each epoch
+included) depending on the student size, the kind of objective and the device, and
+``token_factor = (overhead + tokens) / (overhead + reference)``: ``tokens`` is the mean number of
+tokens the model reads per example of the dataset at the cell's ``max_length`` (every window of
+a long QA context; ``example_tokens`` measures it on a seeded sample with the teacher's
+tokenizer), ``reference`` the same for the example the rates are given for (SST-2 at length 64:
+13.2 tokens), ``overhead`` a step's per-example cost that does not grow with length, in tokens
+(18 on the 2-core CPU).
+Both are in ``study/calibration.json`` (fitted on tasks-cpu, 2026-12-05: seconds per example
+rise from 6-8 ms on CoLA, SST-2 and TREC at 12-13 tokens to 18 ms on MRPC at 53). Rates come
 from calibration figures: the FINISHED runs already in the store (their ``wall_time_s``,
 ``train_examples`` and the cell's budget), else the figures shipped in
 ``study/calibration.json`` (measured on a 2-core CPU; see its ``measured`` note). A size never
 measured is scaled from the nearest measured one by its non-embedding parameter count.
-
-A task type whose examples cost more than a sentence (extractive QA: several windows of up to
-``max_length`` tokens per question) scales the example count by its ``cost_factor``.
 
 A wall time measured while other work shared the CPU says nothing about this device: on 2 cores,
 a second training process halves each one's speed. So a CPU run's figure counts only when the run
@@ -81,6 +86,16 @@ class Calibration:
     train: dict[tuple[str, str, str], float] = field(default_factory=dict)
     teacher: dict[tuple[str, str], float] = field(default_factory=dict)
     source: str = ""
+    #: tokens of the example the rates are given for; a step's per-example overhead, in tokens
+    reference_tokens: float = 13.19
+    overhead_tokens: float = 18.0
+
+    def token_factor(self, tokens: float | None) -> float:
+        """What an example of ``tokens`` tokens costs against the reference example (1 when not
+        known)."""
+        if tokens is None:
+            return 1.0
+        return (self.overhead_tokens + tokens) / (self.overhead_tokens + self.reference_tokens)
 
     def rate(self, device: str, student: str, kind: str) -> tuple[float, str]:
         """(seconds per training example, how it was found). Raises LookupError with no figure."""
@@ -101,18 +116,38 @@ class Calibration:
         return statistics.median(same)
 
 
-def _cost_factor(dataset: str, max_length: int) -> float:
+def example_tokens(keys, data, sample: int = 256) -> dict[tuple[str, int], float]:
+    """Mean tokens per training example (``TaskType.tokens_per_example``) for each (dataset,
+    max_length, tokenizer model) of ``keys``, from ``data`` (a ``DataCache``); keyed by (dataset,
+    max_length). A dataset that cannot be read or tokenised here is left out (the forecast then
+    prices its examples as the reference one, and says so)."""
     from study.data import TASKS
+    from study.teacher import load_tokenizer
     from study.tasktypes import get_type
 
-    spec = TASKS.get(dataset)
-    return 1.0 if spec is None else get_type(spec.task_type).cost_factor(spec, max_length)
+    out: dict[tuple[str, int], float] = {}
+    tokenizers: dict[str, object] = {}
+    for dataset, max_length, model in sorted(set(keys), key=str):
+        if (dataset, max_length) in out or dataset not in TASKS:
+            continue
+        try:
+            if model not in tokenizers:
+                tokenizers[model] = load_tokenizer(model)
+            spec = TASKS[dataset]
+            split = data.raw(dataset)["train"]
+            out[(dataset, max_length)] = get_type(spec.task_type).tokens_per_example(
+                spec, split, tokenizers[model], int(max_length), sample)
+        except Exception:  # no hub, no files: the forecast says the tokens are unknown
+            continue
+    return out
 
 
 def shipped_calibration() -> Calibration:
     """The figures in ``study/calibration.json``."""
     data = json.loads(CALIBRATION_FILE.read_text())
-    cal = Calibration(source=f"{CALIBRATION_FILE.name} ({data.get('measured', '')})")
+    tokens = data.get("tokens", {})
+    cal = Calibration(source=f"{CALIBRATION_FILE.name} ({data.get('measured', '')})",
+                      reference_tokens=tokens.get("reference", 13.19), overhead_tokens=tokens.get("overhead", 18.0))
     for row in data["train"]:
         cal.train[(row["device"], row["student"], row["kind"])] = row["seconds_per_example"]
     for row in data["teacher"]:
@@ -120,13 +155,27 @@ def shipped_calibration() -> Calibration:
     return cal
 
 
-def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
+def store_calibration(runs: dict[str, list], teacher_runs: list,
+                      tokens: dict[tuple[str, int], float] | None = None,
+                      reference: Calibration | None = None) -> Calibration:
     """Rates from the FINISHED cell runs (``Tracker.cell_runs()``) and teacher runs of a store:
-    the median over cells of ``wall_time_s / (train_examples * epochs)`` per (device, student,
-    kind). Kinds are read from the logged params (``prediction.alpha``, ``intermediate.count``,
-    ``mixup.alpha``). Cells trained in a group (``group_size`` above 1) are left out: their
-    ``wall_time_s`` is the whole group's; so are CPU runs that shared the machine or did not log
-    their CPU seconds (``_alone``)."""
+    the median over cells of ``wall_time_s / (train_examples * epochs * token_factor)`` per
+    (device, student, kind), i.e. per reference example: ``tokens`` (``example_tokens``, keyed by
+    the runs' (dataset, max_length)) and ``reference``'s token figures (default: the shipped
+    ones) give each run's ``token_factor``; a run whose tokens are not known counts as 1. Kinds are
+    read from the logged params (``prediction.alpha``, ``intermediate.count``, ``mixup.alpha``).
+    Cells trained in a group (``group_size`` above 1) are left out: their ``wall_time_s`` is the
+    whole group's; so are CPU runs that shared the machine or did not log their CPU seconds
+    (``_alone``)."""
+    ref = reference or shipped_calibration()
+    tokens = tokens or {}
+
+    def factor(p: dict) -> float:
+        try:
+            return ref.token_factor(tokens.get((p["dataset"], int(p["max_length"]))))
+        except (KeyError, ValueError):
+            return 1.0
+
     samples: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for cell_runs in runs.values():
         for run in cell_runs:
@@ -144,7 +193,7 @@ def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
                 kind = "features"
             else:
                 kind = "plain" if float(p.get("prediction.alpha", "0.5")) == 0 else "logits"
-            samples[(t.get("study.device", "cpu"), p["student"], kind)].append(wall / n)
+            samples[(t.get("study.device", "cpu"), p["student"], kind)].append(wall / (n * factor(p)))
             break
     teachers: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in teacher_runs:
@@ -155,15 +204,17 @@ def store_calibration(runs: dict[str, list], teacher_runs: list) -> Calibration:
             continue  # the whole training set: its size is not logged with the run
         device = run.data.tags.get("study.device", "cpu")
         if run.info.status == "FINISHED" and "wall_time_s" in m and _alone(m, device):
-            teachers[(run.data.tags.get("study.device", "cpu"), p.get("teacher", ""))].append(m["wall_time_s"] / n)
+            teachers[(device, p.get("teacher", ""))].append(m["wall_time_s"] / (n * factor(p)))
     return Calibration({k: statistics.median(v) for k, v in samples.items()},
-                       {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs")
+                       {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs",
+                       reference_tokens=ref.reference_tokens, overhead_tokens=ref.overhead_tokens)
 
 
 def merged(primary: Calibration, fallback: Calibration) -> Calibration:
     """``primary``'s figures, completed by ``fallback``'s."""
     return Calibration({**fallback.train, **primary.train}, {**fallback.teacher, **primary.teacher},
-                       source=f"{primary.source}, completed by {fallback.source}")
+                       source=f"{primary.source}, completed by {fallback.source}",
+                       reference_tokens=fallback.reference_tokens, overhead_tokens=fallback.overhead_tokens)
 
 
 @dataclass
@@ -183,7 +234,8 @@ class Forecast:
 
 
 def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibration: Calibration,
-             device: str, groups: list | None = None) -> Forecast:
+             device: str, groups: list | None = None,
+             tokens: dict[tuple[str, int], float] | None = None) -> Forecast:
     """Forecast the wall time of training ``cells`` and fine-tuning ``teachers`` (TeacherSpecs)
     on ``device``.
 
@@ -192,6 +244,8 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
         groups: the units the cells train in (``study.work.work_units``: objects with
             ``.cells``); a group runs the teacher once per batch for all its students, so every
             ``features`` student after the first saves its teacher pass (``group_savings``).
+        tokens: (dataset, max_length) -> mean tokens per example (``example_tokens``); an
+            example of a pair not in it is priced as the reference example (``basis`` says so).
 
     Raises:
         LookupError: no calibration figure for a kind of objective or teachers on this device.
@@ -205,7 +259,7 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
         for step in cell.augmentation_steps:
             copies *= step["params"].get("n_aug", 1)
             factor += copies
-        n *= factor * _cost_factor(cell.dataset, tr["max_length"])
+        n *= factor * _token_factor(calibration, tokens, cell.dataset, tr["max_length"], basis)
         rate, how = calibration.rate(device, cell.student, objective_kind(cell))
         cell_s[cell.cell_id] = rate * n * tr["epochs"]
         basis[f"{cell.student} {objective_kind(cell)}"] = how
@@ -214,10 +268,18 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
     for spec in teachers:
         s = spec.settings
         n = min(s["max_train_examples"] or train_sizes[spec.dataset], train_sizes[spec.dataset])
-        n *= _cost_factor(spec.dataset, s["max_length"])
+        n *= _token_factor(calibration, tokens, spec.dataset, s["max_length"], basis)
         teacher_s[spec.teacher_id] = calibration.teacher_rate(device, spec.identity["teacher"]["model"]) * n * s["epochs"]
     saving = group_savings(groups or [], examples, calibration, device)
     return Forecast(cell_s, teacher_s, basis, calibration.source, saving)
+
+
+def _token_factor(calibration: Calibration, tokens: dict | None, dataset: str, max_length: int,
+                  basis: dict[str, str]) -> float:
+    known = (tokens or {}).get((dataset, int(max_length)))
+    if known is None:
+        basis[f"{dataset} tokens"] = "not known: priced as the reference example"
+    return calibration.token_factor(known)
 
 
 def group_savings(groups: list, examples: dict[str, float], calibration: Calibration, device: str) -> float:

@@ -371,9 +371,18 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
         console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: the data cannot be read ({exc})")
         return
     teacher_runs = [r for runs in tracker.runs("teachers", "teacher", "study.teacher_id").values() for r in runs]
-    calibration = fc.merged(fc.store_calibration(tracker.cell_runs(), teacher_runs), fc.shipped_calibration())
+    cell_runs = tracker.cell_runs()
+    keys = {(c.dataset, c.training["max_length"], c.teacher.settings["model"]) for c in pending}
+    keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in to_fit}
+    for run in [r for rs in cell_runs.values() for r in rs] + teacher_runs:  # the store's, to calibrate
+        p = run.data.params
+        if run.info.status == "FINISHED" and {"dataset", "max_length", "teacher"} <= set(p):
+            keys.add((p["dataset"], int(p["max_length"]), p["teacher"]))
+    tokens = fc.example_tokens(keys, data)
+    shipped = fc.shipped_calibration()
+    calibration = fc.merged(fc.store_calibration(cell_runs, teacher_runs, tokens, shipped), shipped)
     try:
-        f = fc.forecast(pending, to_fit, sizes, calibration, dev, groups=units)
+        f = fc.forecast(pending, to_fit, sizes, calibration, dev, groups=units, tokens=tokens)
     except LookupError as exc:
         console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: {exc}")
         return

@@ -52,7 +52,7 @@ def test_shipped_calibration_covers_the_cpu_kinds():
     assert cal.teacher_rate("cpu", "sentence-transformers/all-MiniLM-L6-v2") > 0
 
 
-def _run(wall, examples, group_size=None, alpha="0.5", cpu_share=0.99, device="cpu"):
+def _run(wall, examples, group_size=None, alpha="0.5", cpu_share=0.99, device="cpu", dataset="sst2", max_length=64):
     from types import SimpleNamespace
 
     metrics = {"wall_time_s": wall, "train_examples": examples}
@@ -61,7 +61,8 @@ def _run(wall, examples, group_size=None, alpha="0.5", cpu_share=0.99, device="c
     if group_size is not None:
         metrics["group_size"] = group_size
     return SimpleNamespace(info=SimpleNamespace(status="FINISHED"),
-                           data=SimpleNamespace(params={"epochs": "1", "student": "L2_H384", "prediction.alpha": alpha},
+                           data=SimpleNamespace(params={"epochs": "1", "student": "L2_H384", "prediction.alpha": alpha,
+                                                        "dataset": dataset, "max_length": str(max_length)},
                                                 metrics=metrics, tags={"study.device": device}))
 
 
@@ -101,3 +102,39 @@ def test_a_group_shares_its_teacher_pass():
     assert len(work_units(cells, 8)) == 1
     assert grouped.group_saving_s == pytest.approx((0.04 - 0.02) * 500 * 3)
     assert grouped.total_s == pytest.approx(alone.total_s - grouped.group_saving_s)
+
+
+def test_examples_are_priced_by_their_tokens(shared_data):
+    from study.datacache import DataCache
+
+    data = DataCache(shared_data)
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    tokens = fc.example_tokens({("sst2", 64, model), ("mrpc", 128, model), ("mrpc", 16, model),
+                                ("squad-devsplit", 256, model), ("no-such-set", 64, model)}, data)
+    assert set(tokens) == {("sst2", 64), ("mrpc", 128), ("mrpc", 16), ("squad-devsplit", 256)}
+    cal = fc.shipped_calibration()
+    # SST-2 at 64 is the calibration's reference example; MRPC's sentence pairs are about 4x as
+    # long; truncation at 16 caps them; a SQuAD question reads one or more windows of up to 256.
+    assert tokens[("sst2", 64)] == pytest.approx(cal.reference_tokens, abs=0.05)
+    assert 45 < tokens[("mrpc", 128)] < 60 and tokens[("mrpc", 16)] == 16
+    assert tokens[("squad-devsplit", 256)] > 150
+    spec = {**SPEC, "axes": {"dataset": ["sst2", "mrpc"], "student": ["L2_H384"], "objective": ["logit_kd"]},
+            "training": {"epochs": 1, "max_train_examples": 1000, "max_length": 128}}
+    cells = parse_grid(spec).cells()
+    f = fc.forecast(cells, [], {"sst2": 67349, "mrpc": 3668}, calibration(), "cpu",
+                    tokens={**tokens, ("sst2", 128): tokens[("sst2", 64)]})
+    by = {c.dataset: f.cell_seconds[c.cell_id] for c in cells}
+    ratio = (cal.overhead_tokens + tokens[("mrpc", 128)]) / (cal.overhead_tokens + tokens[("sst2", 64)])
+    assert by["mrpc"] / by["sst2"] == pytest.approx(ratio)
+    assert by["sst2"] == pytest.approx(0.02 * 1000 * cal.token_factor(tokens[("sst2", 64)]))
+    unknown = fc.forecast(cells, [], {"sst2": 67349, "mrpc": 3668}, calibration(), "cpu")
+    assert unknown.basis["mrpc tokens"] == "not known: priced as the reference example"
+
+
+def test_store_calibration_reads_rates_per_reference_example():
+    # the same per-reference-example rate measured on SST-2 (13 tokens) and on a set twice as costly
+    ref = fc.shipped_calibration()
+    long = 2 * (ref.overhead_tokens + ref.reference_tokens) - ref.overhead_tokens
+    runs = {"a": [_run(10.0, 1000)], "b": [_run(20.0, 1000, dataset="long", max_length=128)]}
+    cal = fc.store_calibration(runs, [], {("sst2", 64): ref.reference_tokens, ("long", 128): long}, ref)
+    assert cal.train == {("cpu", "L2_H384", "logits"): pytest.approx(0.010)}

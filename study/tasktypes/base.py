@@ -154,10 +154,17 @@ class TaskType:
         """The task's metrics (fractions), ``score`` (mean of its score metrics) and ``loss``."""
         raise NotImplementedError
 
-    def cost_factor(self, spec, max_length: int) -> float:
-        """Training cost of one example relative to a sequence-classification example of the
-        calibration (``study/calibration.json``: length 64); ``study.forecast`` scales by it."""
-        return 1.0
+    def tokens_per_example(self, spec, split, tokenizer, max_length: int, sample: int = 256) -> float:
+        """Mean tokens the model reads per example of ``split`` at ``max_length`` (every window of
+        a long one), over a seeded sample of ``sample`` examples tokenised as training tokenises
+        them (``tokenize``); what ``study.forecast`` prices an example by."""
+        import random
+
+        from study.data import Split
+
+        idx = sorted(random.Random(0).sample(range(len(split)), min(sample, len(split))))
+        sub = Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
+        return sum(self.tokenize(spec, sub, tokenizer, max_length).lengths) / max(len(sub), 1)
 
     # ------------------------------------------------------------------ what a cell may use
     #: what rewriting an input's text would break, for types whose labels point into the text
