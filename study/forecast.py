@@ -8,7 +8,7 @@ tokens the model reads per example of the dataset at the cell's ``max_length`` (
 a long QA context; ``example_tokens`` measures it on a seeded sample with the teacher's
 tokenizer), ``reference`` the same for the example the rates are given for (SST-2 at length 64:
 13.2 tokens), ``overhead`` a step's per-example cost that does not grow with length, in tokens
-(18 on the 2-core CPU).
+(on the 2-core CPU: 18 for the 2-layer students, about 1 for fine-tuning the 6-layer teacher).
 Both are in ``study/calibration.json`` (fitted on tasks-cpu, 2026-12-05: seconds per example
 rise from 6-8 ms on CoLA, SST-2 and TREC at 12-13 tokens to 18 ms on MRPC at 53). Rates come
 from calibration figures: the FINISHED runs already in the store (their ``wall_time_s``,
@@ -89,13 +89,15 @@ class Calibration:
     #: tokens of the example the rates are given for; a step's per-example overhead, in tokens
     reference_tokens: float = 13.19
     overhead_tokens: float = 18.0
+    teacher_overhead_tokens: float = 1.0
 
-    def token_factor(self, tokens: float | None) -> float:
+    def token_factor(self, tokens: float | None, teacher: bool = False) -> float:
         """What an example of ``tokens`` tokens costs against the reference example (1 when not
-        known)."""
+        known), for a student's training step or (``teacher``) the teacher's fine-tuning."""
         if tokens is None:
             return 1.0
-        return (self.overhead_tokens + tokens) / (self.overhead_tokens + self.reference_tokens)
+        overhead = self.teacher_overhead_tokens if teacher else self.overhead_tokens
+        return (overhead + tokens) / (overhead + self.reference_tokens)
 
     def rate(self, device: str, student: str, kind: str) -> tuple[float, str]:
         """(seconds per training example, how it was found). Raises LookupError with no figure."""
@@ -147,7 +149,8 @@ def shipped_calibration() -> Calibration:
     data = json.loads(CALIBRATION_FILE.read_text())
     tokens = data.get("tokens", {})
     cal = Calibration(source=f"{CALIBRATION_FILE.name} ({data.get('measured', '')})",
-                      reference_tokens=tokens.get("reference", 13.19), overhead_tokens=tokens.get("overhead", 18.0))
+                      reference_tokens=tokens.get("reference", 13.19), overhead_tokens=tokens.get("overhead", 18.0),
+                      teacher_overhead_tokens=tokens.get("teacher_overhead", 1.0))
     for row in data["train"]:
         cal.train[(row["device"], row["student"], row["kind"])] = row["seconds_per_example"]
     for row in data["teacher"]:
@@ -170,9 +173,9 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
     ref = reference or shipped_calibration()
     tokens = tokens or {}
 
-    def factor(p: dict) -> float:
+    def factor(p: dict, teacher: bool = False) -> float:
         try:
-            return ref.token_factor(tokens.get((p["dataset"], int(p["max_length"]))))
+            return ref.token_factor(tokens.get((p["dataset"], int(p["max_length"]))), teacher)
         except (KeyError, ValueError):
             return 1.0
 
@@ -204,17 +207,19 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
             continue  # the whole training set: its size is not logged with the run
         device = run.data.tags.get("study.device", "cpu")
         if run.info.status == "FINISHED" and "wall_time_s" in m and _alone(m, device):
-            teachers[(device, p.get("teacher", ""))].append(m["wall_time_s"] / (n * factor(p)))
+            teachers[(device, p.get("teacher", ""))].append(m["wall_time_s"] / (n * factor(p, teacher=True)))
     return Calibration({k: statistics.median(v) for k, v in samples.items()},
                        {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs",
-                       reference_tokens=ref.reference_tokens, overhead_tokens=ref.overhead_tokens)
+                       reference_tokens=ref.reference_tokens, overhead_tokens=ref.overhead_tokens,
+                       teacher_overhead_tokens=ref.teacher_overhead_tokens)
 
 
 def merged(primary: Calibration, fallback: Calibration) -> Calibration:
     """``primary``'s figures, completed by ``fallback``'s."""
     return Calibration({**fallback.train, **primary.train}, {**fallback.teacher, **primary.teacher},
                        source=f"{primary.source}, completed by {fallback.source}",
-                       reference_tokens=fallback.reference_tokens, overhead_tokens=fallback.overhead_tokens)
+                       reference_tokens=fallback.reference_tokens, overhead_tokens=fallback.overhead_tokens,
+                       teacher_overhead_tokens=fallback.teacher_overhead_tokens)
 
 
 @dataclass
@@ -268,18 +273,18 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
     for spec in teachers:
         s = spec.settings
         n = min(s["max_train_examples"] or train_sizes[spec.dataset], train_sizes[spec.dataset])
-        n *= _token_factor(calibration, tokens, spec.dataset, s["max_length"], basis)
+        n *= _token_factor(calibration, tokens, spec.dataset, s["max_length"], basis, teacher=True)
         teacher_s[spec.teacher_id] = calibration.teacher_rate(device, spec.identity["teacher"]["model"]) * n * s["epochs"]
     saving = group_savings(groups or [], examples, calibration, device)
     return Forecast(cell_s, teacher_s, basis, calibration.source, saving)
 
 
 def _token_factor(calibration: Calibration, tokens: dict | None, dataset: str, max_length: int,
-                  basis: dict[str, str]) -> float:
+                  basis: dict[str, str], teacher: bool = False) -> float:
     known = (tokens or {}).get((dataset, int(max_length)))
     if known is None:
         basis[f"{dataset} tokens"] = "not known: priced as the reference example"
-    return calibration.token_factor(known)
+    return calibration.token_factor(known, teacher)
 
 
 def group_savings(groups: list, examples: dict[str, float], calibration: Calibration, device: str) -> float:

@@ -138,3 +138,15 @@ def test_store_calibration_reads_rates_per_reference_example():
     runs = {"a": [_run(10.0, 1000)], "b": [_run(20.0, 1000, dataset="long", max_length=128)]}
     cal = fc.store_calibration(runs, [], {("sst2", 64): ref.reference_tokens, ("long", 128): long}, ref)
     assert cal.train == {("cpu", "L2_H384", "logits"): pytest.approx(0.010)}
+
+
+def test_teacher_fine_tuning_has_its_own_token_overhead():
+    cal = fc.shipped_calibration()
+    assert cal.token_factor(cal.reference_tokens, teacher=True) == pytest.approx(1.0)
+    # 100 tokens cost the 6-layer teacher nearly in proportion, the 2-layer student less so
+    assert cal.token_factor(100.0, teacher=True) == pytest.approx((1.0 + 100) / (1.0 + 13.19))
+    assert cal.token_factor(100.0) == pytest.approx((18.0 + 100) / (18.0 + 13.19))
+    spec = {**SPEC, "teacher": {"epochs": 1, "max_train_examples": 1000, "max_length": 128}}
+    grid = parse_grid(spec)
+    f = fc.forecast([], grid.teachers(), {"sst2": 67349}, calibration(), "cpu", tokens={("sst2", 128): 100.0})
+    assert sum(f.teacher_seconds.values()) == pytest.approx(0.1 * 1000 * cal.token_factor(100.0, teacher=True))
