@@ -1,6 +1,7 @@
 """How far the `study run --dry-run` forecast is from what a finished grid took.
 
-For each grid named, the forecast is made as if every cell and its teachers were still to train,
+For each grid named, the forecast is made as if its finished cells and their teachers were still
+to train (a grid stopped part-way is compared on what it finished),
 from the shipped calibration figures only (``study/calibration.json``: never from the grid's own
 runs), and compared with the measured wall time: the sum of its cells' ``wall_time_s`` and its
 teachers' fine-tuning (the driver's own overhead between cells, loading models and data, is not
@@ -41,7 +42,10 @@ def main() -> None:
         sizes = {d: len(data.raw(d)["train"]) for d in grid.axes["dataset"]}
         keys = {(c.dataset, c.training["max_length"], c.teacher.settings["model"]) for c in cells}
         keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in grid.teachers()}
-        f = fc.forecast(cells, grid.teachers(), sizes, cal, args.device, tokens=fc.example_tokens(keys, data))
+        finished = [c for c in cells if any(r.info.status == "FINISHED" for r in runs.get(c.cell_id, []))]
+        trained = {c.teacher.teacher_id for c in finished}
+        f = fc.forecast(finished, [t for t in grid.teachers() if t.teacher_id in trained], sizes, cal,
+                        args.device, tokens=fc.example_tokens(keys, data))
         measured, missing, shares = 0.0, 0, []
         for cell in cells:
             done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]
@@ -51,6 +55,8 @@ def main() -> None:
             else:
                 missing += 1
         for spec in grid.teachers():
+            if spec.teacher_id not in trained:
+                continue
             done = [r for r in teacher_runs.get(spec.teacher_id, []) if r.info.status == "FINISHED"]
             if done:
                 measured += done[0].data.metrics.get("wall_time_s", 0.0)
