@@ -10,7 +10,8 @@ Verdicts follow one rule per test, stated in the finding's ``rule``: ``reproduce
 interval lies on the paper's side, ``not reproduced`` when it lies on the other side,
 ``inconclusive`` when it straddles (too few seeds or datasets at this scale), ``not testable``
 when the grid's runs lack the factor or the design cannot answer the claim (e.g. too few
-datasets), and ``not run`` when the store holds no finished run of the claim's grid.
+datasets), ``not run`` when the store holds no finished run of the claim's grid, and
+``incomplete`` when the grid stopped part-way (``evaluate``'s ``expected``).
 
 Intervals come from a cluster bootstrap: the replicate units are the (dataset, seed) pairs of the
 grid, resampled with replacement (2,000 draws, ``numpy.random.default_rng(0)``), every comparison
@@ -35,7 +36,7 @@ from study.registry import StudyConfigError, lookup
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
 UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples
 N_BOOT = 2000
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -503,9 +504,12 @@ def describe(df: pd.DataFrame, claim: Claim) -> Finding:
 
 
 def evaluate(claims: list[Claim], tracking_uri: str | None = None,
-             loader: Callable[[str, str | None], pd.DataFrame] | None = None) -> list[Finding]:
+             loader: Callable[[str, str | None], pd.DataFrame] | None = None,
+             expected: dict[str, int] | None = None) -> list[Finding]:
     """Each claim's finding, reading each grid once from ``tracking_uri``. A grid without runs
-    gives ``not run`` findings (with the command that runs it), never an error."""
+    gives ``not run`` findings (with the command that runs it), never an error; a grid with
+    fewer finished cells than ``expected`` (grid -> its cell count) gives ``incomplete``
+    findings: a grid stopped part-way is an unbalanced design, and no verdict is drawn from it."""
     from analysis.table import load_runs, treatment_factors
 
     loader = loader or load_runs
@@ -525,6 +529,13 @@ def evaluate(claims: list[Claim], tracking_uri: str | None = None,
         df = tables[claim.grid]
         if isinstance(df, str):
             out.append(Finding(claim, "not run", df))
+            continue
+        want = (expected or {}).get(claim.grid)
+        if want is not None and len(df) < want:
+            out.append(Finding(claim, "incomplete", f"{len(df)} of the {want} cells of grid {claim.grid} have "
+                               f"finished: run `study run --grid {claim.grid}` to finish it (a grid stopped "
+                               "part-way is an unbalanced design, so no estimate is drawn from it)",
+                               n_runs=len(df)))
             continue
         finding = TESTS[claim.test](df, claim)
         finding.n_runs = finding.n_runs or len(df)

@@ -282,7 +282,15 @@ def findings_command(
         claims_list = fmod.load_claims(claims or fmod.CLAIMS_FILE)
     except StudyConfigError as exc:
         raise _fail(exc)
-    results = fmod.evaluate(claims_list, tracking_uri)
+    from study.grid import available_grids, load_grid
+
+    expected = {}
+    for name in {c.grid for c in claims_list} & set(available_grids()):
+        try:
+            expected[name] = len(load_grid(name).validate())
+        except StudyConfigError:
+            continue
+    results = fmod.evaluate(claims_list, tracking_uri, expected=expected)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "study findings" + (f" --claims {claims}" if claims else "")
     out.write_text(fmod.to_markdown(results, command))

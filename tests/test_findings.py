@@ -124,6 +124,16 @@ def test_missing_factor_and_unreadable_grid_are_not_testable():
     assert out[0].verdict == "not run" and "study run --grid g1" in out[0].reason
 
 
+def test_a_grid_stopped_part_way_gives_no_verdict():
+    df = table({"init": {"lower": 0.03, "upper": 0.0}})
+    c = Claim("c", "p", "s", "g", "contrast", {"factor": "init", "a": "lower", "b": "upper"})
+    whole = findings.evaluate([c], loader=lambda g, u: df, expected={"g": len(df)})
+    assert whole[0].verdict == "reproduced"
+    part = findings.evaluate([c], loader=lambda g, u: df, expected={"g": len(df) + 3})
+    assert part[0].verdict == "incomplete" and part[0].estimate is None
+    assert f"{len(df)} of the {len(df) + 3} cells" in part[0].reason and "study run --grid g" in part[0].reason
+
+
 def test_one_unit_is_never_a_verdict():
     df = table({"init": {"lower": 0.03, "upper": 0.0}}, datasets=("sst2",), seeds=(0,))
     out = findings.evaluate([Claim("c", "p", "s", "g", "contrast", {"factor": "init", "a": "lower", "b": "upper"})],
