@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from study.models import StudentSize
@@ -147,10 +147,10 @@ def example_tokens(keys, data, sample: int = 256) -> dict[tuple[str, int], float
 def shipped_calibration() -> Calibration:
     """The figures in ``study/calibration.json``."""
     data = json.loads(CALIBRATION_FILE.read_text())
-    tokens = data.get("tokens", {})
+    tokens = data["tokens"]
     cal = Calibration(source=f"{CALIBRATION_FILE.name} ({data.get('measured', '')})",
-                      reference_tokens=tokens.get("reference", 13.19), overhead_tokens=tokens.get("overhead", 18.0),
-                      teacher_overhead_tokens=tokens.get("teacher_overhead", 1.0))
+                      reference_tokens=tokens["reference"], overhead_tokens=tokens["overhead"],
+                      teacher_overhead_tokens=tokens["teacher_overhead"])
     for row in data["train"]:
         cal.train[(row["device"], row["student"], row["kind"])] = row["seconds_per_example"]
     for row in data["teacher"]:
@@ -208,18 +208,14 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
         device = run.data.tags.get("study.device", "cpu")
         if run.info.status == "FINISHED" and "wall_time_s" in m and _alone(m, device):
             teachers[(device, p.get("teacher", ""))].append(m["wall_time_s"] / (n * factor(p, teacher=True)))
-    return Calibration({k: statistics.median(v) for k, v in samples.items()},
-                       {k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs",
-                       reference_tokens=ref.reference_tokens, overhead_tokens=ref.overhead_tokens,
-                       teacher_overhead_tokens=ref.teacher_overhead_tokens)
+    return replace(ref, train={k: statistics.median(v) for k, v in samples.items()},
+                   teacher={k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs")
 
 
 def merged(primary: Calibration, fallback: Calibration) -> Calibration:
-    """``primary``'s figures, completed by ``fallback``'s."""
-    return Calibration({**fallback.train, **primary.train}, {**fallback.teacher, **primary.teacher},
-                       source=f"{primary.source}, completed by {fallback.source}",
-                       reference_tokens=fallback.reference_tokens, overhead_tokens=fallback.overhead_tokens,
-                       teacher_overhead_tokens=fallback.teacher_overhead_tokens)
+    """``primary``'s figures, completed by ``fallback``'s (whose token figures it keeps)."""
+    return replace(fallback, train={**fallback.train, **primary.train}, teacher={**fallback.teacher, **primary.teacher},
+                   source=f"{primary.source}, completed by {fallback.source}")
 
 
 @dataclass

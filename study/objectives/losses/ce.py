@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from study.objectives.losses.base import IntermediateLoss, Projection, head_average, query_rows, real_tokens
+from study.registry import StudyConfigError
 
 # Student probabilities are clamped to EPS before the log (as ``kl`` does), so a key the teacher
 # attends to and the student gives exactly 0 costs a large finite amount, not inf.
@@ -51,8 +52,6 @@ class CE(IntermediateLoss):
     def __init__(self, params, context):
         super().__init__(params, context)
         if not float(self.params["temperature"]) > 0:
-            from study.registry import StudyConfigError
-
             raise StudyConfigError(f"Intermediate loss 'ce': temperature must be above 0, got "
                                    f"{self.params['temperature']!r}.")
         if context.kind in ("states", "vector"):
