@@ -27,14 +27,28 @@ def test_smoke_grid_expands_to_8_valid_cells():
     assert len({c.cell_id for c in cells}) == 8
 
 
-def test_full_grid_expands_and_validates():
+def test_full_grid_covers_the_whole_catalogue():
+    from study.augment import AUGMENTATIONS
+    from study.models import INITIALISATIONS
+    from study.objectives.features import FEATURES
+    from study.objectives.losses import INTERMEDIATE_LOSSES
+    from study.objectives.mappings import LAYER_MAPPINGS
+    from study.objectives.prediction import DISTANCES
+
     grid = load_grid("full")
     cells = grid.validate()
-    # 6 datasets x 3 sizes x 5 objectives x 4 initialisations x 2 augmentations x 3 seeds,
-    # minus L4_H256 with the 3 teacher_* initialisations (6 x 5 x 3 x 2 x 3 = 540).
-    assert len(cells) == 6 * 3 * 5 * 4 * 2 * 3 - 540 == 1620
+    # 6 datasets x (L3_H384 x 5 initialisations + L4_H256 random) x 3 distances x 17 recipes
+    # x 3 augmentations x 2 seeds.
+    assert len(cells) == 6 * 6 * 3 * 17 * 3 * 2 == 11016
     assert not [c for c in cells if c.student == "L4_H256" and c.initialisation != "random"]
     assert len(grid.teachers()) == 6  # one teacher per dataset, shared by its cells
+    entries = [e for c in cells for e in c.intermediate]
+    assert {c.prediction["distance"] for c in cells} == set(DISTANCES)
+    assert {e["features"] for e in entries} == set(FEATURES)
+    assert {e["loss"] for e in entries} == set(INTERMEDIATE_LOSSES)
+    assert {e["mapping"] for e in entries} == set(LAYER_MAPPINGS)
+    assert {c.initialisation for c in cells} == set(INITIALISATIONS)
+    assert {s["name"] for c in cells for s in c.augmentation_steps} | {"none"} == set(AUGMENTATIONS)
 
 
 def test_cell_id_ignores_key_order_and_follows_semantics():
