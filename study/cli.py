@@ -65,7 +65,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells, their state, the teachers to fine-tune and a wall-time forecast; train nothing."),
     retry_failed: bool = typer.Option(True, "--retry-failed/--skip-failed", help="Train cells whose last run failed."),
     tracking_uri: Optional[str] = UriOpt,
-    executor: str = typer.Option("serial", "--executor", help="Where cells run: serial (this process) or ray (one Ray task per cell)."),
+    executor: str = typer.Option("serial", "--executor", help="Where cells run: serial (this process) or ray (one Ray task per group of --group-size cells)."),
     address: Optional[str] = typer.Option(None, "--address", help="ray: HOST:PORT of a running Ray cluster's head, or auto; default: start a local cluster."),
     num_cpus: Optional[float] = typer.Option(None, "--num-cpus", help="ray: CPUs per task (default 1)."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="ray: GPUs per task, fractions allowed (default 0)."),

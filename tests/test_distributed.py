@@ -117,23 +117,22 @@ def finished_once(uri: str, n_cells: int) -> dict[str, object]:
 def test_ray_executor_finishes_a_grid_through_a_tracking_server(tmp_path, server, shared_data):
     """A first machine fine-tunes the teacher and trains one cell (serial); a second machine, with
     an empty runs/, runs the three-cell grid on a local Ray cluster: its workers download the
-    teacher from the artifact store (checksums verified), train the two missing cells, and the
-    store holds each cell FINISHED once."""
+    teacher from the artifact store (checksums verified), train the two missing cells as one group
+    (one Ray task: they share data, seed and teacher), and the store holds each cell FINISHED once."""
     one = grid_file(tmp_path, "first", ["ce"], [0])
-    three = grid_file(tmp_path, "three", ["ce", "logit_kd"], [0, 1])
-    spec = yaml.safe_load(three.read_text())  # ce s0 (the first grid's cell), ce s1, logit_kd s0
-    spec["exclude"] = [{"objective": "logit_kd", "seed": 1}]
-    three.write_text(yaml.safe_dump(spec))
+    three = grid_file(tmp_path, "three", ["ce", "logit_kd", "logit_mse"], [0])  # ce: the first grid's cell
     a, b = tmp_path / "machine-a", tmp_path / "machine-b"
     first = study_run(one, shared_data, a, server)
     assert first.returncode == 0, first.stderr[-2000:]
-    ray = study_run(three, shared_data, b, server, "--executor", "ray", "--local-cpus", "2",
+    ray = study_run(three, shared_data, b, server, "--executor", "ray", "--local-cpus", "2", "--group-size", "2",
                     node="machine-b")
     assert ray.returncode == 0, ray.stderr[-3000:] + ray.stdout[-2000:]
     assert "3 cells, 1 already done, 2 to train on cpu (ray executor)" in ray.stderr
+    assert "ray: 1 tasks sent" in ray.stdout + ray.stderr
     by_cell = finished_once(server, 3)
     trained_by_ray = [r for r in by_cell.values() if r.data.tags[contract.TAG_GRID] == "three"]
     assert len(trained_by_ray) == 2
+    assert [r.data.metrics["group_size"] for r in trained_by_ray] == [2, 2]  # trained together
     assert {r.data.tags[contract.TAG_CLAIM_NODE] for r in trained_by_ray} == {"machine-b"}
     assert "artifact store" in {r.data.tags[contract.TAG_TEACHER_SOURCE] for r in trained_by_ray}
     teachers = MlflowClient(server).search_runs(
