@@ -503,6 +503,35 @@ def describe(df: pd.DataFrame, claim: Claim) -> Finding:
 # --------------------------------------------------------------------------- running and writing
 
 
+def _named_factors(claim: Claim) -> list[str]:
+    """The factors a claim's parameters name (``factor``, ``factors``, the keys of ``recipe``)."""
+    p, out = claim.params, []
+    for key in ("factor", "factors"):
+        value = p.get(key)
+        out += value if isinstance(value, list) else [value] if value else []
+    out += list(p.get("recipe") or {})
+    return list(dict.fromkeys(out))
+
+
+def inert_factor(df: pd.DataFrame, factor: str, metric: str = "score") -> bool:
+    """True when ``factor`` varies in ``df`` but made no difference to any run: wherever the other
+    factors (and dataset, seed) are equal, every level gave the same ``metric`` (to 1e-12). This
+    happens when two levels resolve to the same training, e.g. a teacher whose best-metric and
+    lowest-loss checkpoints are the same epoch. False when no two runs can be compared."""
+    if factor not in df.columns or df[factor].nunique() < 2:
+        return False
+    others = _others(df, factor)
+    groups = df.groupby(others, observed=True, dropna=False)[metric] if others else [(None, df[metric])]
+    compared = False
+    for _, scores in groups:
+        if len(scores) < 2:
+            continue
+        compared = True
+        if float(scores.max() - scores.min()) > 1e-12:
+            return False
+    return compared
+
+
 def evaluate(claims: list[Claim], tracking_uri: str | None = None,
              loader: Callable[[str, str | None], pd.DataFrame] | None = None,
              expected: dict[str, int] | None = None) -> list[Finding]:
@@ -539,6 +568,10 @@ def evaluate(claims: list[Claim], tracking_uri: str | None = None,
             continue
         finding = TESTS[claim.test](df, claim)
         finding.n_runs = finding.n_runs or len(df)
+        inert = [f for f in _named_factors(claim) if inert_factor(df, f)]
+        if inert:
+            finding.reason += (f"; {', '.join(inert)} changed no run: in every cell its levels gave the same score "
+                               "(e.g. both teacher checkpoints were the same epoch), so this grid cannot weigh it")
         if finding.verdict in ("reproduced", "not reproduced") and finding.ci_low is not None and finding.n_units < 2:
             finding.verdict = "inconclusive"
             finding.reason += "; one replicate unit only, so the interval means nothing"

@@ -173,3 +173,17 @@ def test_cli_on_an_empty_store(tmp_path):
     text = out.read_text()
     assert text.count("**not run**") == len(findings.load_claims())
     assert "study run --grid wang2023-cpu" in text
+
+
+def test_a_factor_that_changed_no_run_is_named():
+    # Both checkpoint levels give the same training (same epoch): identical scores in every cell.
+    df = table({"ckpt": {"best": 0.0, "low": 0.0}, "tau": {"1": 0.0, "2": -0.03}}, noise=0.01)
+    df.loc[df["ckpt"] == "low", "score"] = df.loc[df["ckpt"] == "best", "score"].to_numpy()
+    assert findings.inert_factor(df, "ckpt") and not findings.inert_factor(df, "tau")
+    c = Claim("c", "p", "s", "g", "recipe_regret", {"recipe": {"ckpt": "low", "tau": 1}, "margin": 1.0})
+    out = findings.evaluate([c], loader=lambda g, u: df)
+    assert "ckpt changed no run" in out[0].reason and "tau changed" not in out[0].reason
+    # Noise between the levels: a real (if small) difference, not flagged.
+    noisy = table({"ckpt": {"best": 0.0, "low": 0.0}, "tau": {"1": 0.0, "2": -0.03}}, noise=0.01)
+    assert not findings.inert_factor(noisy, "ckpt")
+    assert "changed no run" not in findings.evaluate([c], loader=lambda g, u: noisy)[0].reason
