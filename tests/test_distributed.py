@@ -188,11 +188,11 @@ def test_worker_killed_mid_cell_goes_stale_and_another_machine_retrains_it(tmp_p
     finished_once(server, 2)
 
 
-@pytest.mark.parametrize("group_size", [1, 2])
-def test_driver_killed_and_restarted_resumes_without_retraining(tmp_path, server, shared_data, group_size):
-    """A driver killed mid-cell (or mid-group: every claim of its group dies with it) and
-    restarted on the same machine: the dead claims are reaped at once, the finished cells are
-    never retrained, and every cell ends FINISHED once."""
+def test_driver_killed_and_restarted_resumes_without_retraining(tmp_path, server, shared_data):
+    """A driver killed mid-group (every claim of its group dies with it; a group of one is the
+    same path with one claim) and restarted on the same machine: the dead claims are reaped at
+    once, the finished cells are never retrained, and every cell ends FINISHED once."""
+    group_size = 2
     grid = grid_file(tmp_path, "resume", ["ce", "logit_kd"], [0, 1], epochs=3)
     runs = tmp_path / "a"
     group = ("--group-size", str(group_size))
