@@ -5,7 +5,9 @@ to train (a grid stopped part-way is compared on what it finished),
 from the shipped calibration figures only (``study/calibration.json``: never from the grid's own
 runs), and compared with the measured wall time: the sum of its cells' ``wall_time_s`` and its
 teachers' fine-tuning (the driver's own overhead between cells, loading models and data, is not
-in it: compare with the `time` of the `study run` too). Prints one row per grid: forecast,
+in it: compare with the `time` of the `study run` too). A grid trained in groups
+(``--group-size``) is forecast in the groups its runs log (``group_size``), and a grouped cell
+counts its group's wall time divided by the group's size, so each group counts once. Prints one row per grid: forecast,
 measured, error in percent, and how many of the runs had the CPU to themselves (``cpu_share`` of
 at least ``MIN_CPU_SHARE``; "?" for runs from before it was logged): a wall time measured
 beside other work is no test of the forecast.
@@ -22,6 +24,7 @@ from study.data import resolve_data_dir
 from study.datacache import DataCache
 from study.grid import load_grid
 from study.tracking import Tracker
+from study.work import work_units
 
 
 def main() -> None:
@@ -35,7 +38,7 @@ def main() -> None:
     cal = fc.shipped_calibration()
     runs = tracker.cell_runs()
     teacher_runs = {tid: rs for tid, rs in tracker.runs("teachers", "teacher", "study.teacher_id").items()}
-    print(f"{'grid':<18}{'cells':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}{'runs alone':>12}")
+    print(f"{'grid':<18}{'cells':>6}{'group':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}{'runs alone':>12}")
     for name in args.grid:
         grid = load_grid(name)
         cells = grid.validate()
@@ -44,13 +47,16 @@ def main() -> None:
         keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in grid.teachers()}
         finished = [c for c in cells if any(r.info.status == "FINISHED" for r in runs.get(c.cell_id, []))]
         trained = {c.teacher.teacher_id for c in finished}
+        group_size = max([int(r.data.metrics.get("group_size", 1)) for c in finished
+                          for r in runs[c.cell_id] if r.info.status == "FINISHED"] or [1])
         f = fc.forecast(finished, [t for t in grid.teachers() if t.teacher_id in trained], sizes, cal,
-                        args.device, tokens=fc.example_tokens(keys, data))
+                        args.device, groups=work_units(finished, group_size), tokens=fc.example_tokens(keys, data))
         measured, missing, shares = 0.0, 0, []
         for cell in cells:
             done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]
             if done:
-                measured += done[0].data.metrics.get("wall_time_s", 0.0)
+                m = done[0].data.metrics
+                measured += m.get("wall_time_s", 0.0) / max(int(m.get("group_size", 1)), 1)
                 shares.append(fc.cpu_share(done[0].data.metrics))
             else:
                 missing += 1
@@ -65,7 +71,7 @@ def main() -> None:
         alone = f"{sum(x >= fc.MIN_CPU_SHARE for x in known)}/{len(shares)}" if known else "?"
         note = f"  ({missing} cells not finished)" if missing else ""
         err = 100 * (f.total_s - measured) / measured if measured else float("nan")
-        print(f"{name:<18}{len(cells):>6}{f.total_s / 60:>14.1f}{measured / 60:>14.1f}{err:>+9.0f}{alone:>12}{note}")
+        print(f"{name:<18}{len(cells):>6}{group_size:>6}{f.total_s / 60:>14.1f}{measured / 60:>14.1f}{err:>+9.0f}{alone:>12}{note}")
 
 
 if __name__ == "__main__":
