@@ -58,11 +58,14 @@ def env_for(runs: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def server(tmp_path):
-    """``study server`` on a free port of 127.0.0.1 with a fresh store; yields its URI."""
+    """``study server`` on a free port of 127.0.0.1 with a fresh store; yields its URI. Its output
+    goes to a file: a pipe nobody reads fills with the access log (64 KiB) and then blocks the
+    server's event loop in the middle of a request, which hung the killed-driver test."""
     port = free_port()
     runs = tmp_path / "server-runs"
+    log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "study.cli", "server", "--port", str(port), "--workers", "1"],
-                            env=env_for(runs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env_for(runs), stdout=log, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -73,11 +76,12 @@ def server(tmp_path):
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail(f"study server did not start: {proc.stdout.read()[-1000:]}")
+                pytest.fail(f"study server did not start: {(tmp_path / 'server.log').read_text()[-1000:]}")
             time.sleep(0.5)
     yield uri
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
+    log.close()
     assert (runs / "mlflow.db").exists()  # the default store: the project's sqlite file
 
 
