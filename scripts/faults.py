@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,12 +450,49 @@ def _sts_not_a_number(p: Path) -> None:
     p.write_text("\n".join(lines))
 
 
-def bad_inputs(base: Path, data: Path) -> list[Outcome]:
-    """Each refusal: exit 2, one line, naming what it should, before anything is trained."""
-    rows = []
+def bad_inputs(base: Path, data: Path, workers: int = 2) -> list[Outcome]:
+    """Each refusal: exit 2, one line, naming what it should, before anything is trained.
 
-    def refusal(label: str, result: subprocess.CompletedProcess, names: list[str], ws: Workspace,
-                limit_s: float | None = None, took: float = 0.0) -> None:
+    The refusals are independent processes, each mostly import time (about 8 s of a 2-core CPU for
+    ``study run``), so they run ``workers`` at a time; rows come back in the order listed."""
+    jobs = []  # (label, command, env, workspace, names, time limit in s or None)
+
+    for i, (label, task, edit, names) in enumerate([
+        ("bad input: train file with only a header", "SST-2", _header_only, ["SST-2/train.tsv", "only a header"]),
+        ("bad input: non-UTF-8 byte in a train file", "SST-2", _latin1_byte, ["SST-2/train.tsv", "line 42"]),
+        ("bad input: STS-B score that is not a number", "STS-B", _sts_not_a_number, ["STS-B/train.tsv", "line 10", "'n/a'"]),
+    ]):
+        ws = Workspace(base, f"bad_data{i}", data)
+        bad = _bad_data(data, ws.dir / "data", task, edit)
+        if task == "STS-B":
+            ws.grid.write_text(yaml.safe_dump(dict(GRID, axes=dict(GRID["axes"], dataset=["stsb"]))))
+        cmd = ws.cmd("run", "--grid", str(ws.grid), "--data-dir", str(bad), "--device", "cpu")
+        jobs.append((label, cmd, ws.env(), ws, names, None))
+
+    ws = Workspace(base, "bad_csv", data)
+    csvs = {"inf metric": ("a,b,score\nx,1,0.5\ny,2,inf\n", ["inf.csv", "line 3", "'inf'"]),
+            "empty CSV": ("", ["empty.csv", "empty"]),
+            "garbage CSV": (os.urandom(2048), ["garbage.csv"])}
+    for label, (content, names) in csvs.items():
+        path = ws.dir / f"{label.split()[0]}.csv"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        cmd = ws.cmd("analyze", "--csv", str(path), "--metric", "score", "--factors", "a")
+        jobs.append((f"bad input: analyze, {label}", cmd, ws.env(), ws, names, None))
+
+    ws = Workspace(base, "runs_is_file", data)
+    ws.runs.write_text("not a folder")
+    jobs.append(("bad input: runs/ is a file", ws.run_args(), ws.env(), ws, [str(ws.runs), "not a directory"], None))
+
+    for label, uri, names in [("unreachable MLFLOW_TRACKING_URI", "http://127.0.0.1:9", ["http://127.0.0.1:9", "connection refused"]),
+                              ("malformed MLFLOW_TRACKING_URI", "http//nohost", ["http//nohost", "allowed"])]:
+        ws = Workspace(base, "uri" + str(len(jobs)), data)
+        jobs.append((f"bad input: {label}", ws.run_args(), ws.env(MLFLOW_TRACKING_URI=uri), ws, names, 30))
+
+    def refusal(job) -> Outcome:
+        label, cmd, env, ws, names, limit_s = job
+        t0 = time.time()
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ws.dir, timeout=300)
+        took = time.time() - t0
         out = Outcome(label)
         line = result.stderr.strip()
         expect(out, result.returncode == 2, f"exit {result.returncode}")
@@ -466,44 +504,10 @@ def bad_inputs(base: Path, data: Path) -> list[Outcome]:
         if limit_s is not None:
             expect(out, took < limit_s, f"took {took:.1f} s (limit {limit_s} s)")
         out.outcome = line[:200]
-        rows.append(out)
+        return out
 
-    for i, (label, task, edit, names) in enumerate([
-        ("bad input: train file with only a header", "SST-2", _header_only, ["SST-2/train.tsv", "only a header"]),
-        ("bad input: non-UTF-8 byte in a train file", "SST-2", _latin1_byte, ["SST-2/train.tsv", "line 42"]),
-        ("bad input: STS-B score that is not a number", "STS-B", _sts_not_a_number, ["STS-B/train.tsv", "line 10", "'n/a'"]),
-    ]):
-        ws = Workspace(base, f"bad_data{i}", data)
-        bad = _bad_data(data, ws.dir / "data", task, edit)
-        if task == "STS-B":
-            ws.grid.write_text(yaml.safe_dump(dict(GRID, axes=dict(GRID["axes"], dataset=["stsb"]))))
-        result = subprocess.run(ws.cmd("run", "--grid", str(ws.grid), "--data-dir", str(bad), "--device", "cpu"),
-                                capture_output=True, text=True, env=ws.env(), cwd=ws.dir, timeout=300)
-        refusal(label, result, names, ws)
-
-    ws = Workspace(base, "bad_csv", data)
-    csvs = {"inf metric": ("a,b,score\nx,1,0.5\ny,2,inf\n", ["inf.csv", "line 3", "'inf'"]),
-            "empty CSV": ("", ["empty.csv", "empty"]),
-            "garbage CSV": (os.urandom(2048), ["garbage.csv"])}
-    for label, (content, names) in csvs.items():
-        path = ws.dir / f"{label.split()[0]}.csv"
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-        result = ws.study("analyze", "--csv", str(path), "--metric", "score", "--factors", "a")
-        refusal(f"bad input: analyze, {label}", result, names, ws)
-
-    ws = Workspace(base, "runs_is_file", data)
-    ws.runs.write_text("not a folder")
-    result = subprocess.run(ws.run_args(), capture_output=True, text=True, env=ws.env(), cwd=ws.dir, timeout=300)
-    refusal("bad input: runs/ is a file", result, [str(ws.runs), "not a directory"], ws)
-
-    for label, uri, names in [("unreachable MLFLOW_TRACKING_URI", "http://127.0.0.1:9", ["http://127.0.0.1:9", "connection refused"]),
-                              ("malformed MLFLOW_TRACKING_URI", "http//nohost", ["http//nohost", "allowed"])]:
-        ws = Workspace(base, "uri" + str(len(rows)), data)
-        t0 = time.time()
-        result = subprocess.run(ws.run_args(), capture_output=True, text=True, env=ws.env(MLFLOW_TRACKING_URI=uri),
-                                cwd=ws.dir, timeout=300)
-        refusal(f"bad input: {label}", result, names, ws, limit_s=30, took=time.time() - t0)
-
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(refusal, jobs))
     rows.extend(read_only_store(base, data))
     return rows
 

@@ -197,12 +197,15 @@ def test_driver_killed_and_restarted_resumes_without_retraining(tmp_path, server
     same path with one claim) and restarted on the same machine: the dead claims are reaped at
     once, the finished cells are never retrained, and every cell ends FINISHED once."""
     group_size = 2
-    grid = grid_file(tmp_path, "resume", ["ce", "logit_kd"], [0, 1], epochs=3)
+    grid = grid_file(tmp_path, "resume", ["ce", "logit_kd"], [0, 1], epochs=4)
     runs = tmp_path / "a"
     group = ("--group-size", str(group_size))
     first = study_run(grid, shared_data, runs, server, *group, node="a", wait=False, TQDM_DISABLE="1")
     deadline = time.time() + 300
-    while not cell_runs(server, "FINISHED"):
+    # Wait for the whole first group: its members end one after another, so a member still RUNNING
+    # beside a FINISHED one may end before the kill lands (CI saw no KILLED run that way). The
+    # second group trains for 4 epochs after the first has ended.
+    while len(cell_runs(server, "FINISHED")) < group_size:
         assert first.poll() is None and time.time() < deadline, first.stdout.read()[-1500:]
         time.sleep(0.2)
     _wait_for_training(server, first)
