@@ -1,14 +1,17 @@
 """Cells per hour and peak memory of `study run`, serial against ray, each on a fresh store.
 
 Usage: ``python benchmarks/cells_per_hour.py [--grid smoke] [--data-dir DIR] [--workers 2]
-[--executors serial,ray]``
+[--executors serial,serial:20,ray,ray:20]``
 
-For each executor it runs ``study run --grid G --device cpu`` as a separate process in a fresh
+Each entry of ``--executors`` is an executor, optionally with a group size after a colon
+(``serial:20`` is ``study run --executor serial --group-size 20``; no size means one cell at a
+time). For each it runs ``study run --grid G --device cpu`` as a separate process in a fresh
 ``runs/`` folder (a sqlite store: the ray executor runs a local cluster of ``--workers`` CPUs,
-one CPU a task), samples the resident memory of the whole process tree (driver, Ray's daemons
-and workers) every 0.5 s, and prints: wall time, the teacher's fine-tuning time (from its run),
-cells per hour over the wall time less the teacher's, and the peak memory in MiB. Each run
-fine-tunes its own teacher, so the two are comparable; the first includes nothing cached.
+one CPU a task, one task per group), samples the resident memory of the whole process tree
+(driver, Ray's daemons and workers) every 0.5 s, and prints: wall time, the teachers' fine-tuning
+time (from their runs), cells per hour over the wall time less the teachers', the peak memory in
+MiB and the largest group trained. Each entry fine-tunes its own teachers, so the entries are
+comparable; none reuses anything cached by another.
 """
 
 from __future__ import annotations
@@ -43,12 +46,16 @@ def tree_rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def measure(executor: str, grid: str, data_dir: str | None, workers: int, base: Path) -> dict:
-    runs = base / executor
+def measure(entry: str, grid: str, data_dir: str | None, workers: int, base: Path) -> dict:
+    """Run ``entry`` (``executor`` or ``executor:group_size``) on a fresh store under ``base``."""
+    executor, _, size = entry.partition(":")
+    group_size = int(size or 1)
+    runs = base / entry.replace(":", "-g")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(STUDY_RUNS_DIR=str(runs), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
                TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg", TQDM_DISABLE="1")
-    cmd = [sys.executable, "-m", "study.cli", "run", "--grid", grid, "--device", "cpu", "--executor", executor]
+    cmd = [sys.executable, "-m", "study.cli", "run", "--grid", grid, "--device", "cpu", "--executor", executor,
+           "--group-size", str(group_size)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     if executor == "ray":
@@ -65,7 +72,7 @@ def measure(executor: str, grid: str, data_dir: str | None, workers: int, base: 
     wall = time.perf_counter() - t0
     reader.join(timeout=5)
     if proc.returncode != 0:
-        raise SystemExit(f"{executor}: study run exited {proc.returncode}:\n{''.join(output)[-3000:]}")
+        raise SystemExit(f"{entry}: study run exited {proc.returncode}:\n{''.join(output)[-3000:]}")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
@@ -73,8 +80,10 @@ def measure(executor: str, grid: str, data_dir: str | None, workers: int, base: 
     cells = client.search_runs(exps, "tags.`study.kind` = 'cell' and attributes.status = 'FINISHED'")
     teachers = client.search_runs(exps, "tags.`study.kind` = 'teacher'")
     teacher_s = sum(t.data.metrics.get("wall_time_s", 0.0) for t in teachers)
-    return {"executor": executor, "cells": len(cells), "wall_s": wall, "teacher_s": teacher_s,
-            "cells_per_hour": len(cells) / max(wall - teacher_s, 1e-9) * 3600, "peak_mib": peak}
+    sizes = [int(c.data.metrics.get("group_size", 1)) for c in cells]
+    return {"executor": entry, "cells": len(cells), "wall_s": wall, "teacher_s": teacher_s,
+            "cells_per_hour": len(cells) / max(wall - teacher_s, 1e-9) * 3600, "peak_mib": peak,
+            "largest_group": max(sizes, default=0)}
 
 
 def main() -> None:
@@ -82,15 +91,17 @@ def main() -> None:
     parser.add_argument("--grid", default="smoke")
     parser.add_argument("--data-dir", default=os.environ.get("STUDY_DATA_DIR"))
     parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray cluster (one task each)")
-    parser.add_argument("--executors", default="serial,ray")
+    parser.add_argument("--executors", default="serial,serial:20,ray,ray:20",
+                        help="comma-separated executor[:group size] entries")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cells-per-hour-") as tmp:
-        for executor in args.executors.split(","):
-            rows.append(measure(executor, args.grid, args.data_dir, args.workers, Path(tmp)))
+        for entry in args.executors.split(","):
+            rows.append(measure(entry, args.grid, args.data_dir, args.workers, Path(tmp)))
             r = rows[-1]
             print(f"{r['executor']:>7}: {r['cells']} cells in {r['wall_s']:.0f} s (teacher {r['teacher_s']:.0f} s): "
-                  f"{r['cells_per_hour']:.0f} cells/hour, peak memory {r['peak_mib']:.0f} MiB", flush=True)
+                  f"{r['cells_per_hour']:.0f} cells/hour, peak memory {r['peak_mib']:.0f} MiB, "
+                  f"largest group {r['largest_group']}", flush=True)
     print(f"grid {args.grid}, {os.cpu_count()} CPUs on this machine, ray with {args.workers} workers")
 
 

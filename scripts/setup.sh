@@ -12,6 +12,10 @@ python -m pip install --quiet --upgrade pip
 # torch would pull several GB of CUDA packages. pyproject.toml keeps torch < 2.14 as well.
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"
+# torch-mist (MIT; tests/test_crosscheck_torch_mist.py checks MI-alpha against its AlphaTUBA): its
+# metadata pins numpy < 2, which the estimator modules do not need; its imports (pyro-ppl) come
+# with the dev extra above. --no-deps keeps numpy and torch as they are.
+python -m pip install --quiet --no-deps "torch-mist==0.2.17"
 
 # WordNet 3.0 for EDA's synonym operations (study/augment.py reads Debian's /usr/share/wordnet
 # through nltk). Without it EDA runs without synonym replacement, and its version says so.

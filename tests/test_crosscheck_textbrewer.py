@@ -14,17 +14,18 @@ Each test names the convention conversion between the two:
 | intermediate ``pkd`` on ``cls``       | ``pkd_loss(S, T)`` on (B, H) vectors         | equal                             |
 
 ``mi_alpha`` has no TextBrewer counterpart; it is checked against Poole et al.'s bound as written
-in ``tests/test_losses_mi_alpha.py``.
+in ``tests/test_losses_mi_alpha.py`` and against torch-mist's ``AlphaTUBA`` in
+``tests/test_crosscheck_torch_mist.py``.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
 import torch
 
+from kd_tensors import fixed
 from study.objectives import INTERMEDIATE_LOSSES, prediction
 from study.objectives.losses import LossContext
 
@@ -34,11 +35,6 @@ with warnings.catch_warnings():
 
 B, C, T, H, A = 3, 4, 5, 6, 2
 MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]).bool()
-
-
-def fixed(*shape: int, k: float, scale: float = 1.0) -> torch.Tensor:
-    n = math.prod(shape)
-    return (torch.sin(torch.arange(1, n + 1, dtype=torch.float64) * k) * scale).reshape(shape)
 
 
 def slot(distance, temp):
