@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# No model hub is reachable where the suite runs (CI, the dev machine): offline mode makes a hub
+# lookup fail at once instead of after ~20 s of connection retries (a test that names a missing
+# hub model took 23 s for that alone). Set before any test imports huggingface_hub, which reads it
+# once; `study` processes the tests start inherit it. A run that sets it keeps its own value.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 SHARED = Path(os.environ.get("STUDY_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 DATA = SHARED / "data"
 
