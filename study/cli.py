@@ -73,7 +73,7 @@ def run(
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="ray: retries of a task whose worker died (default 2)."),
     local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
     claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
-    group_size: int = typer.Option(1, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1 (default): one cell at a time."),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1: one cell at a time. Default: the grid's group_size, else 1."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
@@ -91,6 +91,7 @@ def run(
                            ray_resources=ray_resources, max_retries=max_retries, local_cpus=local_cpus)
         g = load_grid(grid)
         resolve_data_dir(data_dir)
+        group_size = g.group_size if group_size is None else group_size
         if dry_run:
             dry_run_report(g, Tracker(tracking_uri), data_dir, device, retry_failed, out, group_size=group_size)
             return

@@ -35,12 +35,17 @@ A grid file (``study/grids/NAME.yaml``)::
       - {student: L4_H256, initialisation: [teacher_lower, teacher_upper]}
     overrides:                         # a budget per dataset: these settings replace the grid's
       - {when: {dataset: squad-devsplit}, training: {max_length: 256}, teacher: {max_length: 256}}
+    group_size: 8                      # cells trained together by default (not part of any cell)
 
 ``overrides`` give some datasets their own budget (settings, not factors): each entry's
 ``training``/``teacher`` values replace the grid's fixed ones for the datasets its ``when``
 names, before the cell's axis values; they are the cell's resolved settings, so they enter its
 identity like any other. A key set by an override may not also be a grid axis, and two entries
 may not set the same key for one dataset.
+
+``group_size`` is how many cells ``study run`` trains together on shared batches when
+``--group-size`` is not given (default 1: one at a time). It is how the grid is run, not what it
+holds: no cell's identity or result depends on it (grouped training is bit-identical on CPU).
 
 Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
 ``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,
@@ -91,7 +96,7 @@ from study.registry import StudyConfigError, did_you_mean, lookup
 from study.tasktypes import get_type
 
 TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate", "mixup",
-            "objective_params", "augmentation_params", "exclude", "overrides")
+            "objective_params", "augmentation_params", "exclude", "overrides", "group_size")
 #: Axes that name a whole slot (the others are dotted: prediction.K, intermediate.K, ...).
 SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate")
 DOTTED_ROOTS = ("prediction", "intermediate", "mixup", "teacher", "training")
@@ -319,6 +324,8 @@ class Grid:
     source: Path | None = None
     #: (datasets, {"training": {...}, "teacher": {...}}) per ``overrides`` entry
     overrides: list[tuple[list[str], dict[str, dict[str, Any]]]] = field(default_factory=list)
+    #: cells ``study run`` trains together when ``--group-size`` is not given
+    group_size: int = 1
 
     @property
     def axis_order(self) -> list[str]:
@@ -610,10 +617,14 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
             norm[k] = labels
         exclude.append(norm)
     overrides = _overrides(spec.get("overrides"), axes, base)
+    group_size = spec.get("group_size", 1)
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 1:
+        raise StudyConfigError(f"group_size must be an integer >= 1 (how many cells `study run` trains "
+                               f"together unless --group-size says otherwise), got {group_size!r}.")
     grid = Grid(name=name, description=str(spec.get("description", "")), axes=axes, teacher=teacher,
                 training=training, prediction=prediction, intermediate=intermediate, mixup=mixup,
                 objective_params=objective_params, augmentation_params=augmentation_params,
-                exclude=exclude, source=source, overrides=overrides)
+                exclude=exclude, source=source, overrides=overrides, group_size=group_size)
     grid.cells()  # resolve every cell now: bad values fail before anything else happens
     return grid
 

@@ -107,6 +107,8 @@ def test_exclude_with_lists():
     (lambda s: s["training"].update(epochs=0), "epochs"),
     (lambda s: s.update(objective_params={"logit_kd": {"temprature": 2}}), "'temprature'"),
     (lambda s: s.update(exclude=[{"objective": "mse"}]), "'mse'"),
+    (lambda s: s.update(group_size=0), "group_size must be an integer >= 1"),
+    (lambda s: s.update(group_size="8"), "got '8'"),
 ])
 def test_bad_grids_name_the_bad_value(mutate, needle):
     spec = copy.deepcopy(SPEC)
@@ -114,6 +116,15 @@ def test_bad_grids_name_the_bad_value(mutate, needle):
     with pytest.raises(StudyConfigError) as info:
         parse_grid(spec).validate()
     assert needle in str(info.value)
+
+
+def test_group_size_is_how_a_grid_runs_not_what_it_holds():
+    """A grid's ``group_size`` (default 1) is read, and no cell id or grid version depends on it."""
+    plain = parse_grid(SPEC)
+    grouped = parse_grid(dict(SPEC, group_size=8))
+    assert (plain.group_size, grouped.group_size) == (1, 8)
+    assert [c.cell_id for c in grouped.cells()] == [c.cell_id for c in plain.cells()]
+    assert grouped.version == plain.version
 
 
 def test_width_mismatch_with_teacher_initialisation_is_refused():

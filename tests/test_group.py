@@ -199,6 +199,13 @@ def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path,
     args = ("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     plan = invoke(*args, "--dry-run", "--group-size", "3")
     assert "4 pending cells train in 2 groups of at most 3" in plan.output and "1/2 (3 cells)" in plan.output
+    # Without --group-size the grid's own group_size applies; the flag overrides it.
+    grouped = write_grid(tmp_path, dict(TINY, group_size=3), "tiny_grouped")
+    by_grid = invoke("run", "--grid", str(grouped), "--data-dir", str(shared_data), "--device", "cpu", "--dry-run")
+    assert "4 pending cells train in 2 groups of at most 3" in by_grid.output
+    by_flag = invoke("run", "--grid", str(grouped), "--data-dir", str(shared_data), "--device", "cpu", "--dry-run",
+                     "--group-size", "1")
+    assert "4 pending cells train in 4 groups of at most 1" in by_flag.output
 
     real = study.runner.prepare_cell
     planted = "sst2-L2_H384-ce-random-none-s0"
