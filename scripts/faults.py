@@ -68,6 +68,10 @@ class Outcome:
                     or self.tmp_left)
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Workspace:
     """A fresh ``runs/`` folder, the grid YAML, and helpers to run ``study`` against them."""
 
@@ -106,8 +110,12 @@ class Workspace:
                               env=self.env(), cwd=self.dir)
 
     def start(self, *extra: str) -> subprocess.Popen:
+        """``study run`` in the background, with SIGINT at its default as in a terminal: a suite
+        started as a background job of a script inherits SIGINT ignored, Python then installs no
+        Ctrl-C handler, and the Ctrl-C scenario would test nothing."""
         return subprocess.Popen(self.run_args(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=self.env(), cwd=self.dir, start_new_session=True)
+                                text=True, env=self.env(), cwd=self.dir, start_new_session=True,
+                                preexec_fn=_sigint_default)
 
     def runs_by_kind(self) -> list[tuple[str, str, str, dict[str, str]]]:
         """(kind, run_id, status, tags) of every run, read with sqlite3 (safe while a worker
