@@ -7,8 +7,8 @@ runs), and compared with the measured wall time: the sum of its cells' ``wall_ti
 teachers' fine-tuning (the driver's own overhead between cells, loading models and data, is not
 in it: compare with the `time` of the `study run` too). A grid trained in groups
 (``--group-size``) is forecast in the groups its runs log (``group_size``), and a grouped cell
-counts its group's wall time divided by the group's size, so each group counts once. Prints one row per grid: forecast,
-measured, error in percent, and how many of the runs had the CPU to themselves (``cpu_share`` of
+counts its group's wall time divided by the group's size, so each group counts once. Prints one
+row per grid: forecast, measured, error in percent, and how many of the runs had the CPU to themselves (``cpu_share`` of
 at least ``MIN_CPU_SHARE``; "?" for runs from before it was logged): a wall time measured
 beside other work is no test of the forecast.
 
@@ -57,7 +57,7 @@ def main() -> None:
             if done:
                 m = done[0].data.metrics
                 measured += m.get("wall_time_s", 0.0) / max(int(m.get("group_size", 1)), 1)
-                shares.append(fc.cpu_share(done[0].data.metrics))
+                shares.append(fc.cpu_share(m))
             else:
                 missing += 1
         for spec in grid.teachers():
@@ -66,7 +66,7 @@ def main() -> None:
             done = [r for r in teacher_runs.get(spec.teacher_id, []) if r.info.status == "FINISHED"]
             if done:
                 measured += done[0].data.metrics.get("wall_time_s", 0.0)
-                shares.append(fc.cpu_share(done[0].data.metrics))
+                shares.append(fc.cpu_share(m))
         known = [x for x in shares if x is not None]
         alone = f"{sum(x >= fc.MIN_CPU_SHARE for x in known)}/{len(shares)}" if known else "?"
         note = f"  ({missing} cells not finished)" if missing else ""
