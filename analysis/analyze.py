@@ -1,7 +1,7 @@
 """One call from a tidy table to the study's answers: ANOVA, cost of sub-optimal choices, best
 recipe, and the figures, optionally written to a folder.
 
-Used by ``study analyze`` (``study/cli_analysis.py``), ``notebooks/csv_report.ipynb`` and
+Used by ``study analyze`` (``study/cli/analysis.py``), ``notebooks/csv_report.ipynb`` and
 ``paper_figures/``. Blocks (dataset, student, ...) enter the ANOVA as block terms, the cost
 tables as the units a comparison is made within, and the recipe as the units ranks are taken in.
 """
@@ -41,7 +41,7 @@ def parse_interactions(
             raise ValueError(f"interaction {term!r} is not of the form A:B (two factors)")
         for name in names:
             if name not in factors:
-                from study.registry import did_you_mean
+                from study.core.registry import did_you_mean
 
                 raise ValueError(
                     f"interaction {':'.join(names)!r} names {name!r}, which is not a factor. "
@@ -292,7 +292,7 @@ def recommend_for(
             that have), no other dataset has runs, or no training run matches ``context``.
     """
     from analysis.recommend import fit_recommender, rank_candidates
-    from study.registry import did_you_mean
+    from study.core.registry import did_you_mean
 
     factors = _as_list(factors)
     context = dict(context or {})

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from study.registry import did_you_mean
+from study.core.registry import did_you_mean
 
 DEFAULT_BLOCK = ("dataset", "student")
 #: Leading columns of every cost table, in this order (``cost.csv`` keeps them first).

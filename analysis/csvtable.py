@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.registry import did_you_mean
+from study.core.registry import did_you_mean
 
 log = logging.getLogger(__name__)
 

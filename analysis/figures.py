@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from study.registry import did_you_mean  # noqa: E402
+from study.core.registry import did_you_mean  # noqa: E402
 
 _STYLE = "whitegrid"
 

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from study.registry import StudyConfigError, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import lookup
 
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
 UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples

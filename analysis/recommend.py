@@ -120,7 +120,7 @@ def dataset_meta_features(
     ``#example``...), ``n_labels`` (``n_labels``/``num_labels``/``#label``), ``is_regression``
     (0/1, from ``is_regression``, ``task_type == "regression"`` or ``n_labels == 1``),
     ``mean_text_length`` (in whatever unit the column has) and ``teacher_score`` (the metric as a
-    fraction). A GLUE task known to ``study.data.TASKS`` fills ``n_labels`` and ``is_regression``
+    fraction). A GLUE task known to ``study.tasks.catalogue.TASKS`` fills ``n_labels`` and ``is_regression``
     when the table lacks them. ``features`` (indexed by dataset) is joined last and wins on a
     column name clash, for features computed elsewhere (e.g. a text embedding: name its columns
     ``emb_*`` to have the recommender reduce them by PCA).
@@ -156,7 +156,7 @@ def dataset_meta_features(
 
 def _fill_from_task_registry(out: pd.DataFrame) -> None:
     try:
-        from study.data import TASKS
+        from study.tasks.catalogue import TASKS
     except ImportError:  # the analysis can run without the runner installed
         return
     known = {d: TASKS[str(d)] for d in out.index if str(d) in TASKS}

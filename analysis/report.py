@@ -22,7 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.table import PROJECT_ROOT, grid_factors, load_runs, resolve_tracking_uri, treatment_factors, varying_factors
+from analysis.table import (
+    PROJECT_ROOT,
+    grid_factors,
+    load_runs,
+    resolve_tracking_uri,
+    treatment_factors,
+    varying_factors,
+)
 
 REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
 DEFAULT_OUT_DIR = PROJECT_ROOT / "runs" / "reports"
@@ -391,7 +398,7 @@ def report_grid(grid: str, tracking_uri: str | None = None, out_dir: Path | None
             f"Run `study run --grid {grid}` first (`study status --grid {grid}` shows progress)."
         )
     if out_dir is None:
-        from study.paths import runs_dir
+        from study.core.paths import runs_dir
 
         out_dir = runs_dir() / "reports"  # honours STUDY_RUNS_DIR, like the runner
     return render_report(

@@ -1,6 +1,6 @@
 """One tidy table of a grid's cells, read from the MLflow store that ``study run`` writes.
 
-Schema read here: ``analysis.contract`` (one MLflow experiment per grid, named after the grid;
+Schema read here: ``study.core.contract`` (one MLflow experiment per grid, named after the grid;
 a cell of several grids is tagged ``study.in.<grid>`` by each, with the grid's factors):
 
 - tags: ``study.kind`` = ``"cell"``, ``study.cell_id``, ``study.grid``, ``study.teacher_id``,
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import contract
+from study.core import contract
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def default_tracking_uri() -> str:
     ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``<project>/runs/mlflow.db``
     (MLflow 3 no longer writes to a plain file store).
     """
-    from study.paths import tracking_uri
+    from study.core.paths import tracking_uri
 
     return tracking_uri(None)  # one definition, shared with the runner (honours STUDY_RUNS_DIR)
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 
-from study import forecast as fc
-from study.data import resolve_data_dir
-from study.datacache import DataCache
+from study.execution import forecast as fc
+from study.tasks.catalogue import resolve_data_dir
+from study.execution.datacache import DataCache
 from study.grid import load_grid
-from study.tracking import Tracker
-from study.work import work_units
+from study.execution.tracking import Tracker
+from study.execution.work import work_units
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Examples/s per student of a KD step against a plain fine-tuning step, alone and in groups.
 
 ``study run --group-size N`` trains up to N students that share their batches together
-(``study.trainer.train_group``): one teacher forward pass per batch feeds every student that reads
+(``study.training.trainer.train_group``): one teacher forward pass per batch feeds every student that reads
 the teacher's features, logit-only objectives read cached logits. For each objective this trains a
 group of 1, 8 and 20 identical students (the same seed, hence the same batches) for one epoch over
 the same seeded SST-2 subsample with the project's own loop and reports, per student, training
@@ -20,13 +20,14 @@ import time
 import torch
 import transformers
 
-from study.data import TASKS, resolve_data_dir
-from study.datacache import DataCache
+from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.execution.datacache import DataCache
 from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
-from study.teacher import load_tokenizer
-from study.trainer import Student, derive_seed, select_device, teacher_logits, train_group
+from study.execution.teacher import load_tokenizer
+from study.training.trainer import Student, select_device, teacher_logits, train_group
+from study.core.hashing import derive_seed
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Examples/s of a KD training step against a plain fine-tuning step of the same student.
 
-Runs the project's own training loop (``study.trainer.train``) for one epoch over the same
+Runs the project's own training loop (``study.training.trainer.train``) for one epoch over the same
 seeded SST-2 subsample for each objective, so the figures include the teacher's forward pass
 (where the objective needs one), the loss, backward and the optimiser step; dev evaluation is
 excluded. Prints a table; nothing is asserted.
@@ -16,13 +16,14 @@ import time
 import torch
 import transformers
 
-from study.data import TASKS, resolve_data_dir
-from study.datacache import DataCache
+from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.execution.datacache import DataCache
 from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
-from study.teacher import load_tokenizer
-from study.trainer import derive_seed, select_device, teacher_logits, train
+from study.execution.teacher import load_tokenizer
+from study.core.hashing import derive_seed
+from study.training.trainer import select_device, teacher_logits, train
 
 
 def main() -> None:

@@ -36,13 +36,14 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from study.data import TASKS, resolve_data_dir
-from study.datacache import DataCache
+from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.execution.datacache import DataCache
 from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
-from study.teacher import load_tokenizer
-from study.trainer import derive_seed, evaluate, select_device, teacher_logits, train
+from study.execution.teacher import load_tokenizer
+from study.core.hashing import derive_seed
+from study.training.trainer import evaluate, select_device, teacher_logits, train
 
 TAU = 2.0
 

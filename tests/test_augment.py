@@ -18,8 +18,8 @@ from study.augment import (
     random_swap,
     synonym_replacement,
 )
-from study.data import Split
-from study.registry import StudyConfigError
+from study.tasks.catalogue import Split
+from study.core.errors import StudyConfigError
 
 WORDS = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun".split()
 

@@ -12,8 +12,8 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizer, MarianConfi
 
 from study import augment as aug_mod
 from study.augment import augment, augment_pipeline, resolve_pipeline, step_cache_path
-from study.data import Split
-from study.registry import StudyConfigError
+from study.tasks.catalogue import Split
+from study.core.errors import StudyConfigError
 
 WORDS = "the quick brown fox jumps over lazy dog cat sleeps in warm sun".split()
 PIVOT = "der schnelle braune fuchs springt ueber faulen hund katze schlaeft".split()

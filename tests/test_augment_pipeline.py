@@ -19,8 +19,8 @@ from study.augment import (
     resolve_pipeline,
     step_cache_path,
 )
-from study.data import Split
-from study.registry import StudyConfigError
+from study.tasks.catalogue import Split
+from study.core.errors import StudyConfigError
 
 WORDS = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun".split()
 
@@ -217,7 +217,7 @@ def test_random_insertion_with_synonyms_inserts_synonyms():
 
 
 def test_datacache_train_split_takes_resolved_steps(tmp_path, no_wordnet):
-    from study.datacache import DataCache
+    from study.execution.datacache import DataCache
 
     cache = DataCache(data_dir=None, cache_dir=tmp_path)
     cache._raw["toy"] = {"train": single(6)}

@@ -1,4 +1,4 @@
-"""The claim protocol (``study.claims``) on a real MLflow store, without training: processes
+"""The claim protocol (``study.execution.locks``) on a real MLflow store, without training: processes
 racing for one cell, holders that died on this machine or went silent on another, heartbeats,
 duplicates at finish, and the executor registry's refusals.
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis import contract
-from study import claims
-from study.registry import StudyConfigError
-from study.tracking import Tracker
+from study.core import contract
+from study.execution import locks as claims
+from study.core.errors import StudyConfigError
+from study.execution.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "c0ffee"
@@ -41,8 +41,8 @@ def _tags(cell_id: str = CELL) -> dict[str, str]:
 def _claimer(uri: str, start_at: float, hold_s: float, env: dict[str, str]) -> subprocess.Popen:
     code = f"""
 import time
-from study import claims
-from study.tracking import Tracker
+from study.execution import locks as claims
+from study.execution.tracking import Tracker
 t = Tracker({uri!r}, claim_timeout_s=60)
 lookup = lambda: t.cell_runs({CELL!r}).get({CELL!r}, [])
 time.sleep(max(0.0, {start_at} - time.time()))
@@ -78,7 +78,7 @@ def test_racing_processes_on_two_machines_claim_a_cell_once(tracker):
 def test_holder_that_died_on_this_machine_is_reaped_at_once(tracker):
     """A process that created its run and died (SIGKILL, OOM) leaves a RUNNING run whose pid is
     gone: the next claim marks it KILLED with the reason and takes the cell, without waiting."""
-    code = (f"from study.tracking import Tracker; import os; t = Tracker({tracker.uri!r}); "
+    code = (f"from study.execution.tracking import Tracker; import os; t = Tracker({tracker.uri!r}); "
             f"t.start('g', 'cell', {_tags()!r}, {{}}); os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code], env=_env(), timeout=120).returncode == 9
     [dead] = _lookup(tracker)()
@@ -155,7 +155,7 @@ def test_claim_timeout_shorter_than_three_heartbeats_is_refused(monkeypatch):
 
 
 def test_executor_registry_names_what_is_allowed():
-    from study.executors import EXECUTORS, make_executor
+    from study.execution.executors import EXECUTORS, make_executor
 
     assert {"serial", "ray"} <= set(EXECUTORS)
     with pytest.raises(StudyConfigError, match="Unknown executor 'rya'. Allowed: ray, serial. Did you mean 'ray'"):
@@ -166,8 +166,8 @@ def test_executor_registry_names_what_is_allowed():
 
 
 def _ray_check(ctx_uri: str = "http://127.0.0.1:5000", device: str = "auto", **options):
-    from study.executors import make_executor
-    from study.work import RunContext
+    from study.execution.executors import make_executor
+    from study.execution.work import RunContext
 
     ctx = RunContext(grid="g", grid_version="v", tracking_uri=ctx_uri, data_dir=None, device=device)
     make_executor("ray", **options).check(ctx, not ctx_uri.startswith("sqlite:"))

@@ -1,4 +1,4 @@
-"""`study analyze` and `study recommend` (study/cli_analysis.py) on a throwaway typer app, and
+"""`study analyze` and `study recommend` (study/cli/analysis.py) on a throwaway typer app, and
 the paper-figure scripts and the CSV report notebook end to end."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from analysis.csvtable import DISTILLER_BLOCK, DISTILLER_FACTORS, distiller_path
-from study.cli_analysis import register
+from study.cli.analysis import register
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTILLER = distiller_path()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from study import data
-from study.data import TASKS, Split, load_task, read_tsv, resolve_data_dir, subsample
-from study.registry import StudyConfigError
+from study.tasks import catalogue as data
+from study.tasks.catalogue import TASKS, Split, load_task, read_tsv, resolve_data_dir, subsample
+from study.core.errors import StudyConfigError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GLUE = SHARED_DATA / "glue"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from analysis import contract
+from study.core import contract
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from study.forecast import cpu_share
+from study.execution.forecast import cpu_share
 
 pytestmark = pytest.mark.slow
 
@@ -108,16 +108,16 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
 
 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, shared_data, monkeypatch):
-    import study.runner
+    import study.execution.runner
 
-    real = study.runner.build_student
+    real = study.execution.runner.build_student
 
     def explode(teacher, size, initialisation, *args, **kwargs):
         if initialisation == "teacher_lower":
             raise RuntimeError("planted failure for the test")
         return real(teacher, size, initialisation, *args, **kwargs)
 
-    monkeypatch.setattr(study.runner, "build_student", explode)
+    monkeypatch.setattr(study.execution.runner, "build_student", explode)
     grid = write_grid(tmp_path, TINY, "tiny_fail")
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 1
@@ -128,7 +128,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, s
     assert len(by_status["FINISHED"]) == 2 and len(by_status["FAILED"]) == 2
     assert all("planted failure" in r.data.tags["study.error"] for r in by_status["FAILED"])
     # The retry trains only the failed cells; the finished ones are not touched.
-    monkeypatch.setattr(study.runner, "build_student", real)
+    monkeypatch.setattr(study.execution.runner, "build_student", real)
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 0
     finished = [r for r in cell_runs("tiny_fail") if r.info.status == "FINISHED"]
@@ -147,7 +147,7 @@ def test_bad_input_fails_before_training(tmp_path, isolated_runs, shared_data):
 def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_runs, shared_data):
     spec = dict(TINY, axes=dict(TINY["axes"], seed=[0, 1, 2]))  # 12 cells
     grid = write_grid(tmp_path, spec, "tiny_kill")
-    from study.tracking import Tracker
+    from study.execution.tracking import Tracker
 
     Tracker()  # create the store's schema first, so polling it never races the worker's migration
     cmd = [sys.executable, "-m", "study.cli", "run", "--grid", str(grid), "--data-dir", str(shared_data),
@@ -212,10 +212,10 @@ def test_teacher_logit_cache_matches_the_teacher(shared_data):
     """The cache holds, row for row, what the teacher computes for each example alone."""
     import torch
 
-    from study.datacache import DataCache
+    from study.execution.datacache import DataCache
     from study.models import load_pretrained_classifier
-    from study.teacher import load_tokenizer
-    from study.trainer import teacher_logits
+    from study.execution.teacher import load_tokenizer
+    from study.training.trainer import teacher_logits
 
     tokenizer = load_tokenizer("all-MiniLM-L6-v2")
     teacher = load_pretrained_classifier("all-MiniLM-L6-v2", 2).eval()
@@ -288,7 +288,7 @@ def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_
 @pytest.fixture
 def registered_tasks():
     """Tasks a test resolves from a user's YAML are registered process-wide: remove them after."""
-    from study import data
+    from study.tasks import catalogue as data
 
     before = set(data.TASKS)
     yield

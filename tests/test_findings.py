@@ -14,7 +14,7 @@ import pytest
 from analysis import findings
 from analysis.findings import Claim
 from study.grid import load_grid
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 
 def table(effects: dict[str, dict[str, float]], datasets=("sst2", "mrpc"), seeds=(0, 1, 2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from study import forecast as fc
+from study.execution import forecast as fc
 from study.grid import parse_grid
 
 SPEC = {"name": "f", "axes": {"dataset": ["sst2"], "student": ["L2_H384", "L4_H384"],
@@ -88,7 +88,7 @@ def test_store_calibration_leaves_runs_that_shared_the_cpu_out():
 
 
 def test_a_group_shares_its_teacher_pass():
-    from study.work import work_units
+    from study.execution.work import work_units
 
     spec = {**SPEC, "axes": {"dataset": ["sst2"], "student": ["L2_H384"],
                              "objective": ["ce", "logit_kd", "logit_mse", "attention_kl", "hidden_mse"]}}
@@ -105,7 +105,7 @@ def test_a_group_shares_its_teacher_pass():
 
 
 def test_examples_are_priced_by_their_tokens(shared_data):
-    from study.datacache import DataCache
+    from study.execution.datacache import DataCache
 
     data = DataCache(shared_data)
     model = "sentence-transformers/all-MiniLM-L6-v2"

@@ -8,9 +8,10 @@ import hashlib
 import pytest
 import yaml
 
-from study.grid import available_grids, load_grid, parse_grid, stable_hash
-from study.paths import grids_dir
-from study.registry import StudyConfigError
+from study.grid import available_grids, load_grid, parse_grid
+from study.core.hashing import stable_hash
+from study.core.paths import grids_dir
+from study.core.errors import StudyConfigError
 
 SPEC = {
     "name": "t",
@@ -299,7 +300,7 @@ def test_teacher_checkpoint_is_the_cells_choice_not_the_teachers():
 
 
 def test_tasks_cpu_grid_covers_four_task_types_with_a_squad_budget():
-    from study.data import TASKS
+    from study.tasks.catalogue import TASKS
 
     grid = load_grid("tasks-cpu")
     cells = grid.validate()

@@ -14,7 +14,7 @@ import torch
 from kd_tensors import MASK3, fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 B, T, H, H_S, A = 3, 5, 6, 4, 2
 MASK = MASK3

@@ -12,7 +12,7 @@ import torch
 from kd_tensors import MASK4, fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 B, T, H, H_S = 4, 5, 6, 4
 MASK = MASK4

@@ -17,7 +17,7 @@ from kd_tensors import MASK4, fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
 from study.objectives.losses.mi_alpha import interpolated_bound
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 B, T, H, H_S = 4, 5, 6, 4
 MASK = MASK4

@@ -13,7 +13,7 @@ import torch
 from kd_tensors import MASK3, fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 B, T, H, H_S = 3, 5, 6, 4
 MASK = MASK3

@@ -11,7 +11,7 @@ import torch
 
 from study.objectives import LAYER_MAPPINGS, Distillation, FeatureSource, KDInputs, ModelDims
 from study.objectives.mappings.emd import transport
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 # Student layer 1 is cheapest against teacher layer 1, student layer 2 against teacher layer 3.
 COST = [[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from study.objectives.mappings import LAYER_MAPPINGS
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 
 def pairs(ls, lt, embeddings=False):

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from study.data import TASKS
-from study.metrics import METRIC_DIRECTION, compute_metrics, metric_names
-from study.registry import StudyConfigError
+from study.tasks.catalogue import TASKS
+from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
+from study.core.errors import StudyConfigError
 
 
 def test_accuracy_three_of_four():

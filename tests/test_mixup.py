@@ -12,8 +12,8 @@ from study.grid import parse_grid
 from study.objectives import Distillation, ModelDims
 from study.objectives import mixup as mixup_mod
 from study.objectives.prediction import teacher_loss
-from study.registry import StudyConfigError
-from study.trainer import mixup_loss
+from study.core.errors import StudyConfigError
+from study.training.trainer import mixup_loss
 
 
 def tiny(seed: int) -> BertForSequenceClassification:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.models import (StudentSize, build_student, check_initialisation, load_pretrained_classifier, resolve_teacher_path,
-                          student_config, teacher_layer_indices)
-from study.registry import StudyConfigError
+from study.models import (
+    StudentSize,
+    build_student,
+    check_initialisation,
+    load_pretrained_classifier,
+    resolve_teacher_path,
+    student_config,
+    teacher_layer_indices,
+)
+from study.core.errors import StudyConfigError
 
 
 @pytest.fixture(scope="module")

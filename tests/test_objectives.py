@@ -14,11 +14,18 @@ import math
 import pytest
 import torch
 
-from study.objectives import LAYER_MAPPINGS, PRESETS, Distillation, FeatureSource, KDInputs, ModelDims
+from study.objectives import (
+    LAYER_MAPPINGS,
+    PRESETS,
+    Distillation,
+    FeatureSource,
+    KDInputs,
+    ModelDims,
+)
 from study.objectives import prediction
 from study.objectives.losses.kl import distribution_kl
 from study.objectives.presets import legacy_params
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 
 def attention_kl(teacher, student, mask):

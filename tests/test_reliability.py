@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.interrupt import Terminated, exit_code, signals_as_interrupt
-from study.registry import StudyConfigError
-from study.tracking import Tracker, relocate_artifacts
+from study.execution.interrupt import Terminated, exit_code, signals_as_interrupt
+from study.core.errors import StudyConfigError
+from study.execution.tracking import Tracker, relocate_artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def runs(tmp_path, monkeypatch) -> Path:
 
 def test_workers_opening_a_new_store_together_all_succeed(runs):
     """Fault 1: the schema is created under the lock, so no worker sees a half-migrated store."""
-    code = "from study.tracking import Tracker; t = Tracker(); t.experiment_id('g'); print('ok')"
+    code = "from study.execution.tracking import Tracker; t = Tracker(); t.experiment_id('g'); print('ok')"
     env = dict(os.environ, PYTHONPATH=str(ROOT), STUDY_RUNS_DIR=str(runs))
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
@@ -156,7 +156,7 @@ def _cmdline(p: Path) -> str:
 
 
 def _teacher_folder(tmp_path: Path, sha: bool = True) -> Path:
-    from study.teacher import file_checksums
+    from study.execution.teacher import file_checksums
 
     folder = tmp_path / "teachers" / "abc"
     folder.mkdir(parents=True)
@@ -170,7 +170,7 @@ def _teacher_folder(tmp_path: Path, sha: bool = True) -> Path:
 
 
 def test_intact_teacher_verifies(tmp_path):
-    from study.teacher import verify_teacher
+    from study.execution.teacher import verify_teacher
 
     meta = verify_teacher(_teacher_folder(tmp_path))
     assert meta["run_id"] == "r0" and set(meta["sha256"]) == {"model.safetensors", "config.json"}
@@ -183,7 +183,7 @@ def test_intact_teacher_verifies(tmp_path):
     (lambda f: (f / "teacher.json").write_text("{not json"), "teacher.json cannot be read"),
 ])
 def test_damaged_teacher_names_the_folder_to_delete(tmp_path, damage, named):
-    from study.teacher import TeacherCacheError, verify_teacher
+    from study.execution.teacher import TeacherCacheError, verify_teacher
 
     folder = _teacher_folder(tmp_path)
     damage(folder)
@@ -194,7 +194,7 @@ def test_damaged_teacher_names_the_folder_to_delete(tmp_path, damage, named):
 
 
 def test_teacher_saved_before_checksums_is_adopted_then_checked(tmp_path):
-    from study.teacher import TeacherCacheError, verify_teacher
+    from study.execution.teacher import TeacherCacheError, verify_teacher
 
     folder = _teacher_folder(tmp_path, sha=False)
     assert verify_teacher(folder)["checksums_adopted"] is True
@@ -208,7 +208,7 @@ def test_missing_teacher_record_is_restored_once(runs):
     """Fault 5: a store without the cached teacher's run gets it back, tagged, exactly once."""
     import torch
 
-    from study.teacher import teacher_run_id
+    from study.execution.teacher import teacher_run_id
 
     spec = SimpleNamespace(teacher_id="t1", dataset="sst2", model="all-MiniLM-L6-v2",
                            settings={"epochs": 2, "seed": 0, "max_length": 32})
@@ -236,7 +236,7 @@ def _glue(tmp_path: Path, task: str, train: bytes) -> Path:
 
 
 def test_train_file_with_only_a_header_is_refused(tmp_path):
-    from study.data import load_task
+    from study.tasks.catalogue import load_task
 
     data = _glue(tmp_path, "SST-2", b"sentence\tlabel\n")
     with pytest.raises(StudyConfigError, match="holds no examples \\(only a header line\\)") as info:
@@ -245,7 +245,7 @@ def test_train_file_with_only_a_header_is_refused(tmp_path):
 
 
 def test_non_utf8_byte_names_file_and_line(tmp_path):
-    from study.data import load_task
+    from study.tasks.catalogue import load_task
 
     data = _glue(tmp_path, "SST-2", b"sentence\tlabel\ngood film\t1\ncaf\xe9 scene\t0\n")
     with pytest.raises(StudyConfigError, match="line 3: byte b'\\\\xe9' is not valid UTF-8") as info:
@@ -255,7 +255,7 @@ def test_non_utf8_byte_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("score", ["n/a", "nan", "", "5.5"])
 def test_stsb_score_that_is_not_a_number_in_range_names_file_and_line(tmp_path, score):
-    from study.data import load_task
+    from study.tasks.catalogue import load_task
 
     rows = f"sentence1\tsentence2\tscore\na\tb\t3.2\nc\td\t{score}\n".encode()
     data = _glue(tmp_path, "STS-B", rows)

@@ -147,7 +147,7 @@ def test_a_grid_edited_after_it_ran_shows_only_its_current_cells(tmp_path):
     cells still in the grid, so cells an edit removed drop out of its table."""
     from mlflow.tracking import MlflowClient
 
-    from analysis import contract
+    from study.core import contract
     from mlflow_fixtures import Cell as FixtureCell
     from mlflow_fixtures import log_cells, sqlite_uri
 

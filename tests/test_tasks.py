@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from study import data
-from study.data import TASKS, Split, get_task, load_task, resolve_dataset
-from study.metrics import METRIC_DIRECTION, METRICS, compute_metrics, metric_names
-from study.registry import StudyConfigError
-from study.tasktypes import get_type
+from study.tasks import catalogue as data
+from study.tasks.catalogue import TASKS, Split, get_task, load_task, resolve_dataset
+from study.tasks.metrics import METRIC_DIRECTION, METRICS, compute_metrics, metric_names
+from study.core.errors import StudyConfigError
+from study.tasks.types import get_type
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(

@@ -10,15 +10,27 @@ import pytest
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from study import data
-from study.data import Split, resolve_dataset
+from study.tasks import catalogue as data
+from study.tasks.catalogue import Split, resolve_dataset
 from study.objectives.prediction import prediction_loss
-from study.registry import StudyConfigError
-from study.tasktypes import get_type, names
+from study.core.errors import StudyConfigError
+from study.tasks.types import get_type, names
 from study.tasktypes import _squad_v1 as squad
-from study.tasktypes.extractive_qa import Windows, answer_positions, best_span, postprocess, read_squad
-from study.tasktypes.token_classification import IGNORE, TokenizedWords, align_labels, entity_scores, read_conll
-from study.teacher import load_tokenizer
+from study.tasktypes.extractive_qa import (
+    Windows,
+    answer_positions,
+    best_span,
+    postprocess,
+    read_squad,
+)
+from study.tasktypes.token_classification import (
+    IGNORE,
+    TokenizedWords,
+    align_labels,
+    entity_scores,
+    read_conll,
+)
+from study.execution.teacher import load_tokenizer
 
 KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
 
@@ -277,7 +289,7 @@ def test_augmentation_and_mixup_are_refused_on_ner_and_qa():
 def test_teacher_logit_cache_is_padded_per_feature(tokenizer, task_type):
     from transformers import BertConfig
 
-    from study.trainer import teacher_logits
+    from study.training.trainer import teacher_logits
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

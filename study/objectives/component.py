@@ -14,7 +14,8 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from study.registry import StudyConfigError, did_you_mean
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean
 
 
 def number(check: Callable[[float], bool], rule: str) -> Callable[[str, str, Any], float]:

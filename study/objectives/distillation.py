@@ -117,7 +117,7 @@ class Distillation(torch.nn.Module):
     def __init__(self, prediction: dict[str, Any], intermediate: list[dict[str, Any]], *, task_type: str,
                  student: ModelDims, teacher: ModelDims, train_size: int = 0):
         super().__init__()
-        from study.registry import lookup
+        from study.core.registry import lookup
 
         lookup({t: t for t in TASK_TYPES}, task_type, "task type")
         self.task_type = task_type

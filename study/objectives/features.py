@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 KINDS = ("states", "vector", "distribution", "scores")
 

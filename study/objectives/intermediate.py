@@ -13,7 +13,8 @@ from study.objectives.component import number
 from study.objectives.features import FEATURE_PARAMS, FEATURES, check_feature_params
 from study.objectives.losses import INTERMEDIATE_LOSSES
 from study.objectives.mappings import LAYER_MAPPINGS
-from study.registry import StudyConfigError, did_you_mean, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean, lookup
 
 ENTRY_DEFAULTS: dict[str, Any] = {"features": "hidden", "loss": "mse", "mapping": "skip", "weight": 1.0}
 _weight = number(lambda x: x >= 0.0, "a finite number >= 0")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from study.objectives.component import number
-from study.registry import lookup
+from study.core.registry import lookup
 
 DEFAULTS: dict[str, Any] = {"alpha": 0.0, "weight": 1.0}
 VERSION = "1"

@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from study.objectives.component import number
-from study.registry import StudyConfigError, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import lookup
 
 DISTANCES = {
     "kl": "KL(p_t || q_s) scaled by tau_s^2 (Hinton et al. 2015)",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from study.registry import StudyConfigError, did_you_mean, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean, lookup
 
 _KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
 

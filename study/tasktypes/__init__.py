@@ -10,6 +10,6 @@ Yes/no QA (BoolQ) is sequence-pair classification. A new type is one module here
 ``base.py`` says what a type brings.
 """
 
-from study.tasktypes.base import TASK_TYPES, TaskType, get_type, load_all, names, register
+from study.tasks.types import TASK_TYPES, TaskType, get_type, load_all, names, register
 
 __all__ = ["TASK_TYPES", "TaskType", "get_type", "load_all", "names", "register"]

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering
 
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 from study.tasktypes import _squad_v1
-from study.tasktypes.base import FeatureDataset, TaskType, register
+from study.tasks.types import FeatureDataset, TaskType, register
 
 _KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
          "metrics", "score", "hub", "notes", "description", "doc_stride", "max_answer_length", "n_best"}
@@ -192,7 +192,7 @@ class ExtractiveQA(TaskType):
         return 2
 
     def parse(self, doc, where, root):
-        from study import data
+        from study.tasks import catalogue as data
 
         unknown = sorted(set(map(str, doc)) - _KEYS)
         if unknown:
@@ -229,7 +229,7 @@ class ExtractiveQA(TaskType):
         return spec
 
     def read_file(self, spec, path, entry, group_by):
-        from study import data
+        from study.tasks import catalogue as data
 
         rows = read_squad(data._read_text(spec, Path(path), entry), f"Data file {str(path)!r}")
         split = data.Split(texts=[(q, c) for q, c, _, _ in rows], labels=[lab for _, _, lab, _ in rows])
@@ -238,7 +238,7 @@ class ExtractiveQA(TaskType):
     def read_hub(self, spec):
         import datasets
 
-        from study import data
+        from study.tasks import catalogue as data
 
         try:
             ds = datasets.load_dataset(spec.hub.path, spec.hub.config)
@@ -270,7 +270,7 @@ class ExtractiveQA(TaskType):
     def evaluate(self, model, loader, data, labels, spec, device):
         """SQuAD v1.1 EM and F1 over every question of ``data`` and ``loss``: the mean over
         windows of (CE(start) + CE(end)) / 2, nats."""
-        from study.trainer import _autocast
+        from study.training.trainer import _autocast
 
         model.eval()
         starts: list = [None] * len(data)

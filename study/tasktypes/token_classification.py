@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification
 
-from study.registry import StudyConfigError
-from study.tasktypes.base import FeatureDataset, TaskType, register
+from study.core.errors import StudyConfigError
+from study.tasks.types import FeatureDataset, TaskType, register
 
 IGNORE = -100
 _KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
@@ -116,7 +116,7 @@ class TokenClassification(TaskType):
     labels_bound_to_text = "the word tags"
 
     def parse(self, doc, where, root):
-        from study import data
+        from study.tasks import catalogue as data
 
         unknown = sorted(set(map(str, doc)) - _KEYS)
         if unknown:
@@ -158,7 +158,7 @@ class TokenClassification(TaskType):
         return spec
 
     def read_file(self, spec, path, entry, group_by):
-        from study import data
+        from study.tasks import catalogue as data
 
         text = data._read_text(spec, Path(path), entry)
         sentences = read_conll(text, f"Data file {str(path)!r}", spec.text_fields[0], spec.label_field,
@@ -182,7 +182,7 @@ class TokenClassification(TaskType):
     def evaluate(self, model, loader, data, labels, spec, device):
         """Entity-level F1/precision/recall over every word of ``data`` and ``loss``: the mean
         cross-entropy per labelled token, nats."""
-        from study.trainer import _autocast
+        from study.training.trainer import _autocast
 
         model.eval()
         pred_ids: dict[int, np.ndarray] = {}

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from study.objectives.component import Component
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 INTERMEDIATE_LOSSES: dict[str, type["IntermediateLoss"]] = {}
 

@@ -7,8 +7,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from study.objectives.losses.base import IntermediateLoss, Projection, head_average, query_rows, real_tokens
-from study.registry import StudyConfigError
+from study.objectives.losses.base import (
+    IntermediateLoss,
+    Projection,
+    head_average,
+    query_rows,
+    real_tokens,
+)
+from study.core.errors import StudyConfigError
 
 # Student probabilities are clamped to EPS before the log (as ``kl`` does), so a key the teacher
 # attends to and the student gives exactly 0 costs a large finite amount, not inf.

@@ -12,7 +12,7 @@ from torch import Tensor
 from study.objectives.component import integer, number
 from study.objectives.losses.base import IntermediateLoss
 from study.objectives.losses.mi_alpha import pool
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 NEGATIVES = ("batch", "memory")
 

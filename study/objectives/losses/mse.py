@@ -6,7 +6,13 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from study.objectives.losses.base import IntermediateLoss, Projection, head_average, query_rows, real_tokens
+from study.objectives.losses.base import (
+    IntermediateLoss,
+    Projection,
+    head_average,
+    query_rows,
+    real_tokens,
+)
 
 
 class MSE(IntermediateLoss):

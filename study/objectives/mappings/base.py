@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from study.objectives.component import Component
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 LAYER_MAPPINGS: dict[str, type["LayerMapping"]] = {}
 

@@ -11,7 +11,7 @@ from scipy.optimize import linprog
 from torch import Tensor
 
 from study.objectives.mappings.base import LayerMapping
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 # A layer whose transport cost is 0 would get an infinite weight; its unit cost is floored here.
 EPS = 1e-12

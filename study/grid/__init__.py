@@ -4,7 +4,7 @@ A cell is a set of named slots, each filled from a registry:
 
 | slot             | what                                                             | registry / check                 |
 |------------------|------------------------------------------------------------------|----------------------------------|
-| ``dataset``      | the task: a shipped name or a task YAML (``study/tasks/``)       | ``study.data.TASKS``             |
+| ``dataset``      | the task: a shipped name or a task YAML (``study/tasks/``)       | ``study.tasks.catalogue.TASKS``             |
 | ``student``      | ``L{layers}_H{hidden}`` in the teacher's family                  | ``study.models.StudentSize``     |
 | ``initialisation`` | how the student starts                                         | ``study.models.INITIALISATIONS`` |
 | ``teacher``      | model and fine-tuning budget                                     | ``TeacherSettings``              |
@@ -73,9 +73,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
-from analysis import contract
+from study.core.hashing import stable_hash
+from study.core import contract
 from study import augment as augment_mod
-from study import data as data_mod
+from study.tasks import catalogue as data_mod
 from study.models import (
     INIT_VERSION,
     StudentSize,
@@ -91,9 +92,10 @@ from study.objectives import prediction as prediction_mod
 from study.objectives.distillation import Distillation, ModelDims
 from study.objectives.intermediate import entry_versions, resolve_entry
 from study.objectives.presets import PRESETS, legacy_params, preset
-from study.paths import grids_dir
-from study.registry import StudyConfigError, did_you_mean, lookup
-from study.tasktypes import get_type
+from study.core.paths import grids_dir
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean, lookup
+from study.tasks.types import get_type
 
 TOP_KEYS = ("name", "description", "axes", "teacher", "training", "prediction", "intermediate", "mixup",
             "objective_params", "augmentation_params", "exclude", "overrides", "group_size")
@@ -159,25 +161,6 @@ def _settings(model: type[BaseModel], values: Mapping, where: str) -> dict[str, 
         raise StudyConfigError(f"{where}.{key}: {err['msg']}, got {err.get('input')!r}.") from None
 
 
-def _canonical(obj: Any) -> Any:
-    """Canonical JSON-able form: floats via repr (stable), tuples as lists, dict keys sorted later."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return repr(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _canonical(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
-    raise TypeError(f"cannot canonicalise {type(obj).__name__}: {obj!r}")
-
-
-def stable_hash(identity: Mapping[str, Any], length: int = 16) -> str:
-    """sha256 of the canonical JSON of ``identity`` (sorted keys), first ``length`` hex digits."""
-    text = json.dumps(_canonical(identity), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 @dataclass(frozen=True)
 class TeacherSpec:
     """A teacher fine-tuning: model and budget on one dataset. One cached teacher per id."""
@@ -204,7 +187,7 @@ class TeacherSpec:
 
     @property
     def checkpoint(self) -> str:
-        """``last``, ``best_metric`` or ``lowest_loss`` (``study.teacher.CHECKPOINTS``)."""
+        """``last``, ``best_metric`` or ``lowest_loss`` (``study.execution.teacher.CHECKPOINTS``)."""
         return self.settings.get("checkpoint", "last")
 
 

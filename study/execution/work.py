@@ -3,9 +3,9 @@
 A ``WorkUnit`` is a list of cells that share one ``group_key`` (data, seed, budget shape,
 teacher): ``work_units`` makes units of up to ``group_size`` such cells (1: one unit a cell). A
 ``Worker`` trains a unit in its process: it claims each cell (a local file lock as a fast path on
-one machine, then the store's claim, ``study.claims``, which holds across machines), gets the
-teacher (``study.teacher_store``), trains the claimed cells together on the same batches and logs
-each to its own run (``study.runner.run_group``), and returns one ``CellOutcome`` per cell. Only
+one machine, then the store's claim, ``study.execution.locks``, which holds across machines), gets the
+teacher (``study.execution.teacher_store``), trains the claimed cells together on the same batches and logs
+each to its own run (``study.execution.runner.run_group``), and returns one ``CellOutcome`` per cell. Only
 plain data crosses process boundaries.
 """
 
@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from study import claims
-from study.grid import Cell, TeacherSpec, stable_hash
+from study.execution import locks as claims
+from study.grid import Cell, TeacherSpec
+from study.core.hashing import stable_hash
 
 #: What a cell's attempt came to: trained now, failed (logged FAILED), already done (skipped),
 #: or held by a live worker elsewhere (busy).
@@ -44,7 +45,7 @@ class WorkUnit:
 
 
 def group_key(cell: Cell) -> str:
-    """What cells must share to train together on the same batches (``study.trainer.train_group``):
+    """What cells must share to train together on the same batches (``study.training.trainer.train_group``):
     dataset, training subsample, augmentation, seed (hence data order and dropout seed), sequence
     length, batch size, epochs, dev subsample, and the teacher with its checkpoint. A hash; the
     cell's id is untouched."""
@@ -113,11 +114,11 @@ class Worker:
     """Trains units in this process, keeping teachers loaded across units."""
 
     def __init__(self, ctx: RunContext):
-        from study.data import TASKS, resolve_data_dir
-        from study.datacache import DataCache
-        from study.paths import runs_dir
-        from study.tracking import Tracker
-        from study.trainer import select_device
+        from study.tasks.catalogue import TASKS, resolve_data_dir
+        from study.execution.datacache import DataCache
+        from study.core.paths import runs_dir
+        from study.execution.tracking import Tracker
+        from study.training.trainer import select_device
 
         for name, spec in ctx.tasks.items():
             TASKS.setdefault(name, spec)
@@ -133,11 +134,11 @@ class Worker:
 
     def run(self, unit: WorkUnit, log=print) -> list[CellOutcome]:
         """Train the cells of ``unit`` that are neither done nor held elsewhere, together on the
-        same batches (``study.runner.run_group``); one outcome per cell. A cell's failure is
+        same batches (``study.execution.runner.run_group``); one outcome per cell. A cell's failure is
         logged FAILED on its run and reported; the other cells still finish. ``KeyboardInterrupt``
         (Ctrl-C, SIGTERM) ends the claimed cells' runs KILLED and propagates."""
-        from study.runner import run_group
-        from study.teacher_store import obtain_teacher
+        from study.execution.runner import run_group
+        from study.execution.teacher_store import obtain_teacher
 
         outs = [CellOutcome(cell.cell_id, cell.name, "busy", dataset=cell.dataset) for cell in unit.cells]
         held: list[tuple[int, FileLock, str, Callable]] = []  # (position, lock, claimed run, lookup)
@@ -195,7 +196,7 @@ class Worker:
         """Claim ``cell`` (the local file lock, then the store's claim): (the held lock, the
         claimed RUNNING run's id, a lookup of the cell's runs), or None with ``out`` saying why
         (busy, skipped when done, failed when the store refused)."""
-        from study.runner import cell_tags
+        from study.execution.runner import cell_tags
 
         lock = FileLock(str(self.locks / f"{cell.cell_id}.lock"))
         try:

@@ -6,16 +6,16 @@ label per sequence asks the task's type instead:
 
 | what                          | method / attribute             | used by                                  |
 |-------------------------------|--------------------------------|------------------------------------------|
-| the YAML's own keys           | ``parse``                      | ``study.data.parse_task``                |
-| reading a file                | ``read_file``, ``read_hub``    | ``study.data.load_task``                 |
-| tokenisation, label alignment | ``tokenize``, ``collator``     | ``study.datacache``, ``study.trainer``   |
-| the model head                | ``auto_class``                 | ``study.models``, ``study.teacher``      |
-| targets and KD positions      | ``split_batch``, ``logits``    | ``study.trainer`` (``KDInputs``)         |
-| prediction and metric         | ``evaluate``, ``metrics``      | ``study.trainer`` (dev scores)           |
+| the YAML's own keys           | ``parse``                      | ``study.tasks.catalogue.parse_task``                |
+| reading a file                | ``read_file``, ``read_hub``    | ``study.tasks.catalogue.load_task``                 |
+| tokenisation, label alignment | ``tokenize``, ``collator``     | ``study.execution.datacache``, ``study.training.trainer``   |
+| the model head                | ``auto_class``                 | ``study.models``, ``study.execution.teacher``      |
+| targets and KD positions      | ``split_batch``, ``logits``    | ``study.training.trainer`` (``KDInputs``)         |
+| prediction and metric         | ``evaluate``, ``metrics``      | ``study.training.trainer`` (dev scores)           |
 | what a cell may not use       | ``refuse``                     | ``study.grid.Grid.validate``             |
 
 The modules are imported on the first lookup (``load_all``); a type module imports
-``study.data`` inside its functions only, because ``study.data`` looks types up while it reads
+``study.tasks.catalogue`` inside its functions only, because ``study.tasks.catalogue`` looks types up while it reads
 the shipped task YAMLs at import time.
 """
 
@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from study.registry import StudyConfigError, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import lookup
 
 #: task_type value -> the TaskType serving it
 TASK_TYPES: dict[str, "TaskType"] = {}
@@ -99,7 +100,7 @@ class TaskType:
 
     ``name`` is the YAML's ``task_type`` it was registered under; ``auto_class`` the Hugging Face
     auto class of its head; ``metrics`` the metric names its tasks may list; ``version`` enters
-    every cell's identity through the task (``study.data.task_identity``) only for new types.
+    every cell's identity through the task (``study.tasks.catalogue.task_identity``) only for new types.
     """
 
     auto_class: Any = None
@@ -113,7 +114,7 @@ class TaskType:
 
     # ------------------------------------------------------------------ data
     def parse(self, doc: dict, where: str, root) -> Any:
-        """The ``TaskSpec`` of a task YAML of this type (``study.data.parse_task`` checked the
+        """The ``TaskSpec`` of a task YAML of this type (``study.tasks.catalogue.parse_task`` checked the
         common keys: name, version, task_type, format)."""
         raise NotImplementedError
 
@@ -157,10 +158,10 @@ class TaskType:
     def tokens_per_example(self, spec, split, tokenizer, max_length: int, sample: int = 256) -> float:
         """Mean tokens the model reads per example of ``split`` at ``max_length`` (every window of
         a long one), over a seeded sample of ``sample`` examples tokenised as training tokenises
-        them (``tokenize``); what ``study.forecast`` prices an example by."""
+        them (``tokenize``); what ``study.execution.forecast`` prices an example by."""
         import random
 
-        from study.data import Split
+        from study.tasks.catalogue import Split
 
         idx = sorted(random.Random(0).sample(range(len(split)), min(sample, len(split))))
         sub = Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
@@ -197,7 +198,7 @@ class TaskType:
         """Raise StudyConfigError when the task lists a metric this type does not compute."""
         unknown = [m for m in spec.metrics if m not in self.metrics]
         if unknown:
-            from study.registry import did_you_mean
+            from study.core.registry import did_you_mean
 
             raise StudyConfigError(f"Task file {where}: unknown metric {unknown[0]!r} for task_type "
                                    f"{self.name}. Allowed: {', '.join(self.metrics)}."

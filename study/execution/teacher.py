@@ -19,16 +19,17 @@ import torch
 from filelock import FileLock
 from transformers import AutoTokenizer
 
-from study.data import TASKS
-from study.datacache import DataCache
+from study.tasks.catalogue import TASKS
+from study.execution.datacache import DataCache
 from study.grid import TeacherSpec
 from study.models import load_pretrained_classifier, resolve_teacher_path, teacher_identity
 from study.objectives import Distillation, ModelDims
-from study.paths import runs_dir
-from study.registry import StudyConfigError
-from study.tasktypes import get_type
-from study.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
-from study.trainer import derive_seed, train
+from study.core.paths import runs_dir
+from study.core.errors import StudyConfigError
+from study.tasks.types import get_type
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
+from study.core.hashing import derive_seed
+from study.training.trainer import train
 
 
 @dataclass
@@ -180,7 +181,7 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
     logging it first if needed. One fine-tuning keeps every checkpoint: the final weights in the
     teacher's folder, the others under ``checkpoints/<name>/`` with their own checksums; a teacher
     cached before checkpoints were kept is fine-tuned again when a cell asks for one.
-    ``run_id``: a RUNNING run already claimed for this fine-tuning (``study.teacher_store``),
+    ``run_id``: a RUNNING run already claimed for this fine-tuning (``study.execution.teacher_store``),
     used instead of a new one. On a tracking server the folder is logged as the run's artifacts
     before it is FINISHED.
 

@@ -26,20 +26,11 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from study.data import Split, TaskSpec
-from study.metrics import compute_metrics
+from study.core.hashing import derive_seed
+from study.tasks.catalogue import Split, TaskSpec
+from study.tasks.metrics import compute_metrics
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
-from study.tasktypes.base import FeatureDataset
-
-
-def derive_seed(seed: int, stream: str) -> int:
-    """A 63-bit seed for one named random stream (``init``, ``data_order``, ``dropout``...).
-
-    Streams depend on the cell's seed and the stream's name only, so cells that differ in one
-    factor share initial weights and data order (common random numbers): a paired comparison.
-    """
-    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+from study.tasks.types import FeatureDataset
 
 
 class TokenizedSplit(FeatureDataset):
@@ -87,7 +78,7 @@ class TrainResult:
     #: CPU seconds this process spent (all its threads, ``time.process_time``) over ``wall_time_s``
     cpu_time_s: float = float("nan")
     #: intra-op threads torch used (``torch.get_num_threads()``): with ``cpu_time_s`` and
-    #: ``wall_time_s``, the share of its cores the run had (``study.forecast.cpu_share``)
+    #: ``wall_time_s``, the share of its cores the run had (``study.execution.forecast.cpu_share``)
     cpu_threads: int = 0
 
 
@@ -145,7 +136,7 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
     during a student's training: objectives that need only the logits read them from this cache
     instead of running the teacher on every step.
     """
-    from study.tasktypes import get_type
+    from study.tasks.types import get_type
 
     ttype = get_type(getattr(data, "task_type", "classification"))
     teacher.to(device).eval()
@@ -432,7 +423,7 @@ def train_group(
     seed, batch_size, epochs = first.seed, first.budget["batch_size"], first.budget["epochs"]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    from study.tasktypes import get_type
+    from study.tasks.types import get_type
 
     ttype = get_type(task.task_type)
     collate = ttype.collator(tokenizer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def runs_dir() -> Path:
@@ -19,7 +19,7 @@ def make_directory(path: Path, what: str) -> None:
     Raises:
         StudyConfigError: it is a file, or cannot be created; the message names it as ``what``.
     """
-    from study.registry import StudyConfigError
+    from study.core.errors import StudyConfigError
 
     if path.exists() and not path.is_dir():
         raise StudyConfigError(f"The {what} {str(path)!r} is a file, not a directory; point "
@@ -37,7 +37,7 @@ def writable_runs_dir() -> Path:
     Raises:
         StudyConfigError: it is a file, cannot be created, or is read-only (the message names it).
     """
-    from study.registry import StudyConfigError
+    from study.core.errors import StudyConfigError
 
     path = runs_dir()
     make_directory(path, "runs folder")
@@ -62,4 +62,4 @@ def tracking_uri(uri: str | None = None) -> str:
 
 def grids_dir() -> Path:
     """The folder of the shipped grid YAML files."""
-    return Path(__file__).resolve().parent / "grids"
+    return Path(__file__).resolve().parents[1] / "grids"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from study.registry import StudyConfigError, lookup
-from study.work import CellOutcome, RunContext, WorkUnit
+from study.core.errors import StudyConfigError
+from study.core.registry import lookup
+from study.execution.work import CellOutcome, RunContext, WorkUnit
 
 #: name -> executor class; filled by ``register`` as each module of the package is imported.
 EXECUTORS: dict[str, type[Executor]] = {}

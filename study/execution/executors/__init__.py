@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from study.executors.base import EXECUTORS, Executor, make_executor
+from study.execution.executors.base import EXECUTORS, Executor, make_executor
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from analysis import contract
+from study.core import contract
 
 #: Seconds after which a RUNNING run from another machine without a new heartbeat is dead.
 DEFAULT_CLAIM_TIMEOUT_S = 600.0
@@ -57,7 +57,7 @@ def check_claim_timeout(timeout_s: float) -> float:
     Raises:
         StudyConfigError: shorter, or not a number (a live worker would look dead).
     """
-    from study.registry import StudyConfigError
+    from study.core.errors import StudyConfigError
 
     beat = heartbeat_interval_s()
     if not (timeout_s == timeout_s and timeout_s >= 3 * beat):

@@ -32,17 +32,18 @@ from typing import Any
 import numpy as np
 import yaml
 
-from study.registry import StudyConfigError, did_you_mean, lookup
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean, lookup
 
 #: Version of the loaders (parsing, label mapping); part of every cell's identity. Moving the
 #: GLUE tasks to YAML kept their parsing byte for byte (tests/test_tasks.py pins it), so it stays.
 VERSION = "1"
 DATA_DIR_ENV = "STUDY_DATA_DIR"
 HUB_DATASET = "nyu-mll/glue"
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+TASKS_DIR = Path(__file__).resolve().parent
 #: The sequence-level task types, read by this module itself; every other ``task_type`` is a
 #: plug-in of ``study.tasktypes`` (token_classification, extractive_qa) that parses and reads its
-#: own files (``study.tasktypes.base``).
+#: own files (``study.tasks.types``).
 TASK_TYPES = ("classification", "regression")
 #: File formats. ``glue_tsv``: the official GLUE TSV (tabs, literal quotes, UTF-8 with an optional
 #: byte-order mark), a label is a class name or an int id. ``tsv``/``csv``/``jsonl``: a header
@@ -234,7 +235,7 @@ def parse_task(doc: Any, where: str, root: Path | None = None) -> TaskSpec:
         raise _fail(where, f"name {name!r} must be letters, digits, '_', '.' or '-'.")
     task_type = doc["task_type"]
     if task_type not in TASK_TYPES:
-        from study.tasktypes import base as tasktypes
+        from study.tasks import types as tasktypes
 
         if not isinstance(task_type, str) or task_type not in tasktypes.names():
             raise _fail(where, f"task_type {task_type!r} is not one of {', '.join(tasktypes.names())}."
@@ -532,11 +533,11 @@ def resolve_dataset(name_or_path: str | Path, base: str | Path | None = None, *,
         path = Path(base) / path
     path = path.absolute()
     spec = read_task_yaml(path, root=path.parent)
-    from study.metrics import METRICS  # here, not at import: study.metrics imports this module
+    from study.tasks.metrics import METRICS  # here, not at import: study.tasks.metrics imports this module
 
     unknown = [m for m in spec.metrics if m not in METRICS]
     if spec.task_type not in TASK_TYPES:
-        from study.tasktypes.base import get_type
+        from study.tasks.types import get_type
 
         get_type(spec.task_type).check_metrics(spec, repr(str(path)))
         unknown = []
@@ -776,7 +777,7 @@ def _records(spec: TaskSpec, path: Path, text: str, entry: FileEntry) -> tuple[l
 def _read_file(spec: TaskSpec, path: Path, entry: FileEntry, group_by: str | None) -> tuple[Split, list[str]]:
     """One file's examples, and each example's ``group_by`` value (empty without one)."""
     if spec.task_type not in TASK_TYPES:
-        from study.tasktypes.base import get_type
+        from study.tasks.types import get_type
 
         return get_type(spec.task_type).read_file(spec, path, entry, group_by)
     if spec.format == "glue_tsv":
@@ -867,7 +868,7 @@ def _load_hub(spec: TaskSpec) -> dict[str, Split]:
 
     hub = spec.hub
     if spec.task_type not in TASK_TYPES:
-        from study.tasktypes.base import get_type
+        from study.tasks.types import get_type
 
         return get_type(spec.task_type).read_hub(spec)
     try:

@@ -3,13 +3,13 @@
 Resumability: a cell is done when the store holds a FINISHED run with its ``study.cell_id``, in
 any grid's experiment (the paper grids overlap: a cell one grid trained is tagged as a member of
 the next grid that contains it, not retrained); done cells are skipped. Where the pending cells
-run is the executor's business (``study.executors``: ``serial`` in this process, ``ray`` on a
-cluster); how a worker claims, trains and logs one is ``study.work``. A cell is claimed by its
-MLflow run (``study.claims``), which holds across machines, with a file lock
+run is the executor's business (``study.execution.executors``: ``serial`` in this process, ``ray`` on a
+cluster); how a worker claims, trains and logs one is ``study.execution.work``. A cell is claimed by its
+MLflow run (``study.execution.locks``), which holds across machines, with a file lock
 (``runs/locks/<cell_id>.lock``) as a fast path on one; a RUNNING run whose process died (e.g.
 SIGKILL) is marked KILLED and the cell retrained. A cell that raises is logged FAILED with its
 error, and the grid goes on; so is a cell whose teacher could not be prepared. An interruption
-(Ctrl-C, or SIGTERM under ``study.interrupt.signals_as_interrupt``) ends the cell's run KILLED
+(Ctrl-C, or SIGTERM under ``study.execution.interrupt.signals_as_interrupt``) ends the cell's run KILLED
 and stops the grid; the next run retrains that cell.
 """
 
@@ -20,24 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from analysis import contract
+from study.core import contract
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from study import claims
-from study.data import TASKS, resolve_data_dir
-from study.datacache import DataCache
+from study.execution import locks as claims
+from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.execution.datacache import DataCache
 from study.grid import Cell, Grid
 from study.models import StudentSize, build_student
 from study.objectives import ModelDims
-from study.executors.base import Executor
-from study.tasktypes import get_type
-from study.teacher import Teacher
-from study.registry import StudyConfigError
-from study.tracking import Tracker, environment_tags
-from study.trainer import Student, TokenizedSplit, TrainResult, derive_seed, select_device, train_group
-from study.work import CellOutcome, RunContext, data_dir_arg, group_key, work_units
+from study.execution.executors.base import Executor
+from study.tasks.types import get_type
+from study.execution.teacher import Teacher
+from study.core.errors import StudyConfigError
+from study.execution.tracking import Tracker, environment_tags
+from study.training.trainer import Student, TokenizedSplit, TrainResult, select_device, train_group
+from study.core.hashing import derive_seed
+from study.execution.work import CellOutcome, RunContext, data_dir_arg, group_key, work_units
 
 
 @dataclass
@@ -69,7 +70,7 @@ def run_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, de
              lookup=None) -> float:
     """Train one cell's student against ``teacher`` and log it; return its dev score (a fraction).
 
-    ``run_id``: the cell's claimed RUNNING run (``study.claims``), else a new run is started;
+    ``run_id``: the cell's claimed RUNNING run (``study.execution.locks``), else a new run is started;
     ``lookup``: returns the cell's runs, to end this one as a duplicate if another finished first
     (``claims.finish``). The MLflow run is FINISHED only after every metric is logged; any
     exception marks it FAILED (with the error) and is re-raised.
@@ -169,7 +170,7 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
 def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
               grid_version: str | None = None, run_ids: list[str | None] | None = None,
               teacher_source: str | None = None, lookups: list | None = None) -> list[float | Exception]:
-    """Train cells that share a ``group_key`` together (``study.trainer.train_group``), each
+    """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
     logged to its own run as ``run_cell`` logs one; per cell, its dev score (a fraction) or the
     exception that ended its run FAILED (the others go on). ``run_ids``/``lookups``: per cell, as
     ``run_cell``'s. An interruption ends every open run KILLED and propagates.
@@ -178,7 +179,7 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         ValueError: the cells do not share a ``group_key``.
     """
     if len({group_key(c) for c in cells}) > 1:
-        raise ValueError("cells of a group must share data, seed, budget shape and teacher (study.work.group_key)")
+        raise ValueError("cells of a group must share data, seed, budget shape and teacher (study.execution.work.group_key)")
     run_ids = list(run_ids or [None] * len(cells))
     lookups = list(lookups or [None] * len(cells))
     outcomes: list[float | Exception | None] = [None] * len(cells)
@@ -254,13 +255,13 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     """Train every pending cell of ``grid`` with ``executor`` (default ``serial``); see the
     module docstring for the guarantees. ``claim_timeout_s``: seconds without a heartbeat after
     which another machine's RUNNING run of a cell counts as dead; ``group_size``: cells that
-    share their batches (``study.work.group_key``) train together, up to this many at once.
+    share their batches (``study.execution.work.group_key``) train together, up to this many at once.
 
     Raises:
         StudyConfigError: a bad grid, data directory, device, executor setting, claim timeout or
             group size, before any training.
     """
-    from study.executors import make_executor
+    from study.execution.executors import make_executor
 
     console = console or Console(stderr=True)
     start = time.perf_counter()
@@ -339,15 +340,15 @@ def print_summary(summary: RunSummary, tracker_uri: str, console: Console) -> No
 def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: str, retry_failed: bool,
             console: Console, group_size: int = 1) -> None:
     """What ``study run --dry-run`` prints: every cell, its state and the group it would train
-    in (``study.work.work_units`` with ``group_size``), the teachers still to fine-tune, and a
-    forecast of the wall time on this device (``study.forecast``: cell by cell, less the teacher
+    in (``study.execution.work.work_units`` with ``group_size``), the teachers still to fine-tune, and a
+    forecast of the wall time on this device (``study.execution.forecast``: cell by cell, less the teacher
     passes that grouped students share). Writes nothing.
 
     Raises:
         StudyConfigError: a bad grid or data directory.
     """
-    from study import forecast as fc
-    from study.teacher import teacher_dir
+    from study.execution import forecast as fc
+    from study.execution.teacher import teacher_dir
 
     pending, done, status = plan(grid, tracker, retry_failed, adopt=False)
     dev = select_device(device).type

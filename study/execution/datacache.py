@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from study import augment as augment_mod
-from study.data import TASKS, Split, load_task, subsample
-from study.grid import stable_hash
-from study.paths import runs_dir
+from study.tasks.catalogue import TASKS, Split, load_task, subsample
+from study.core.hashing import stable_hash
+from study.core.paths import runs_dir
 import torch
 
-from study.tasktypes import get_type
-from study.trainer import TokenizedSplit, teacher_logits
+from study.tasks.types import get_type
+from study.training.trainer import TokenizedSplit, teacher_logits
 
 
 class DataCache:

@@ -15,9 +15,9 @@ import math
 import socket
 import time
 
-from study.executors.base import Executor, register
-from study.registry import StudyConfigError
-from study.work import CellOutcome, RunContext, WorkUnit, worker_for
+from study.execution.executors.base import Executor, register
+from study.core.errors import StudyConfigError
+from study.execution.work import CellOutcome, RunContext, WorkUnit, worker_for
 
 ADDRESS_HELP = ("allowed: HOST:PORT of a running cluster's head (what `ray start --head` prints), "
                 "`auto` for the cluster this machine belongs to, or no --address for a local cluster")

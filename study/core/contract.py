@@ -17,7 +17,7 @@ Tags:
   A grid edited after it ran keeps old members tagged with an older version: the analysis reads
   only the members of the current version (the runner re-tags the cells still in the grid)
 - ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs)
-- claims (``study.claims``): ``study.claim.node`` (host and boot), ``study.claim.pid``,
+- claims (``study.execution.locks``): ``study.claim.node`` (host and boot), ``study.claim.pid``,
   ``study.claim.process_start`` (the process that holds a RUNNING run), ``study.claim.state``
   (``pending``/``confirmed``), ``study.heartbeat`` (Unix seconds, renewed while it runs),
   ``study.duplicate_of`` (on a KILLED run whose cell another run finished first)

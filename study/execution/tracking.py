@@ -27,10 +27,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import study
-from analysis import contract
-from study import claims
-from study.paths import PROJECT_ROOT, make_directory, tracking_uri
-from study.registry import StudyConfigError
+from study.core import contract
+from study.execution import locks as claims
+from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
+from study.core.errors import StudyConfigError
 
 TEACHER_EXPERIMENT = "teachers"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -262,7 +262,7 @@ class Tracker:
     def fail(self, run_id: str, exc: BaseException) -> None:
         """Record the error (tag ``study.error`` and the traceback as an artifact) and end the run.
 
-        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.interrupt``) ends
+        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``) ends
         it KILLED, not FAILED: nobody saw the cell fail, so ``--skip-failed`` must not skip it.
         """
         self.release(run_id)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from study.registry import StudyConfigError
+from study.core.errors import StudyConfigError
 
 # MLflow sets its loggers' level from this when it is first imported (a setLevel before that is
 # undone); its INFO lines ("Creating initial MLflow database tables...") would break one-line
@@ -46,7 +46,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
-    from study.interrupt import exit_code
+    from study.execution.interrupt import exit_code
 
     typer.echo(f"interrupted ({str(exc) or 'Ctrl-C'}): the run in progress is marked KILLED; "
                "`study run` again retrains it", err=True)
@@ -77,14 +77,14 @@ def run(
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
-    from study.data import resolve_data_dir
-    from study.executors import make_executor
+    from study.tasks.catalogue import resolve_data_dir
+    from study.execution.executors import make_executor
     from study.grid import load_grid
-    from study.interrupt import signals_as_interrupt
-    from study.paths import writable_runs_dir
-    from study.runner import dry_run as dry_run_report
-    from study.runner import print_summary, run_grid
-    from study.tracking import Tracker
+    from study.execution.interrupt import signals_as_interrupt
+    from study.core.paths import writable_runs_dir
+    from study.execution.runner import dry_run as dry_run_report
+    from study.execution.runner import print_summary, run_grid
+    from study.execution.tracking import Tracker
 
     try:
         ex = make_executor(executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
@@ -125,7 +125,7 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     """Count a grid's cells that are done, failed, running or pending."""
     _quiet_libraries()
     from study.grid import load_grid
-    from study.tracking import Tracker
+    from study.execution.tracking import Tracker
 
     try:
         g = load_grid(grid)
@@ -156,7 +156,7 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     The server runs in its own process group; Ctrl-C, SIGTERM or SIGHUP to this process stop the
     whole group (MLflow's server starts worker processes that would otherwise keep serving).
     """
-    from study.paths import tracking_uri as resolve_uri
+    from study.core.paths import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
     if host not in LOCAL_HOSTS:
@@ -182,8 +182,8 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     workers need only its URI: `study run --tracking-uri http://HOST:PORT`. Stopping it
     (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group.
     """
-    from study.paths import make_directory, runs_dir
-    from study.paths import tracking_uri as resolve_uri
+    from study.core.paths import make_directory, runs_dir
+    from study.core.paths import tracking_uri as resolve_uri
 
     store = backend_store_uri or resolve_uri(None)
     if store.startswith(("http://", "https://")):
@@ -193,7 +193,7 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     try:
         make_directory(destination, "artifacts folder")
         if store.startswith("sqlite:///"):
-            from study.tracking import Tracker
+            from study.execution.tracking import Tracker
 
             Tracker(store)  # creates (under its lock) or checks the schema before the server opens it
     except StudyConfigError as exc:
@@ -267,7 +267,7 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     _quiet_libraries()
     from analysis.report import ReportError, report_grid
     from study.grid import load_grid
-    from study.tracking import Tracker
+    from study.execution.tracking import Tracker
 
     try:
         Tracker(tracking_uri)  # an unusable store is refused here, in seconds
@@ -285,7 +285,7 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
 
 # The analysis commands (analyze, recommend) live in their own module; an import error there
 # must surface, not silently drop the commands.
-from study.cli_analysis import register as _register_analysis  # noqa: E402
+from study.cli.analysis import register as _register_analysis  # noqa: E402
 
 _register_analysis(app)
 

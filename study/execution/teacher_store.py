@@ -1,11 +1,11 @@
 """Teachers every worker can load: the MLflow artifact store as the cache shared by machines.
 
 With a sqlite store (one machine) a teacher lives in ``runs/teachers/<id>`` as before
-(``study.teacher.ensure_teacher``). With a tracking server, the run that fine-tunes a teacher
+(``study.execution.teacher.ensure_teacher``). With a tracking server, the run that fine-tunes a teacher
 logs its folder as artifacts (``teacher/``) before it is FINISHED, and a worker whose disk lacks
 the teacher downloads it by teacher id, checks every file against the SHA-256 in its
 ``teacher.json`` and keeps it in its own ``runs/teachers/``. The fine-tuning itself is claimed
-like a cell (``study.claims``): one machine fine-tunes, the others wait for its run to finish.
+like a cell (``study.execution.locks``): one machine fine-tunes, the others wait for its run to finish.
 """
 
 from __future__ import annotations
@@ -16,14 +16,20 @@ import time
 from pathlib import Path
 
 import torch
-from analysis import contract
+from study.core import contract
 from filelock import FileLock
 
-from study import claims
-from study.datacache import DataCache
+from study.execution import locks as claims
+from study.execution.datacache import DataCache
 from study.grid import TeacherSpec
-from study.teacher import Teacher, TeacherCacheError, ensure_teacher, teacher_dir, verify_teacher
-from study.tracking import TEACHER_EXPERIMENT, Tracker
+from study.execution.teacher import (
+    Teacher,
+    TeacherCacheError,
+    ensure_teacher,
+    teacher_dir,
+    verify_teacher,
+)
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 
 #: Seconds between two looks at a teacher another worker is fine-tuning.
 POLL_S = 5.0

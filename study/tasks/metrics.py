@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from study.data import get_task
+from study.tasks.catalogue import get_task
 
 VERSION = "1"
 

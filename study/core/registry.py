@@ -6,11 +6,9 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from study.core.errors import StudyConfigError
+
 T = TypeVar("T")
-
-
-class StudyConfigError(ValueError):
-    """A grid, cell or command-line value is not allowed; the message names the value and the choices."""
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

@@ -46,8 +46,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from study.data import Split
-from study.registry import StudyConfigError, did_you_mean, lookup
+from study.tasks.catalogue import Split
+from study.core.errors import StudyConfigError
+from study.core.registry import did_you_mean, lookup
 
 VERSION = "1"  # of EDA and of the table's conventions (layout, cache format)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from study.executors.base import Executor, register
-from study.work import Worker
+from study.execution.executors.base import Executor, register
+from study.execution.work import Worker
 
 
 @register

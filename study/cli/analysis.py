@@ -2,7 +2,7 @@
 best recipe, figures) and ``study recommend`` (AutoDistiller-style ranking of configurations for
 a dataset), on a grid's MLflow runs or on any results CSV.
 
-``study/cli.py`` calls ``register(app)``. Bad input (an unknown column, a non-numeric metric, a
+``study/cli/__init__.py`` calls ``register(app)``. Bad input (an unknown column, a non-numeric metric, a
 factor with one level, an unknown grid) prints one line on stderr naming the value and what is
 allowed, and exits with code 2.
 """
@@ -73,7 +73,7 @@ def _load_grid_table(grid: str, metric: str, factors: list[str], block: Optional
 def _check_store(tracking_uri: Optional[str]) -> None:
     """Open the store once, so an unusable one is refused in one line within seconds
     (``StudyConfigError``, a ``ValueError``) instead of after MLflow's retries."""
-    from study.tracking import Tracker
+    from study.execution.tracking import Tracker
 
     Tracker(tracking_uri)
 
@@ -275,7 +275,7 @@ def findings_command(
     from rich.console import Console
 
     from analysis import findings as fmod
-    from study.registry import StudyConfigError
+    from study.core.errors import StudyConfigError
 
     _check_store(tracking_uri)
     try:

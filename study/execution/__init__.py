@@ -1,0 +1,1 @@
+"""Execution: tracking, locks, teacher and data caches, running cells, workers, executors, forecasts."""
