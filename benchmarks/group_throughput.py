@@ -26,7 +26,8 @@ from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.execution.teacher import load_tokenizer
-from study.training.trainer import Student, select_device, teacher_logits, train_group
+from study.training.trainer import Student, teacher_logits, train_group
+from study.core.device import select_device
 from study.core.hashing import derive_seed
 
 

@@ -23,7 +23,8 @@ from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.execution.teacher import load_tokenizer
 from study.core.hashing import derive_seed
-from study.training.trainer import select_device, teacher_logits, train
+from study.core.device import select_device
+from study.training.trainer import teacher_logits, train
 
 
 def main() -> None:

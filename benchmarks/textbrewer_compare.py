@@ -43,7 +43,8 @@ from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.execution.teacher import load_tokenizer
 from study.core.hashing import derive_seed
-from study.training.trainer import evaluate, select_device, teacher_logits, train
+from study.training.trainer import evaluate, teacher_logits, train
+from study.core.device import select_device
 
 TAU = 2.0
 

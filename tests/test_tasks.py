@@ -14,7 +14,7 @@ import pytest
 
 from study.tasks import catalogue as data
 from study.tasks.catalogue import TASKS, Split, get_task, load_task, resolve_dataset
-from study.tasks.metrics import METRIC_DIRECTION, METRICS, compute_metrics, metric_names
+from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
 from study.core.errors import StudyConfigError
 from study.tasks.types import get_type
 

@@ -16,7 +16,8 @@ from study.core.paths import runs_dir
 import torch
 
 from study.tasks.types import get_type
-from study.training.trainer import TokenizedSplit, teacher_logits
+from study.tasktypes.sequence_classification import TokenizedSplit
+from study.training.trainer import teacher_logits
 
 
 class DataCache:

@@ -36,7 +36,9 @@ from study.tasks.types import get_type
 from study.execution.teacher import Teacher
 from study.core.errors import StudyConfigError
 from study.execution.tracking import Tracker, environment_tags
-from study.training.trainer import Student, TokenizedSplit, TrainResult, select_device, train_group
+from study.training.trainer import Student, TrainResult, train_group
+from study.tasktypes.sequence_classification import TokenizedSplit
+from study.core.device import select_device
 from study.core.hashing import derive_seed
 from study.execution.work import CellOutcome, RunContext, data_dir_arg, group_key, work_units
 

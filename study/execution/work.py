@@ -118,7 +118,7 @@ class Worker:
         from study.execution.datacache import DataCache
         from study.core.paths import runs_dir
         from study.execution.tracking import Tracker
-        from study.training.trainer import select_device
+        from study.core.device import select_device
 
         for name, spec in ctx.tasks.items():
             TASKS.setdefault(name, spec)

@@ -61,7 +61,6 @@ device, tracking URI, grid name): its id is the sha256 of the canonical JSON of 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 from collections.abc import Mapping
@@ -71,9 +70,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from study.core.hashing import stable_hash
+from study.core.schema import validate_settings
 from study.core import contract
 from study import augment as augment_mod
 from study.tasks import catalogue as data_mod
@@ -145,20 +145,6 @@ class TeacherSettings(TrainingSettings):
 
 TRAINING_DEFAULTS: dict[str, Any] = TrainingSettings().model_dump()
 TEACHER_DEFAULTS: dict[str, Any] = TeacherSettings().model_dump()
-
-
-def _settings(model: type[BaseModel], values: Mapping, where: str) -> dict[str, Any]:
-    """Validate a settings mapping with pydantic; one-line StudyConfigError naming key and value."""
-    try:
-        return model.model_validate(dict(values)).model_dump()
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(map(str, err["loc"])) or "?"
-        if err["type"] == "extra_forbidden":
-            allowed = [k for k in model.model_fields]
-            raise StudyConfigError(f"Unknown key {key!r} in {where}. Allowed: {', '.join(allowed)}."
-                                   f"{did_you_mean(key, allowed)}") from None
-        raise StudyConfigError(f"{where}.{key}: {err['msg']}, got {err.get('input')!r}.") from None
 
 
 @dataclass(frozen=True)
@@ -384,8 +370,8 @@ class Grid:
             pred = prediction_mod.resolve(pred)
             mixup = mixup_mod.resolve(mixup)
             entries = [resolve_entry(e, f"intermediate[{i}]") for i, e in enumerate(entries)]
-            teacher = _settings(TeacherSettings, teacher, "teacher")
-            training = _settings(TrainingSettings, training, "training")
+            teacher = validate_settings(TeacherSettings, teacher, "teacher")
+            training = validate_settings(TrainingSettings, training, "training")
         except StudyConfigError as exc:
             raise StudyConfigError(f"{where}: {exc}") from None
         steps = augment_mod.resolve_pipeline(choice.get("augmentation", "none"), self.augmentation_params)
@@ -566,8 +552,8 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
 
     teacher = dict(spec.get("teacher") or {})
     training = dict(spec.get("training") or {})
-    _settings(TeacherSettings, teacher, "teacher")
-    _settings(TrainingSettings, training, "training")
+    validate_settings(TeacherSettings, teacher, "teacher")
+    validate_settings(TrainingSettings, training, "training")
     prediction = dict(spec.get("prediction") or {})
     for key in prediction:
         lookup(prediction_mod.DEFAULTS, key, "prediction parameter")
@@ -648,7 +634,7 @@ def _overrides(value: Any, axes: dict[str, list], base) -> list[tuple[list[str],
             values = entry[slot]
             if not isinstance(values, Mapping) or not values:
                 raise StudyConfigError(f"{where}.{slot} must be a non-empty mapping of settings, got {values!r}.")
-            _settings(model, values, f"{where}.{slot}")  # unknown keys and bad values, named
+            validate_settings(model, values, f"{where}.{slot}")  # unknown keys and bad values, named
             for key in values:
                 if f"{slot}.{key}" in axes:
                     raise StudyConfigError(f"{where}.{slot}.{key} is also the grid axis {slot}.{key}: an override "

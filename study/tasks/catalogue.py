@@ -26,6 +26,7 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass, replace
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -434,7 +435,37 @@ def _shipped_tasks() -> dict[str, TaskSpec]:
     return tasks
 
 
-TASKS: dict[str, TaskSpec] = _shipped_tasks()
+class _Catalogue(MutableMapping):
+    """Task name -> ``TaskSpec``: the shipped YAMLs are read on first use, not at import (reading
+    them looks up task types, whose modules import this one); task YAMLs given by path are added
+    by ``resolve_dataset``."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskSpec] | None = None
+
+    @property
+    def _all(self) -> dict[str, TaskSpec]:
+        if self._tasks is None:
+            self._tasks = _shipped_tasks()
+        return self._tasks
+
+    def __getitem__(self, name: str) -> TaskSpec:
+        return self._all[name]
+
+    def __setitem__(self, name: str, spec: TaskSpec) -> None:
+        self._all[name] = spec
+
+    def __delitem__(self, name: str) -> None:
+        del self._all[name]
+
+    def __iter__(self):
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+
+TASKS: MutableMapping[str, TaskSpec] = _Catalogue()
 
 
 # --------------------------------------------------------------------------- lookup and identity

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering
 
+from study.core.device import autocast
 from study.core.errors import StudyConfigError
 from study.tasktypes import _squad_v1
 from study.tasks.types import FeatureDataset, TaskType, register
@@ -270,8 +271,6 @@ class ExtractiveQA(TaskType):
     def evaluate(self, model, loader, data, labels, spec, device):
         """SQuAD v1.1 EM and F1 over every question of ``data`` and ``loss``: the mean over
         windows of (CE(start) + CE(end)) / 2, nats."""
-        from study.training.trainer import _autocast
-
         model.eval()
         starts: list = [None] * len(data)
         ends: list = [None] * len(data)
@@ -280,7 +279,7 @@ class ExtractiveQA(TaskType):
             batch = {k: v.to(device) for k, v in batch.items()}
             idx = batch.pop("idx")
             targets, _ = self.split_batch(batch)
-            with _autocast(device):
+            with autocast(device):
                 logits = self.logits(model(**batch)).float()  # (B, T, 2)
             ce = torch.nn.functional.cross_entropy
             total += float(ce(logits[..., 0], targets[:, 0], reduction="sum")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification
 
+from study.core.device import autocast
 from study.core.errors import StudyConfigError
 from study.tasks.types import FeatureDataset, TaskType, register
 
@@ -182,8 +183,6 @@ class TokenClassification(TaskType):
     def evaluate(self, model, loader, data, labels, spec, device):
         """Entity-level F1/precision/recall over every word of ``data`` and ``loss``: the mean
         cross-entropy per labelled token, nats."""
-        from study.training.trainer import _autocast
-
         model.eval()
         pred_ids: dict[int, np.ndarray] = {}
         total, count = 0.0, 0
@@ -191,7 +190,7 @@ class TokenClassification(TaskType):
             batch = {k: v.to(device) for k, v in batch.items()}
             idx = batch.pop("idx")
             targets, keep = self.split_batch(batch)
-            with _autocast(device):
+            with autocast(device):
                 logits = model(**batch).logits.float()  # (B, T, C)
             total += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
             count += int(keep.sum())

@@ -10,10 +10,7 @@ train together, each exactly as alone (``train_group``); ``train`` is the one-st
 
 from __future__ import annotations
 
-import hashlib
-import math
 import random
-import resource
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -27,40 +24,11 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from study.core.hashing import derive_seed
-from study.tasks.catalogue import Split, TaskSpec
+from study.core.device import autocast, peak_memory_mb
+from study.tasks.catalogue import TaskSpec
 from study.tasks.metrics import compute_metrics
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
-from study.tasks.types import FeatureDataset
-
-
-class TokenizedSplit(FeatureDataset):
-    """A split tokenised once without padding; batches are padded per batch by the collator."""
-
-    def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, regression: bool):
-        self.split = split
-        self.task_type = "regression" if regression else "classification"
-        fields = list(zip(*split.texts)) if len(split) else [[]]
-        enc = tokenizer(*[list(f) for f in fields], truncation=True, max_length=max_length)
-        self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(split))]
-        dtype = torch.float32 if regression else torch.long
-        for i, (feat, label) in enumerate(zip(self.features, split.labels)):
-            feat["labels"] = torch.tensor(label, dtype=dtype)
-            feat["idx"] = i  # row of this example in a teacher-logit cache
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda`` as given.
-
-    Raises:
-        ValueError: ``cuda`` requested without a GPU, or an unknown device string.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"Unknown device {device!r}: use auto, cpu or cuda.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("Device 'cuda' requested but torch sees no GPU; use --device cpu or auto.")
-    return torch.device(device)
+from study.tasktypes.sequence_classification import TokenizedSplit, predict_with_loss
 
 
 @dataclass
@@ -80,48 +48,6 @@ class TrainResult:
     #: intra-op threads torch used (``torch.get_num_threads()``): with ``cpu_time_s`` and
     #: ``wall_time_s``, the share of its cores the run had (``study.execution.forecast.cpu_share``)
     cpu_threads: int = 0
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory in MiB: CUDA allocator peak on GPU; peak resident set of the process on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, device: torch.device) -> np.ndarray:
-    """Predictions over a loader: class ids (N,) int64, or scores (N,) float32 for regression."""
-    return predict_with_loss(model, loader, task, device)[0]
-
-
-@torch.no_grad()
-def predict_with_loss(model: torch.nn.Module, loader: DataLoader, task: TaskSpec,
-                      device: torch.device) -> tuple[np.ndarray, float]:
-    """Predictions (as ``predict``) and the mean loss to the labels: cross-entropy in nats per
-    example, or squared error for regression."""
-    model.eval()
-    preds, total, count = [], torch.zeros((), dtype=torch.float64), 0
-    for batch in loader:
-        labels = batch["labels"].to(device)
-        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "idx")}
-        with _autocast(device):
-            logits = model(**batch).logits.float()  # (B, C)
-        if task.task_type == "regression":
-            out = logits.squeeze(-1)
-            total += torch.nn.functional.mse_loss(out, labels.float(), reduction="sum").double().cpu()
-        else:
-            out = logits.argmax(-1)
-            total += torch.nn.functional.cross_entropy(logits, labels.long(), reduction="sum").double().cpu()
-        count += labels.shape[0]
-        preds.append(out)
-    return torch.cat(preds).cpu().numpy(), float(total) / max(count, 1)
 
 
 @torch.no_grad()
@@ -150,7 +76,7 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
         idx = batch.pop("idx")
         ttype.split_batch(batch)
         batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(device):
+        with autocast(device):
             logits = ttype.logits(teacher(**batch)).float().cpu()  # (B, C) or (B, T, C)
         if out.numel() == 0:
             shape = (len(data), logits.shape[-1]) if logits.dim() == 2 else (len(data), t_max, logits.shape[-1])
@@ -338,7 +264,7 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
     model, objective, budget = s.spec.model, s.spec.objective, s.spec.budget
     if s.tap is not None:
         s.tap.clear()
-    with _autocast(device):
+    with autocast(device):
         out = model(**batch, output_hidden_states=objective.needs_hidden)
         t_logits = None
         if s.use_cache:
@@ -489,7 +415,7 @@ def train_group(
                 if any(s.run_teacher and s.error is None for s in live):
                     if t_tap is not None:
                         t_tap.clear()
-                    with _autocast(device), torch.no_grad():
+                    with autocast(device), torch.no_grad():
                         t_out = teacher(**batch, output_hidden_states=t_needs_hidden)
                         shared.logits = ttype.logits(t_out).float()  # (B, C), (B, T, C) or (B, T, 2)
                     shared.source = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
@@ -568,7 +494,7 @@ def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Dist
         emb = m.get_input_embeddings()(ids)  # (B, T, H)
         return lam * emb + (1.0 - lam) * emb[perm]
 
-    with _autocast(device):
+    with autocast(device):
         s_logits = model(inputs_embeds=mixed(model), attention_mask=mixed_mask, **extra).logits.float()
         with torch.no_grad():
             t_logits = teacher(inputs_embeds=mixed(teacher), attention_mask=mixed_mask, **extra).logits.float()
