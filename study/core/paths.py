@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from study.core.errors import StudyConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,8 +21,6 @@ def make_directory(path: Path, what: str) -> None:
     Raises:
         StudyConfigError: it is a file, or cannot be created; the message names it as ``what``.
     """
-    from study.core.errors import StudyConfigError
-
     if path.exists() and not path.is_dir():
         raise StudyConfigError(f"The {what} {str(path)!r} is a file, not a directory; point "
                                "STUDY_RUNS_DIR (or MLFLOW_TRACKING_URI) at a writable directory.")
@@ -37,8 +37,6 @@ def writable_runs_dir() -> Path:
     Raises:
         StudyConfigError: it is a file, cannot be created, or is read-only (the message names it).
     """
-    from study.core.errors import StudyConfigError
-
     path = runs_dir()
     make_directory(path, "runs folder")
     if not os.access(path, os.W_OK | os.X_OK):
