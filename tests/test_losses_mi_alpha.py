@@ -161,3 +161,19 @@ def test_single_example_batch_gives_zero_and_bad_params_raise():
     with pytest.raises(StudyConfigError, match="critic_dim"):
         make(params={"critic_dim": 0})
     assert make().params == {"alpha": 0.5, "critic_dim": 128}
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.5, 0.9, 1.0])
+def test_lower_limit_of_the_loss(alpha):
+    # The docstring's limit: -I_alpha > -(1 + log((K - 1) / alpha)) for 0 < alpha < 1, approached
+    # with a large diagonal critic and a large baseline; at alpha = 1 the limit is -log(K - 1).
+    K = 8
+    limit = math.log(K - 1) if alpha == 1.0 else 1.0 + math.log((K - 1) / alpha)
+    scores = torch.zeros(K, K, dtype=torch.float64).fill_diagonal_(60.0)
+    log_q = torch.full((K,), math.log(1e6), dtype=torch.float64)
+    assert interpolated_bound(scores, log_q, alpha).item() == pytest.approx(limit, abs=1e-5)
+    torch.manual_seed(0)
+    for _ in range(200):
+        bound = interpolated_bound(10 * torch.randn(K, K, dtype=torch.float64),
+                                   10 * torch.randn(K, dtype=torch.float64), alpha)
+        assert bound.item() <= limit + 1e-9

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from study.objectives import LAYER_MAPPINGS, Distillation, FeatureSource, KDInputs, ModelDims
-from study.objectives.mappings.emd import transport
+from study.objectives.mappings.emd import reweight, transport
 from study.core.errors import StudyConfigError
 
 # Student layer 1 is cheapest against teacher layer 1, student layer 2 against teacher layer 3.
@@ -117,3 +117,12 @@ def test_bad_flag_raises():
     with pytest.raises(StudyConfigError, match="update_weights must be true or false"):
         make(update_weights="yes")
     assert math.isclose(sum(make().student_weights.tolist()), 1.0)
+
+
+def test_a_zero_cost_layer_takes_all_the_weight():
+    # Where ours and BERT-EMD's get_new_layer_weight part (see ``reweight``): a unit cost of 0 is
+    # floored at EPS here, so that layer takes the weight; BERT-EMD's would give it 0.
+    cost = np.ones((6, 6))
+    cost[0, 0] = 0.0
+    weights = reweight(np.eye(6) / 6, cost, np.full(6, 1 / 6), axis=1)
+    assert weights[0] == pytest.approx(1.0, abs=1e-9) and weights[1:] == pytest.approx(np.zeros(5), abs=1e-9)

@@ -37,7 +37,12 @@ def distribution_kl(student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
 class KL(IntermediateLoss):
     """KL(teacher || student) between attention or relation distributions (MiniLM eq. 4 for
     attention, eq. 6 for value relations; MiniLMv2 eq. 2-3 for Q-Q/K-K/V-V relations).
-    See ``distribution_kl``; nats per (query row, head)."""
+    See ``distribution_kl``; nats per (query row, head).
+
+    0 exactly when the student's rows equal the teacher's. A student identical to its teacher
+    reaches it only when both forward passes agree (no dropout, or the same dropout masks): in
+    training the student's hidden dropout makes its maps differ from the eval-mode teacher's, so
+    it pays a small positive KL (see ``study.objectives.features``)."""
 
     name: ClassVar[str] = "kl"
     accepts: ClassVar[tuple[str, ...]] = ("distribution",)

@@ -49,7 +49,13 @@ def reweight(flow: np.ndarray, cost: np.ndarray, weights: np.ndarray, axis: int)
 
     Per layer k: transport cost ``c_k = sum flow * cost`` over its row (column), unit cost
     ``u_k = c_k / w_k`` (floored at EPS), new weight ``w_k = (1 / u_k) / sum_l (1 / u_l)``: layers
-    whose mass moves cheaply gain weight.
+    whose mass moves cheaply gain weight. Returns (L,) float64 summing to 1.
+
+    A layer whose transport cost is exactly 0 (its features already equal the teacher's) is where
+    ours and BERT-EMD's ``get_new_layer_weight`` part: ours floors its unit cost at EPS, so it
+    takes all the weight ([1, 0, ..., 0] up to 1e-12); BERT-EMD's skips a zero unit cost
+    (``if weight != 0``), so that layer gets weight 0 and the others share it ([0, .2, .2, .2, .2,
+    .2] for six layers of equal cost). The two agree whenever every unit cost is above 0.
     """
     unit = np.maximum((flow * cost).sum(axis=axis) / np.maximum(weights, EPS), EPS)
     inverse = 1.0 / unit
@@ -72,7 +78,8 @@ class EMD(LayerMapping):
     each training-mode call they are updated from the costs by ``reweight`` on each side: the rule
     of BERT-EMD's released ``get_new_layer_weight`` as read in a copy of that code (per-layer unit
     transport cost, inverted, normalised by its sum; some copies pass the result through a
-    softmax with a temperature T instead, which is not implemented here). With ``false`` the
+    softmax with a temperature T instead, which is not implemented here), except at a layer of
+    zero cost, where the two rules go opposite ways (see ``reweight``). With ``false`` the
     weights stay uniform. Weights are buffers (saved with the objective).
     """
 
