@@ -17,7 +17,7 @@ python -m pip install --quiet -e ".[dev]"
 # with the dev extra above. --no-deps keeps numpy and torch as they are.
 python -m pip install --quiet --no-deps "torch-mist==0.2.17"
 
-# WordNet 3.0 for EDA's synonym operations (study/augment/__init__.py reads Debian's /usr/share/wordnet
+# WordNet 3.0 for EDA's synonym operations (study/augment/wordnet.py reads Debian's /usr/share/wordnet
 # through nltk). Without it EDA runs without synonym replacement, and its version says so.
 wordnet_msg="EDA will run without synonym replacement (its augmentation version records the operations)."
 if [ -f /usr/share/wordnet/data.noun ]; then

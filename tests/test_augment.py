@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 
-from study import augment as aug_mod
 from study.augment import (
     AUGMENTATIONS,
     augment,
@@ -16,7 +15,9 @@ from study.augment import (
     random_deletion,
     random_insertion,
     random_swap,
+    resolve_params,
     synonym_replacement,
+    wordnet,
 )
 from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
@@ -39,7 +40,7 @@ def pairs(n: int = 10) -> Split:
 @pytest.fixture(autouse=True)
 def no_wordnet(monkeypatch):
     """Tests run the same with or without a wordnet corpus on the machine."""
-    monkeypatch.setattr(aug_mod, "_wordnet_synonyms", lambda: None)
+    monkeypatch.setattr(wordnet, "synonym_lookup", lambda: None)
 
 
 # --- operations -------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_operations_recorded_without_and_with_wordnet(monkeypatch):
     assert set(meta["operation_counts"]) == set(meta["operations"])
 
     fake = {"quick": ["fast"], "brown": ["chocolate"], "fox": ["vixen"]}
-    monkeypatch.setattr(aug_mod, "_wordnet_synonyms", lambda: lambda w: fake.get(w, []))
+    monkeypatch.setattr(wordnet, "synonym_lookup", lambda: lambda w: fake.get(w, []))
     out, meta = augment(single(), "eda", seed=0, params={"n_aug": 10})
     assert meta["operations"][0] == "synonym_replacement"
     assert meta["operation_counts"]["synonym_replacement"] > 0
@@ -170,14 +171,29 @@ def test_unknown_policy_and_params():
     allowed = "Allowed: backtranslation, eda, mlm, none"
     with pytest.raises(StudyConfigError, match=rf"'edaa'.*{allowed}.*Did you mean 'eda'"):
         augment(single(), "edaa", seed=0)
-    with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug"):
+    with pytest.raises(StudyConfigError,
+                       match=r"'n_augs'.*augmentation_params.eda. Allowed: n_aug, alpha"):
         augment(single(), "eda", seed=0, params={"n_augs": 2})
     with pytest.raises(StudyConfigError, match="'alpha'.*Allowed: none"):
         augment(single(), "none", seed=0, params={"alpha": 0.1})
-    with pytest.raises(StudyConfigError, match="alpha"):
+    with pytest.raises(StudyConfigError, match=r"eda\.alpha: must be in \(0, 1\], got 0\.0"):
         augment(single(), "eda", seed=0, params={"alpha": 0.0})
-    with pytest.raises(StudyConfigError, match="n_aug"):
+    with pytest.raises(StudyConfigError, match=r"eda\.n_aug: must be an int >= 1, got 0"):
         augment(single(), "eda", seed=0, params={"n_aug": 0})
+
+
+def test_resolved_params_keep_the_values_as_given():
+    """Resolved parameters enter cell ids: validation neither converts nor reorders them."""
+    resolved = resolve_params("eda", {"alpha": 1})
+    assert resolved == {"n_aug": 1, "alpha": 1} and type(resolved["alpha"]) is int
+    assert list(resolve_params("mlm", {"top_k": 3})) == ["model", "p", "n_aug", "top_k"]
+    assert type(resolve_params("backtranslation", {"temperature": 2})["temperature"]) is int
+    for bad in ({"n_aug": True}, {"n_aug": 2.0}, {"alpha": "0.5"}, {"alpha": None}):
+        with pytest.raises(StudyConfigError, match=r"params\.eda\.\w+: must be .*got "):
+            resolve_params("eda", bad)
+    with pytest.raises(StudyConfigError,
+                       match=r"'x', 'y' in augmentation_params.none.*Allowed: none"):
+        resolve_params("none", {"y": 1, "x": 2})
 
 
 # --- cache ------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer, MarianConfig, MarianMTModel
 
-from study import augment as aug_mod
 from study.augment import augment, augment_pipeline, resolve_pipeline, step_cache_path
+from study.augment.models import load_masked_lm, load_seq2seq
 from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
 
@@ -31,11 +31,11 @@ def tokenizer(tmp_path, name, words, extra=()):
 @pytest.fixture(autouse=True)
 def fresh_models():
     """Models are cached per name in the process; a test that rewrites a directory must reload."""
-    aug_mod._load_masked_lm.cache_clear()
-    aug_mod._load_seq2seq.cache_clear()
+    load_masked_lm.cache_clear()
+    load_seq2seq.cache_clear()
     yield
-    aug_mod._load_masked_lm.cache_clear()
-    aug_mod._load_seq2seq.cache_clear()
+    load_masked_lm.cache_clear()
+    load_seq2seq.cache_clear()
 
 
 def save_mlm(tmp_path, bias: dict[str, float] | None = None, seed: int = 0):
@@ -137,13 +137,14 @@ def test_mlm_refuses_a_model_it_cannot_load(tmp_path, monkeypatch):
 
 
 def test_mlm_params_are_checked():
-    with pytest.raises(StudyConfigError, match=r"'alpha'.*Allowed: model, n_aug, p, top_k"):
+    allowed = r"'alpha' in augmentation_params.mlm. Allowed: model, p, n_aug, top_k"
+    with pytest.raises(StudyConfigError, match=allowed):
         resolve_pipeline("mlm", {"mlm": {"alpha": 0.1}})
-    with pytest.raises(StudyConfigError, match="p must be in"):
+    with pytest.raises(StudyConfigError, match=r"augmentation_params\.mlm\.p: must be in \(0, 1\]"):
         resolve_pipeline("mlm", {"mlm": {"p": 1.5}})
-    with pytest.raises(StudyConfigError, match="top_k must be an int"):
+    with pytest.raises(StudyConfigError, match=r"mlm\.top_k: must be an int >= 1"):
         resolve_pipeline("mlm", {"mlm": {"top_k": 0}})
-    with pytest.raises(StudyConfigError, match="model must be a model name"):
+    with pytest.raises(StudyConfigError, match=r"mlm\.model: must be a model name or directory"):
         resolve_pipeline("mlm", {"mlm": {"model": ""}})
 
 
@@ -154,7 +155,7 @@ def test_mlm_cache_rebuilt_when_the_weights_under_the_path_change(tmp_path):
     first, _ = augment_pipeline(single(), steps, seed=0, cache_dir=cache, cache_key="toy")
     assert step_cache_path(cache, steps, 0, "toy", 0).is_file()
     save_mlm(tmp_path, {"dog": 50.0})  # same path, other weights
-    aug_mod._load_masked_lm.cache_clear()
+    load_masked_lm.cache_clear()
     second, _ = augment_pipeline(single(), steps, seed=0, cache_dir=cache, cache_key="toy")
     assert "cat" in " ".join(t[0] for t in first.texts[6:])
     assert "dog" in " ".join(t[0] for t in second.texts[6:]) and first.texts != second.texts
@@ -206,7 +207,7 @@ def test_backtranslation_refuses_a_model_it_cannot_load(tmp_path, marian):
     with pytest.raises(StudyConfigError, match=rf"'backtranslation'.*forward_model '{missing}'"):
         augment(single(), "backtranslation", seed=0,
                 params={**marian, "forward_model": str(missing)})
-    with pytest.raises(StudyConfigError, match="temperature must be > 0"):
+    with pytest.raises(StudyConfigError, match=r"backtranslation\.temperature: must be > 0"):
         resolve_pipeline("backtranslation", {"backtranslation": {"temperature": 0}})
 
 

@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from study import augment as aug_mod
 from study.augment import (
     AUGMENTATIONS,
     Augmentation,
@@ -16,9 +15,14 @@ from study.augment import (
     augment_pipeline,
     pipeline_label,
     pipeline_version,
+    random_insertion,
     resolve_pipeline,
     step_cache_path,
+    synonym_replacement,
+    version,
+    wordnet,
 )
+from study.augment.params import PolicyParams, PositiveInt
 from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
 
@@ -33,7 +37,7 @@ def single(n: int = 8) -> Split:
 
 @pytest.fixture
 def no_wordnet(monkeypatch):
-    monkeypatch.setattr(aug_mod, "_wordnet_synonyms", lambda: None)
+    monkeypatch.setattr(wordnet, "synonym_lookup", lambda: None)
 
 
 def _tag_copies(split, rng, params):
@@ -44,11 +48,16 @@ def _tag_copies(split, rng, params):
     return Split(texts=texts, labels=labels), {"tagged": len(texts)}
 
 
+class TagParams(PolicyParams):
+    n_aug: PositiveInt = 1
+    tag: str = "X"
+
+
 @pytest.fixture
 def tag_policy(monkeypatch):
-    monkeypatch.setitem(AUGMENTATIONS, "tag", Augmentation(
-        "tag", _tag_copies, defaults={"n_aug": 1, "tag": "X"},
-        checks={"n_aug": aug_mod._check_n_aug}))
+    AUGMENTATIONS.discover()
+    # Registered for one test only: the registry has no removal, so patch its table.
+    monkeypatch.setitem(AUGMENTATIONS._entries, "tag", Augmentation("tag", _tag_copies, TagParams))
 
 
 # --- resolve_pipeline / label / version ---------------------------------------------------------
@@ -72,9 +81,9 @@ def test_resolve_pipeline_refusals():
     allowed = "Allowed: backtranslation, eda, mlm, none"
     with pytest.raises(StudyConfigError, match=rf"'mlmm'.*{allowed}.*Did you mean 'mlm'"):
         resolve_pipeline(["eda", "mlmm"], {})
-    with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: alpha, n_aug.*mean 'n_aug'"):
+    with pytest.raises(StudyConfigError, match=r"'n_augs'.*Allowed: n_aug, alpha.*mean 'n_aug'"):
         resolve_pipeline(["eda"], {"eda": {"n_augs": 2}})
-    with pytest.raises(StudyConfigError, match="alpha must be in"):
+    with pytest.raises(StudyConfigError, match=r"params\.eda\.alpha: must be in \(0, 1\], got 2"):
         resolve_pipeline("eda", {"eda": {"alpha": 2}})
     with pytest.raises(StudyConfigError, match="'none' cannot be a step"):
         resolve_pipeline(["eda", "none"], {})
@@ -172,13 +181,13 @@ def test_unresolved_bad_step_is_refused():
 # --- WordNet from Debian's wordnet-base ---------------------------------------------------------
 
 needs_wordnet = pytest.mark.skipif(
-    not (aug_mod.DEBIAN_WORDNET_DIR / "data.noun").is_file(),
+    not (wordnet.DEBIAN_WORDNET_DIR / "data.noun").is_file(),
     reason="Debian's wordnet-base is not installed (scripts/setup.sh installs it)")
 
 
 @needs_wordnet
 def test_packaged_wordnet_reads_debians_files():
-    reader = aug_mod.open_packaged_wordnet()
+    reader = wordnet.open_packaged_wordnet()
     assert reader.get_version() == "3.0"
     # lexnames served from code: each synset's lexicographer file is the right one
     assert reader.synset("dog.n.01").lexname() == "noun.animal"
@@ -189,28 +198,27 @@ def test_packaged_wordnet_reads_debians_files():
 
 @needs_wordnet
 def test_eda_synonyms_from_wordnet():
-    synonyms = aug_mod._wordnet_synonyms()
+    synonyms = wordnet.synonym_lookup()
     assert "fast" in synonyms("quick") and "quick" not in synonyms("quick")
     assert "felicitous" in synonyms("happy") and synonyms("the") == []
-    assert aug_mod.version("eda") == (
+    assert version("eda") == (
         "1:random_deletion+random_insertion+random_swap+synonym_replacement+wordnet-3.0")
-    out = aug_mod.synonym_replacement(["a", "quick", "the"], 2, random.Random(0), synonyms)
+    out = synonym_replacement(["a", "quick", "the"], 2, random.Random(0), synonyms)
     assert out[0] == "a" and out[-1] == "the" and " ".join(out[1:-1]) in synonyms("quick")
 
 
 def test_missing_wordnet_directory_is_none(tmp_path):
-    assert aug_mod.open_packaged_wordnet(tmp_path) is None
+    assert wordnet.open_packaged_wordnet(tmp_path) is None
 
 
 def test_random_insertion_with_synonyms_inserts_synonyms():
     syn = {"quick": ["fast"], "fox": ["red fox"]}
-    out = aug_mod.random_insertion(["the", "quick", "fox"], 3, random.Random(0),
-                                   lambda w: syn.get(w, []))
+    out = random_insertion(["the", "quick", "fox"], 3, random.Random(0), lambda w: syn.get(w, []))
     inserted = list(out)
     for w in ["the", "quick", "fox"]:
         inserted.remove(w)
     assert inserted and set(inserted) <= {"fast", "red", "fox"}
-    assert aug_mod.random_insertion(["the"], 2, random.Random(0), lambda w: []) == ["the"]
+    assert random_insertion(["the"], 2, random.Random(0), lambda w: []) == ["the"]
 
 
 # --- DataCache ----------------------------------------------------------------------------------
