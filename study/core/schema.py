@@ -28,3 +28,42 @@ def validate_settings(model: type[BaseModel], values: Mapping, where: str) -> di
             raise StudyConfigError(f"Unknown key {key!r} in {where}. Allowed: {', '.join(allowed)}."
                                    f"{did_you_mean(key, allowed)}") from None
         raise StudyConfigError(f"{where}.{key}: {err['msg']}, got {err.get('input')!r}.") from None
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The (nested) model whose key ``loc[-1]`` is, for listing the keys allowed there."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if isinstance(a, type)
+                 and issubclass(a, BaseModel)] if field is not None else []
+        if not inner:
+            break
+        model = inner[0]
+    return model
+
+
+def validate_model(model: type[BaseModel], values: Mapping, where: str) -> BaseModel:
+    """Validate ``values`` with ``model`` and return the model instance (not a dict), refusing
+    with one line that starts with ``where``: an unknown key (listing the allowed ones, and the
+    closest), a missing key, a value a validator refused (its message, which names the key), or
+    an ill-typed value (key, pydantic's reason and the value). Unknown keys are reported first.
+
+    Raises:
+        StudyConfigError: the first error, as above.
+    """
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
+        key = ".".join(map(str, err["loc"]))
+        if err["type"] == "extra_forbidden":
+            allowed = sorted(_model_at(model, err["loc"]).model_fields)
+            raise StudyConfigError(f"{where}: unknown key {key!r}. Allowed: {', '.join(allowed)}."
+                                   f"{did_you_mean(str(err['loc'][-1]), allowed)}") from None
+        if err["type"] == "missing":
+            raise StudyConfigError(f"{where}: missing key {key!r}.") from None
+        if err["type"] == "value_error":
+            message = str(err["ctx"]["error"]) if "error" in err.get("ctx", {}) else err["msg"]
+            raise StudyConfigError(f"{where}: {message}") from None
+        raise StudyConfigError(f"{where}: {key}: {err['msg']}, got {err.get('input')!r}.") from None
