@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from study.tasks import catalogue as data
-from study.tasks.catalogue import TASKS, Split, get_task, load_task, resolve_dataset
+from study.tasks.catalogue import TASKS, get_task, load_task, resolve_dataset
+from study.tasks.hub import HUB_DATASET
+from study.tasks.spec import Split, SplitRule, TaskSpec
 from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
 from study.core.errors import StudyConfigError
 from study.tasks.splits import apply_split
@@ -104,7 +106,7 @@ def test_glue_spec_fields_as_before():
     assert (mrpc.metrics, mrpc.hub_config, mrpc.label_names) == (
         ("f1", "accuracy"), "mrpc", ("not_equivalent", "equivalent"))
     assert TASKS["rte"].label_names == ("entailment", "not_entailment")
-    assert mrpc.hub.path == data.HUB_DATASET and mrpc.hub.text_fields == ("sentence1", "sentence2")
+    assert mrpc.hub.path == HUB_DATASET and mrpc.hub.text_fields == ("sentence1", "sentence2")
 
 
 # --------------------------------------------------------------------------- offline sets
@@ -225,8 +227,8 @@ def test_boolq_hub_maps_bool_answers(monkeypatch):
 
 
 def _spec_with_split(seed: int, group_by: str | None = None):
-    rule = data.SplitRule("all", seed, (("dev", 0.25), ("train", 0.75)), group_by)
-    return data.TaskSpec(name="toy", text_fields=("text",), label_field="label", task_type="classification",
+    rule = SplitRule("all", seed, (("dev", 0.25), ("train", 0.75)), group_by)
+    return TaskSpec(name="toy", text_fields=("text",), label_field="label", task_type="classification",
                          num_labels=2, metrics=("accuracy",), split=rule)
 
 
