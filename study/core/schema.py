@@ -8,7 +8,7 @@ validate through ``validate_settings``, so every refusal reads the same.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -30,12 +30,20 @@ def validate_settings(model: type[BaseModel], values: Mapping, where: str) -> di
         raise StudyConfigError(f"{where}.{key}: {err['msg']}, got {err.get('input')!r}.") from None
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
-    """The (nested) model whose key ``loc[-1]`` is, for listing the keys allowed there."""
+    """The (nested) model whose key ``loc[-1]`` is, for listing the keys allowed there; parts of
+    ``loc`` that are not fields (dict keys, list indices, union members) are stepped over."""
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        inner = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if isinstance(a, type)
-                 and issubclass(a, BaseModel)] if field is not None else []
+        if field is None:
+            continue
+        inner = _models_in(field.annotation)
         if not inner:
             break
         model = inner[0]

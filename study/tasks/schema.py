@@ -51,7 +51,7 @@ def names_list(value: Any, key: str, *, ints: bool = False) -> tuple:
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class FileDoc(_Doc):
