@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from study.tasks import catalogue as data
-from study.tasks.catalogue import TASKS, Split, load_task, read_tsv, resolve_data_dir, subsample
+from study.tasks.catalogue import TASKS, load_task, resolve_data_dir
+from study.tasks.formats import read_tsv
+from study.tasks.spec import Split
+from study.tasks.splits import subsample
 from study.core.errors import StudyConfigError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,37 +8,37 @@ import warnings
 import numpy as np
 import pytest
 
-from study.tasks.catalogue import TASKS
+from study.tasks.catalogue import TASKS, get_task
 from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
 from study.core.errors import StudyConfigError
 
 
 def test_accuracy_three_of_four():
-    out = compute_metrics("sst2", [1, 0, 1, 1], [1, 0, 0, 1])
+    out = compute_metrics(TASKS["sst2"], [1, 0, 1, 1], [1, 0, 0, 1])
     assert out == {"accuracy": 0.75, "score": 0.75}
 
 
 def test_rte_and_wnli_use_accuracy():
-    assert compute_metrics("rte", [0, 1, 1], [0, 1, 0])["score"] == pytest.approx(2 / 3)
-    assert compute_metrics("wnli", [0, 0], [1, 1]) == {"accuracy": 0.0, "score": 0.0}
+    assert compute_metrics(TASKS["rte"], [0, 1, 1], [0, 1, 0])["score"] == pytest.approx(2 / 3)
+    assert compute_metrics(TASKS["wnli"], [0, 0], [1, 1]) == {"accuracy": 0.0, "score": 0.0}
 
 
 def test_matthews_of_known_confusion_matrix():
     # TP=3, TN=2, FP=1, FN=1: (3*2 - 1*1) / sqrt((3+1)(3+1)(2+1)(2+1)) = 5/12
     labels = [1, 1, 1, 1, 0, 0, 0]
     preds = [1, 1, 1, 0, 0, 0, 1]
-    out = compute_metrics("cola", preds, labels)
+    out = compute_metrics(TASKS["cola"], preds, labels)
     assert out["matthews_corr"] == pytest.approx(5 / 12)
     assert out["score"] == out["matthews_corr"]
 
 
 def test_matthews_constant_prediction_is_zero():
-    assert compute_metrics("cola", [1, 1, 1, 1], [1, 0, 1, 0])["matthews_corr"] == 0.0
+    assert compute_metrics(TASKS["cola"], [1, 1, 1, 1], [1, 0, 1, 0])["matthews_corr"] == 0.0
 
 
 def test_mrpc_score_is_mean_of_f1_and_accuracy():
     # TP=2, FP=1, FN=1, TN=1: F1 = 2*2 / (2*2 + 1 + 1) = 2/3; accuracy = 3/5
-    out = compute_metrics("mrpc", [1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
+    out = compute_metrics(TASKS["mrpc"], [1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
     assert list(out) == ["f1", "accuracy", "score"]
     assert out["f1"] == pytest.approx(2 / 3)
     assert out["accuracy"] == pytest.approx(3 / 5)
@@ -48,21 +48,21 @@ def test_mrpc_score_is_mean_of_f1_and_accuracy():
 def test_f1_without_positive_predictions_is_zero_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert compute_metrics("mrpc", [0, 0, 0], [1, 0, 1])["f1"] == 0.0
+        assert compute_metrics(TASKS["mrpc"], [0, 0, 0], [1, 0, 1])["f1"] == 0.0
 
 
 def test_stsb_perfectly_linear():
     labels = np.array([0.0, 1.2, 2.5, 3.0, 4.8])
-    out = compute_metrics("stsb", 2 * labels + 1, labels)
+    out = compute_metrics(TASKS["stsb"], 2 * labels + 1, labels)
     assert out["pearson"] == pytest.approx(1.0)
     assert out["spearman"] == pytest.approx(1.0)
     assert out["score"] == pytest.approx(1.0)
-    assert compute_metrics("stsb", -labels, labels)["pearson"] == pytest.approx(-1.0)
+    assert compute_metrics(TASKS["stsb"], -labels, labels)["pearson"] == pytest.approx(-1.0)
 
 
 def test_stsb_pearson_and_spearman_differ_on_monotone_outlier():
     # x = 1..4, y = (1, 2, 3, 100): centred sums give r = 149 / sqrt(5 * 7205); ranks agree.
-    out = compute_metrics("stsb", [1.0, 2.0, 3.0, 100.0], [1.0, 2.0, 3.0, 4.0])
+    out = compute_metrics(TASKS["stsb"], [1.0, 2.0, 3.0, 100.0], [1.0, 2.0, 3.0, 4.0])
     assert out["pearson"] == pytest.approx(149 / math.sqrt(5 * 7205))
     assert out["spearman"] == pytest.approx(1.0)
     assert out["score"] == pytest.approx((out["pearson"] + 1.0) / 2)
@@ -71,37 +71,37 @@ def test_stsb_pearson_and_spearman_differ_on_monotone_outlier():
 def test_stsb_constant_predictions_give_zero_not_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = compute_metrics("stsb", [2.5, 2.5, 2.5], [1.0, 2.0, 4.0])
+        out = compute_metrics(TASKS["stsb"], [2.5, 2.5, 2.5], [1.0, 2.0, 4.0])
     assert out == {"pearson": 0.0, "spearman": 0.0, "score": 0.0}
 
 
 def test_metric_names_and_directions():
-    assert metric_names("mrpc") == ("f1", "accuracy", "score")
-    assert metric_names("stsb") == ("pearson", "spearman", "score")
-    assert metric_names("cola") == ("matthews_corr", "score")
+    assert metric_names(TASKS["mrpc"]) == ("f1", "accuracy", "score")
+    assert metric_names(TASKS["stsb"]) == ("pearson", "spearman", "score")
+    assert metric_names(TASKS["cola"]) == ("matthews_corr", "score")
     rng = np.random.default_rng(0)
     for task, spec in TASKS.items():
         if spec.task_type not in ("classification", "regression"):
             with pytest.raises(ValueError, match="task type"):  # scored by study.tasktypes
-                compute_metrics(task, [0, 1], [0, 1])
+                compute_metrics(spec, [0, 1], [0, 1])
             continue
         if spec.task_type == "regression":
             preds, labels = rng.uniform(0, 5, 20), rng.uniform(0, 5, 20)
         else:
             preds, labels = rng.integers(0, 2, 20), rng.integers(0, 2, 20)
-        out = compute_metrics(task, preds, labels)
-        assert tuple(out) == metric_names(task)
+        out = compute_metrics(spec, preds, labels)
+        assert tuple(out) == metric_names(spec)
         assert all(METRIC_DIRECTION[name] is True for name in out)
 
 
 def test_bad_inputs():
     with pytest.raises(StudyConfigError, match="'sts'"):
-        compute_metrics("sts", [1.0], [1.0])
+        get_task("sts")
     with pytest.raises(ValueError, match="argmax"):
-        compute_metrics("sst2", np.zeros((3, 2)), [0, 1, 0])
+        compute_metrics(TASKS["sst2"], np.zeros((3, 2)), [0, 1, 0])
     with pytest.raises(ValueError, match="lengths"):
-        compute_metrics("sst2", [0, 1], [0, 1, 1])
+        compute_metrics(TASKS["sst2"], [0, 1], [0, 1, 1])
     with pytest.raises(ValueError, match="lengths"):
-        compute_metrics("sst2", [], [])
+        compute_metrics(TASKS["sst2"], [], [])
     with pytest.raises(ValueError, match="class ids"):
-        compute_metrics("sst2", [0.3, 0.9], [0, 1])
+        compute_metrics(TASKS["sst2"], [0.3, 0.9], [0, 1])

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from study.tasks import catalogue as data
-from study.tasks.catalogue import TASKS, Split, get_task, load_task, resolve_dataset
+from study.tasks.catalogue import TASKS, get_task, load_task, resolve_dataset
+from study.tasks.hub import HUB_DATASET
+from study.tasks.spec import Split, SplitRule, TaskSpec
 from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
 from study.core.errors import StudyConfigError
+from study.tasks.splits import apply_split
 from study.tasks.types import get_type
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -103,7 +106,7 @@ def test_glue_spec_fields_as_before():
     assert (mrpc.metrics, mrpc.hub_config, mrpc.label_names) == (
         ("f1", "accuracy"), "mrpc", ("not_equivalent", "equivalent"))
     assert TASKS["rte"].label_names == ("entailment", "not_entailment")
-    assert mrpc.hub.path == data.HUB_DATASET and mrpc.hub.text_fields == ("sentence1", "sentence2")
+    assert mrpc.hub.path == HUB_DATASET and mrpc.hub.text_fields == ("sentence1", "sentence2")
 
 
 # --------------------------------------------------------------------------- offline sets
@@ -224,16 +227,16 @@ def test_boolq_hub_maps_bool_answers(monkeypatch):
 
 
 def _spec_with_split(seed: int, group_by: str | None = None):
-    rule = data.SplitRule("all", seed, (("dev", 0.25), ("train", 0.75)), group_by)
-    return data.TaskSpec(name="toy", text_fields=("text",), label_field="label", task_type="classification",
+    rule = SplitRule("all", seed, (("dev", 0.25), ("train", 0.75)), group_by)
+    return TaskSpec(name="toy", text_fields=("text",), label_field="label", task_type="classification",
                          num_labels=2, metrics=("accuracy",), split=rule)
 
 
 def test_seeded_split_deterministic_disjoint_and_seed_dependent():
     toy = Split(texts=[(f"s{i}",) for i in range(100)], labels=[i % 2 for i in range(100)])
-    a = data._apply_split(_spec_with_split(0), toy, [])
-    b = data._apply_split(_spec_with_split(0), toy, [])
-    c = data._apply_split(_spec_with_split(1), toy, [])
+    a = apply_split(_spec_with_split(0), toy, [])
+    b = apply_split(_spec_with_split(0), toy, [])
+    c = apply_split(_spec_with_split(1), toy, [])
     assert a["dev"].texts == b["dev"].texts and a["train"].texts == b["train"].texts
     assert a["dev"].texts != c["dev"].texts
     assert len(a["dev"]) == 25 and len(a["train"]) == 75
@@ -247,7 +250,7 @@ def test_seeded_split_deterministic_disjoint_and_seed_dependent():
 def test_grouped_split_keeps_groups_whole():
     toy = Split(texts=[(f"s{i}",) for i in range(40)], labels=[0] * 40)
     groups = [f"g{i // 4}" for i in range(40)]  # 10 groups of 4
-    parts = data._apply_split(_spec_with_split(3, "g"), toy, groups)
+    parts = apply_split(_spec_with_split(3, "g"), toy, groups)
     group_of = {f"s{i}": groups[i] for i in range(40)}
     dev_groups = {group_of[t[0]] for t in parts["dev"].texts}
     train_groups = {group_of[t[0]] for t in parts["train"].texts}
@@ -261,8 +264,8 @@ def test_grouped_split_keeps_groups_whole():
 def test_macro_f1_by_hand_and_sst5_scores_accuracy():
     # Classes 0, 1, 2: F1 per class 1.0 (0 right twice), 2/3 (1: TP 1, FP 0, FN 1), 2/3 (2: TP 1, FP 1, FN 0).
     preds, labels = [0, 0, 1, 2, 2], [0, 0, 1, 1, 2]
-    out = compute_metrics("sst5", preds, labels)
-    assert list(out) == list(metric_names("sst5")) == ["accuracy", "macro_f1", "score"]
+    out = compute_metrics(TASKS["sst5"], preds, labels)
+    assert list(out) == list(metric_names(TASKS["sst5"])) == ["accuracy", "macro_f1", "score"]
     assert out["accuracy"] == pytest.approx(4 / 5)
     assert out["macro_f1"] == pytest.approx((1.0 + 2 / 3 + 2 / 3) / 3)
     assert out["score"] == out["accuracy"]
@@ -304,7 +307,7 @@ def test_user_csv_task_resolves_to_a_path_free_id(tmp_path):
     splits = load_task(dataset_id, None)  # a user's task ignores the data directory
     assert splits["train"].texts == [("Great, really",), ("awful",), ('said "meh"',)]
     assert splits["train"].labels == [1, 0, 0]
-    assert compute_metrics(dataset_id, [1], [1])["score"] == 1.0
+    assert compute_metrics(spec, [1], [1])["score"] == 1.0
 
     # The same YAML and files in another folder, named relative to a base: the same id.
     _write(tmp_path / "b" / "deeper", {"task.yaml": CSV_TASK, **CSV_FILES})

@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from study.tasks import catalogue as data
-from study.tasks.catalogue import Split, resolve_dataset
+from study.tasks.catalogue import resolve_dataset
+from study.tasks.spec import Split
 from study.objectives.prediction import prediction_loss
 from study.core.errors import StudyConfigError
 from study.tasks.types import get_type, names

@@ -20,9 +20,7 @@ from study.objectives.features import FEATURES, FeatureSource
 from study.objectives.intermediate import resolve_entry, split_entry
 from study.objectives.losses import INTERMEDIATE_LOSSES, LossContext
 from study.objectives.mappings import LAYER_MAPPINGS
-
-#: Every task_type of ``study.tasktypes``; the last two compare logits at ``KDInputs.positions``.
-TASK_TYPES = ("classification", "regression", "token_classification", "extractive_qa")
+from study.tasks.types import get_type
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ class Distillation(torch.nn.Module):
     Args:
         prediction: a prediction slot (``study.objectives.prediction.resolve``).
         intermediate: entries (``resolve_entry``); resolved again here, so raw ones work too.
-        task_type: ``classification`` or ``regression``.
+        task_type: a ``task_type`` of ``study.tasks.types.TASK_TYPES`` (``classification``, ...).
         student, teacher: the models' ``ModelDims``.
         train_size: training examples (for memory banks).
 
@@ -117,9 +115,7 @@ class Distillation(torch.nn.Module):
     def __init__(self, prediction: dict[str, Any], intermediate: list[dict[str, Any]], *, task_type: str,
                  student: ModelDims, teacher: ModelDims, train_size: int = 0):
         super().__init__()
-        from study.core.registry import lookup
-
-        lookup({t: t for t in TASK_TYPES}, task_type, "task type")
+        get_type(task_type)  # an unknown task type fails here, not at the first batch
         self.task_type = task_type
         self.prediction = prediction_mod.resolve(prediction)
         entries = [resolve_entry(e, f"intermediate[{i}]") for i, e in enumerate(intermediate)]

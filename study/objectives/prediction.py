@@ -23,8 +23,10 @@ tau_t = tau_s = T it is Hinton's T^2. Regression (C = 1): the teacher term is
 ``MSE(s, t)`` for every distance (a softmax over one output is constant), temperatures unused.
 ``L_gold`` is CE to the labels (nats per example) or, for regression, MSE to the label.
 
-Tasks with more than one prediction per sequence read ``positions`` (B, T) bool, the positions
-the loss compares (``KDInputs.positions``):
+Which terms a task uses is its task type's ``output`` (``study.tasks.types.TaskType``):
+"classes" (the classification terms above), "score" (the regression terms) or "span" (below); its
+``kd_view`` picks what is compared. Tasks with more than one prediction per sequence read
+``positions`` (B, T) bool, the positions the loss compares (``KDInputs.positions``):
 
 - ``token_classification``: s, t (B, T, C) and labels (B, T) are gathered at the P labelled
   positions (first sub-tokens) to (P, C) and (P,); then both terms are as for classification,
@@ -47,6 +49,7 @@ from torch import Tensor
 from study.objectives.component import number
 from study.core.errors import StudyConfigError
 from study.core.registry import lookup
+from study.tasks.types import get_type
 
 DISTANCES = {
     "kl": "KL(p_t || q_s) scaled by tau_s^2 (Hinton et al. 2015)",
@@ -87,21 +90,12 @@ def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def gold_loss(student_logits: Tensor, labels: Tensor, task_type: str) -> tuple[str, Tensor]:
-    """``("loss_ce", CE(s, y))`` (classification, nats per example) or ``("loss_mse", MSE(s, y))``.
-
-    student_logits: (B, C) float, or (B, 1) for regression; labels: (B,) int64 or float.
-    """
-    if task_type == "regression":
-        s = regression_output(student_logits)
-        return "loss_mse", F.mse_loss(s, labels.to(s.dtype))
+def _classes_gold(student_logits: Tensor, labels: Tensor) -> tuple[str, Tensor]:
     return "loss_ce", F.cross_entropy(f32(student_logits), labels.long())
 
 
-def teacher_loss(student_logits: Tensor, teacher_logits: Tensor, params: dict[str, Any], task_type: str) -> Tensor:
-    """The teacher term of the slot ``params`` (see the module docstring), a float32+ scalar."""
-    if task_type == "regression":
-        return F.mse_loss(regression_output(student_logits), regression_output(teacher_logits).detach())
+def _classes_teacher(student_logits: Tensor, teacher_logits: Tensor, params: dict[str, Any],
+                     positions: Tensor | None = None) -> Tensor:
     tau_t, tau_s = params["teacher_temperature"], params["student_temperature"]
     s, t = f32(student_logits), f32(teacher_logits).detach()
     if params["distance"] == "mse":
@@ -113,6 +107,16 @@ def teacher_loss(student_logits: Tensor, teacher_logits: Tensor, params: dict[st
     else:  # soft_ce
         value = -(log_p.exp() * log_q).sum(dim=-1).mean()
     return tau_s * tau_s * value
+
+
+def _score_gold(student_logits: Tensor, labels: Tensor) -> tuple[str, Tensor]:
+    s = regression_output(student_logits)
+    return "loss_mse", F.mse_loss(s, labels.to(s.dtype))
+
+
+def _score_teacher(student_logits: Tensor, teacher_logits: Tensor, params: dict[str, Any],
+                   positions: Tensor | None = None) -> Tensor:
+    return F.mse_loss(regression_output(student_logits), regression_output(teacher_logits).detach())
 
 
 #: Fill value of masked positions before a softmax over a window's tokens (extractive QA).
@@ -134,11 +138,43 @@ def span_teacher_loss(student_logits: Tensor, teacher_logits: Tensor, positions:
     for k in (0, 1):
         s, t = f32(student_logits[..., k]), f32(teacher_logits[..., k])  # (B, T)
         if params["distance"] == "mse":
-            values.append(teacher_loss(s[keep], t[keep], params, "classification"))
+            values.append(_classes_teacher(s[keep], t[keep], params))
         else:
-            values.append(teacher_loss(s.masked_fill(~keep, MASKED), t.masked_fill(~keep, MASKED), params,
-                                       "classification"))
+            values.append(_classes_teacher(s.masked_fill(~keep, MASKED), t.masked_fill(~keep, MASKED), params))
     return (values[0] + values[1]) / 2
+
+
+#: TaskType.output -> (gold term: (s, y) -> (component name, loss), teacher term: (s, t, params,
+#: positions) -> loss); a task type picks its pair by what one prediction is, never by its name
+LOSSES = {
+    "classes": (_classes_gold, _classes_teacher),
+    "score": (_score_gold, _score_teacher),
+    "span": (lambda s, y: ("loss_ce", span_gold_loss(s, y)),
+             lambda s, t, params, positions: span_teacher_loss(s, t, positions, params)),
+}
+
+
+def gold_loss(student_logits: Tensor, labels: Tensor, task_type: str) -> tuple[str, Tensor]:
+    """``("loss_ce", CE(s, y))`` (classes, nats per example) or ``("loss_mse", MSE(s, y))``
+    (a score), as the task type's ``output`` says.
+
+    student_logits: (B, C) float, or (B, 1) for regression; labels: (B,) int64 or float.
+
+    Raises:
+        StudyConfigError: unknown task type.
+    """
+    return LOSSES[get_type(task_type).output][0](student_logits, labels)
+
+
+def teacher_loss(student_logits: Tensor, teacher_logits: Tensor, params: dict[str, Any], task_type: str,
+                 positions: Tensor | None = None) -> Tensor:
+    """The teacher term of the slot ``params`` (see the module docstring), a float32+ scalar;
+    ``positions`` (B, T) bool for a span task.
+
+    Raises:
+        StudyConfigError: unknown task type.
+    """
+    return LOSSES[get_type(task_type).output][1](student_logits, teacher_logits, params, positions)
 
 
 def prediction_loss(student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None,
@@ -146,36 +182,25 @@ def prediction_loss(student_logits: Tensor, labels: Tensor, teacher_logits: Tens
     """``(1 - alpha) * L_gold + alpha * L_teacher`` and its components (detached).
 
     Returns ``{"loss", "loss_ce"|"loss_mse", ["loss_kd"]}``; ``loss_kd`` only when alpha > 0.
-    ``positions`` (B, T) bool: required for token_classification and extractive_qa (see the
-    module docstring).
+    The task type says what is compared (``kd_view``: e.g. the labelled positions of token
+    classification) and with which pair of terms (its ``output``, a key of ``LOSSES``).
+    ``positions`` (B, T) bool: required where the type ``needs_positions`` (token_classification,
+    extractive_qa; see the module docstring).
 
     Raises:
         ValueError: alpha > 0 and no ``teacher_logits``; a token-level task without positions.
+        StudyConfigError: unknown task type.
     """
-    if task_type in ("token_classification", "extractive_qa") and positions is None:
-        raise ValueError(f"a {task_type} task needs KDInputs.positions (the positions the loss compares)")
-    if task_type == "token_classification":
-        keep = positions.bool()  # (B, T)
-        student_logits, labels = student_logits[keep], labels[keep]  # (P, C), (P,)
-        if teacher_logits is not None:
-            teacher_logits = teacher_logits[keep]  # (P, C)
-        task_type = "classification"
-    if task_type == "extractive_qa":
-        gold = span_gold_loss(student_logits, labels)
-        if params["alpha"] == 0.0:
-            return {"loss": gold, "loss_ce": gold.detach()}
-        if teacher_logits is None:
-            raise ValueError("the prediction-layer loss has alpha > 0 but no teacher logits were given")
-        kd = span_teacher_loss(student_logits, teacher_logits.detach(), positions, params)
-        alpha = params["alpha"]
-        return {"loss": (1.0 - alpha) * gold + alpha * kd, "loss_ce": gold.detach(), "loss_kd": kd.detach()}
-    name, gold = gold_loss(student_logits, labels, task_type)
+    ttype = get_type(task_type)
+    student_logits, labels, teacher_logits = ttype.kd_view(student_logits, labels, teacher_logits, positions)
+    gold_term, teacher_term = LOSSES[ttype.output]
+    name, gold = gold_term(student_logits, labels)
     alpha = params["alpha"]
     if alpha == 0.0:
         return {"loss": gold, name: gold.detach()}
     if teacher_logits is None:
         raise ValueError("the prediction-layer loss has alpha > 0 but no teacher logits were given")
-    kd = teacher_loss(student_logits, teacher_logits, params, task_type)
+    kd = teacher_term(student_logits, teacher_logits.detach(), params, positions)
     return {"loss": (1.0 - alpha) * gold + alpha * kd, name: gold.detach(), "loss_kd": kd.detach()}
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from study.tasks.catalogue import get_task
+from study.tasks.spec import TaskSpec
 
 VERSION = "1"
 
@@ -38,8 +38,12 @@ def _correlation(fn: Callable, predictions: np.ndarray, labels: np.ndarray) -> f
 
 @dataclass(frozen=True)
 class Metric:
+    """A metric of 1-D predictions: ``fn(predictions, labels)``; ``inputs`` says what both are,
+    "classes" (int class ids) or "scores" (floats)."""
+
     name: str
     fn: Callable[[np.ndarray, np.ndarray], float]  # (predictions, labels) -> value
+    inputs: str = "classes"
     higher_is_better: bool = True
 
 
@@ -49,9 +53,14 @@ METRICS: dict[str, Metric] = {
     # Unweighted mean of the per-class F1 over the classes present in labels or predictions.
     "macro_f1": Metric("macro_f1", lambda p, y: float(f1_score(y, p, average="macro", zero_division=0.0))),
     "matthews_corr": Metric("matthews_corr", lambda p, y: float(matthews_corrcoef(y, p))),
-    "pearson": Metric("pearson", lambda p, y: _correlation(pearsonr, p, y)),
-    "spearman": Metric("spearman", lambda p, y: _correlation(spearmanr, p, y)),
+    "pearson": Metric("pearson", lambda p, y: _correlation(pearsonr, p, y), "scores"),
+    "spearman": Metric("spearman", lambda p, y: _correlation(spearmanr, p, y), "scores"),
 }
+
+
+def metrics_of(inputs: str) -> tuple[str, ...]:
+    """Names of the 1-D metrics taking ``inputs`` ("classes" or "scores"), in ``METRICS`` order."""
+    return tuple(name for name, m in METRICS.items() if m.inputs == inputs)
 
 # "score" is the per-task aggregate (mean of the official metrics), also higher-is-better.
 # precision, recall (entity-level, token classification) and exact_match (extractive QA) are
@@ -64,47 +73,44 @@ METRIC_DIRECTION: dict[str, bool] = {
 }
 
 
-def metric_names(task: str) -> tuple[str, ...]:
-    """Keys that ``compute_metrics(task, ...)`` returns, in order: the task's metrics, then "score".
-
-    Raises:
-        StudyConfigError: unknown task.
-    """
-    return (*get_task(task).metrics, "score")
+def metric_names(spec: TaskSpec) -> tuple[str, ...]:
+    """Keys that ``compute_metrics(spec, ...)`` returns, in order: the task's metrics, then "score"."""
+    return (*spec.metrics, "score")
 
 
-def compute_metrics(task: str, predictions: Sequence, labels: Sequence) -> dict[str, float]:
-    """The metrics ``task`` declares plus ``score`` (the mean of its score metrics), as fractions.
+def compute_metrics(spec: TaskSpec, predictions: Sequence, labels: Sequence) -> dict[str, float]:
+    """The metrics task ``spec`` declares plus ``score`` (the mean of its score metrics), as fractions.
 
     Args:
-        predictions: shape (N,); class ids for classification tasks (take the argmax of the
-            logits first), floats for a regression task (STS-B).
+        predictions: shape (N,); class ids for class metrics (take the argmax of the logits
+            first), floats for score metrics (STS-B's Pearson and Spearman).
         labels: shape (N,); class ids or gold scores.
 
     Correlations (STS-B) are 0.0, not nan, when predictions or labels are constant.
 
     Raises:
-        StudyConfigError: unknown task.
-        ValueError: empty inputs, lengths differ, or predictions are not one-dimensional.
+        ValueError: a metric that is not a 1-D one (token and span task types score whole
+            sequences in their ``evaluate``), empty inputs, lengths differ, predictions are not
+            one-dimensional, or non-integer predictions for a class metric.
     """
-    spec = get_task(task)
-    if spec.task_type not in ("classification", "regression"):
-        raise ValueError(f"task {task!r} is {spec.task_type}: its metrics come from its task type's "
-                         "evaluate (study.tasktypes), not from 1-D predictions")
-    regression = spec.task_type == "regression"
-    dtype = float if regression else int
+    other = [name for name in spec.metrics if name not in METRICS]
+    if other:
+        raise ValueError(f"task {spec.name!r} ({spec.task_type}) lists {other[0]!r}: its metrics come from its "
+                         "task type's evaluate (study.tasktypes), not from 1-D predictions")
+    classes = any(METRICS[name].inputs == "classes" for name in spec.metrics)
     p = np.asarray(predictions)
     y = np.asarray(labels)
     if p.ndim != 1 or y.ndim != 1:
         raise ValueError(
             f"predictions and labels must be 1-D, got shapes {p.shape} and {y.shape}"
-            + ("" if regression else "; pass class ids (argmax of the logits)")
+            + ("; pass class ids (argmax of the logits)" if classes else "")
         )
     if len(p) != len(y) or len(p) == 0:
         raise ValueError(f"need equal, non-zero lengths; got {len(p)} predictions, {len(y)} labels")
-    if not regression and np.issubdtype(p.dtype, np.floating) and not np.all(p == np.round(p)):
-        raise ValueError(f"task {task!r} needs class ids as predictions, got non-integer floats")
-    p, y = p.astype(dtype), y.astype(dtype)
-    out = {name: METRICS[name].fn(p, y) for name in spec.metrics}
+    if classes and np.issubdtype(p.dtype, np.floating) and not np.all(p == np.round(p)):
+        raise ValueError(f"task {spec.name!r} needs class ids as predictions, got non-integer floats")
+    dtype = {"classes": int, "scores": float}
+    out = {name: METRICS[name].fn(p.astype(dtype[METRICS[name].inputs]), y.astype(dtype[METRICS[name].inputs]))
+           for name in spec.metrics}
     out["score"] = float(np.mean([out[name] for name in spec.score]))
     return out

@@ -1,38 +1,35 @@
 """What a task type brings, and the registry keyed by a task YAML's ``task_type``.
 
-A task type is one module of this package that subclasses ``TaskType`` and registers an instance
-with ``@register`` under each ``task_type`` value it serves. Everything that used to assume one
-label per sequence asks the task's type instead:
+A task type is one module of ``study.tasktypes`` that subclasses ``TaskType`` and registers an
+instance with ``@register`` under each ``task_type`` value it serves; ``TASK_TYPES`` imports those
+modules on its first read. Everything that depends on what one label is asks the task's type:
 
 | what                          | method / attribute             | used by                                  |
 |-------------------------------|--------------------------------|------------------------------------------|
-| the YAML's own keys           | ``parse``                      | ``study.tasks.catalogue.parse_task``                |
-| reading a file                | ``read_file``, ``read_hub``    | ``study.tasks.catalogue.load_task``                 |
-| tokenisation, label alignment | ``tokenize``, ``collator``     | ``study.execution.datacache``, ``study.training.trainer``   |
-| the model head                | ``auto_class``                 | ``study.models``, ``study.execution.teacher``      |
-| targets and KD positions      | ``split_batch``, ``logits``    | ``study.training.trainer`` (``KDInputs``)         |
-| prediction and metric         | ``evaluate``, ``metrics``      | ``study.training.trainer`` (dev scores)           |
+| the YAML's own keys           | ``parse`` (a ``TaskDoc`` model) | ``study.tasks.schema.parse_task``        |
+| reading a file                | ``read_file``, ``read_hub``    | ``study.tasks.catalogue.load_task``      |
+| tokenisation, label alignment | ``tokenize``, ``collator``     | ``study.execution.datacache``, ``study.training.trainer`` |
+| the model head                | ``auto_class``, ``num_labels`` | ``study.models``, ``study.execution.teacher`` |
+| targets and KD positions      | ``split_batch``, ``logits``    | ``study.training.trainer`` (``KDInputs``) |
+| what prediction-layer KD compares | ``output``, ``kd_view``    | ``study.objectives.prediction``          |
+| prediction and metric         | ``evaluate``, ``metrics``      | ``study.training.trainer`` (dev scores)  |
 | what a cell may not use       | ``refuse``                     | ``study.grid.Grid.validate``             |
-
-The modules are imported on the first lookup (``load_all``); a type module imports
-``study.tasks.catalogue`` inside its functions only, because ``study.tasks.catalogue`` looks types up while it reads
-the shipped task YAMLs at import time.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import random
 from typing import Any
 
 import torch
 
 from study.core.errors import StudyConfigError
-from study.core.registry import lookup
+from study.core.registry import Registry, did_you_mean
+from study.tasks.spec import Split
 
-#: task_type value -> the TaskType serving it
-TASK_TYPES: dict[str, "TaskType"] = {}
-_LOADED = False
+#: task_type value -> the TaskType serving it; the modules of ``study.tasktypes`` are imported on
+#: the first read, so a new type is one module there
+TASK_TYPES: Registry["TaskType"] = Registry("task_type", "study.tasktypes")
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -62,28 +59,14 @@ def register(*names: str):
     """
     def wrap(cls):
         for name in names:
-            if name in TASK_TYPES and type(TASK_TYPES[name]) is not cls:
-                raise ValueError(f"task_type {name!r} is registered twice")
-            TASK_TYPES[name] = cls(name)
+            TASK_TYPES.add(name, cls(name))
         return cls
     return wrap
 
 
-def load_all() -> dict[str, "TaskType"]:
-    """Import every module of ``study.tasktypes`` once (each registers its types); the registry."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        package = importlib.import_module("study.tasktypes")
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.name.startswith("_") and info.name != "base":
-                importlib.import_module(f"study.tasktypes.{info.name}")
-    return TASK_TYPES
-
-
 def names() -> tuple[str, ...]:
     """The registered ``task_type`` values, sorted."""
-    return tuple(sorted(load_all()))
+    return TASK_TYPES.names()
 
 
 def get_type(name: str) -> "TaskType":
@@ -92,7 +75,7 @@ def get_type(name: str) -> "TaskType":
     Raises:
         StudyConfigError: unknown name (lists the registered ones and the closest).
     """
-    return lookup(load_all(), name, "task_type")
+    return TASK_TYPES.get(name)
 
 
 class TaskType:
@@ -100,7 +83,8 @@ class TaskType:
 
     ``name`` is the YAML's ``task_type`` it was registered under; ``auto_class`` the Hugging Face
     auto class of its head; ``metrics`` the metric names its tasks may list; ``version`` enters
-    every cell's identity through the task (``study.tasks.catalogue.task_identity``) only for new types.
+    every cell's identity through the task's ``options`` (``study.tasks.catalogue.task_identity``)
+    only for the types that record it (token classification, extractive QA).
     """
 
     auto_class: Any = None
@@ -114,8 +98,12 @@ class TaskType:
 
     # ------------------------------------------------------------------ data
     def parse(self, doc: dict, where: str, root) -> Any:
-        """The ``TaskSpec`` of a task YAML of this type (``study.tasks.catalogue.parse_task`` checked the
-        common keys: name, version, task_type, format)."""
+        """The ``TaskSpec`` of a task YAML of this type: validate ``doc`` with the type's model
+        (a ``study.tasks.schema.TaskDoc`` subclass, ``validate_task``) and build the spec.
+        ``study.tasks.schema.parse_task`` then checks its metrics and splits.
+
+        Raises:
+            StudyConfigError: a key the type does not take, or a value it refuses."""
         raise NotImplementedError
 
     def read_file(self, spec, path, entry, group_by: str | None):
@@ -142,6 +130,28 @@ class TaskType:
         """The head's output as one tensor: (B, C), (B, T, C) or (B, T, 2)."""
         return output.logits
 
+    # ------------------------------------------------------------------ prediction-layer KD
+    #: what one prediction of the head is, which picks the prediction-layer loss
+    #: (``study.objectives.prediction.LOSSES``): "classes" (logits over C classes: cross-entropy
+    #: to the gold class, a tempered distance to the teacher's distribution), "score" (one real
+    #: value: squared error to the gold score and to the teacher's), "span" (start and end logits
+    #: over a window's tokens)
+    output = "classes"
+    #: whether the loss compares logits at ``KDInputs.positions`` (B, T) only
+    needs_positions = False
+
+    def kd_view(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
+                positions: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The (student logits, labels, teacher logits) the prediction-layer loss of ``output``
+        compares; sequence types compare (B, C) logits as they are.
+
+        Raises:
+            ValueError: ``needs_positions`` and no ``positions``.
+        """
+        if self.needs_positions and positions is None:
+            raise ValueError(f"a {self.name} task needs KDInputs.positions (the positions the loss compares)")
+        return student_logits, labels, teacher_logits
+
     def split_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pop the targets (and any position mask) from ``batch`` in place, leaving model inputs;
         returns ``(labels, positions)`` for ``KDInputs``."""
@@ -159,10 +169,6 @@ class TaskType:
         """Mean tokens the model reads per example of ``split`` at ``max_length`` (every window of
         a long one), over a seeded sample of ``sample`` examples tokenised as training tokenises
         them (``tokenize``); what ``study.execution.forecast`` prices an example by."""
-        import random
-
-        from study.tasks.catalogue import Split
-
         idx = sorted(random.Random(0).sample(range(len(split)), min(sample, len(split))))
         sub = Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
         return sum(self.tokenize(spec, sub, tokenizer, max_length).lengths) / max(len(sub), 1)
@@ -198,8 +204,6 @@ class TaskType:
         """Raise StudyConfigError when the task lists a metric this type does not compute."""
         unknown = [m for m in spec.metrics if m not in self.metrics]
         if unknown:
-            from study.core.registry import did_you_mean
-
             raise StudyConfigError(f"Task file {where}: unknown metric {unknown[0]!r} for task_type "
                                    f"{self.name}. Allowed: {', '.join(self.metrics)}."
                                    + did_you_mean(unknown[0], self.metrics))

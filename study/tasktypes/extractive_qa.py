@@ -25,19 +25,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from pydantic import model_validator
 from transformers import AutoModelForQuestionAnswering
 
 from study.core.device import autocast
 from study.core.errors import StudyConfigError
-from study.tasktypes import _squad_v1
+from study.tasks.formats import read_text
+from study.tasks.hub import load_hub
+from study.tasks.schema import TaskDoc, validate_task
+from study.tasks.spec import Split, TaskSpec
 from study.tasks.types import FeatureDataset, TaskType, register
+from study.tasktypes import _squad_v1
 
-_KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
-         "metrics", "score", "hub", "notes", "description", "doc_stride", "max_answer_length", "n_best"}
 DEFAULTS = {"doc_stride": 128, "max_answer_length": 30, "n_best": 20}
+
+
+class QADoc(TaskDoc):
+    """An extractive-QA task's YAML: ``format: squad_json`` and the decoding settings."""
+
+    doc_stride: Any = DEFAULTS["doc_stride"]
+    max_answer_length: Any = DEFAULTS["max_answer_length"]
+    n_best: Any = DEFAULTS["n_best"]
+
+    @model_validator(mode="after")
+    def _squad(self):
+        if self.format != "squad_json":
+            raise ValueError(f"format {self.format!r}: extractive_qa reads format: squad_json.")
+        for key in DEFAULTS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+        if self.split is not None and self.split.group_by not in (None, "title"):
+            raise ValueError(f"split.group_by {self.split.group_by!r}: a squad_json file groups by title only.")
+        return self
 
 
 def _line_of(text: str, needle: str, default: int = 1) -> int:
@@ -188,70 +212,36 @@ class ExtractiveQA(TaskType):
     metrics = ("exact_match", "f1")
     pad_values = {"context_mask": 0}
     labels_bound_to_text = "the answer spans"
+    output = "span"
+    needs_positions = True
 
     def num_labels(self, spec) -> int:
         return 2
 
     def parse(self, doc, where, root):
-        from study.tasks import catalogue as data
-
-        unknown = sorted(set(map(str, doc)) - _KEYS)
-        if unknown:
-            raise data._fail(where, f"unknown key {unknown[0]!r} for task_type extractive_qa. "
-                             f"Allowed: {', '.join(sorted(_KEYS))}.")
-        if doc["format"] != "squad_json":
-            raise data._fail(where, f"format {doc['format']!r}: extractive_qa reads format: squad_json.")
-        options = {}
-        for key, default in DEFAULTS.items():
-            value = doc.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise data._fail(where, f"{key} must be a positive integer, got {value!r}.")
-            options[key] = value
-        options["type_version"] = self.version
-        metrics = data._str_list(doc, "metrics", where)
-        score = data._str_list(doc, "score", where) if "score" in doc else ()
-        if set(score) - set(metrics):
-            raise data._fail(where, f"score averages {sorted(set(score) - set(metrics))}, which metrics does not list.")
-        files = data._parse_files(doc.get("files"), "squad_json", (), where)
-        rule = data._parse_split(doc.get("split"), files, "squad_json", where)
-        if rule is not None and rule.group_by not in (None, "title"):
-            raise data._fail(where, f"split.group_by {rule.group_by!r}: a squad_json file groups by title only.")
-        hub = data._parse_hub(doc.get("hub"), ("question", "context"), "answers", where)
-        if not files and hub is None:
-            raise data._fail(where, "declare files (per split) or a hub dataset.")
-        spec = data.TaskSpec(
-            name=str(doc["name"]), text_fields=("question", "context"), label_field="answers",
-            task_type=self.name, num_labels=2, metrics=metrics, format="squad_json",
-            folder=str(doc.get("folder", "")), collection=doc.get("collection"), files=files, split=rule,
-            encoding=str(doc.get("encoding", "utf-8")), score_metrics=score, version=str(doc["version"]),
-            hub=hub, notes=str(doc.get("notes", "")), root=str(root) if root is not None else None,
-            source=where, options=tuple(sorted(options.items())))
-        self.check_metrics(spec, where)
-        return spec
+        d = validate_task(QADoc, doc, where)
+        options = {key: getattr(d, key) for key in DEFAULTS} | {"type_version": self.version}
+        return TaskSpec(**d.common(where, root), text_fields=("question", "context"), label_field="answers",
+                        num_labels=2, hub=d.hub_source(("question", "context")),
+                        options=tuple(sorted(options.items())))
 
     def read_file(self, spec, path, entry, group_by):
-        from study.tasks import catalogue as data
-
-        rows = read_squad(data._read_text(spec, Path(path), entry), f"Data file {str(path)!r}")
-        split = data.Split(texts=[(q, c) for q, c, _, _ in rows], labels=[lab for _, _, lab, _ in rows])
+        rows = read_squad(read_text(spec, Path(path), entry), f"Data file {str(path)!r}")
+        split = Split(texts=[(q, c) for q, c, _, _ in rows], labels=[lab for _, _, lab, _ in rows])
         return split, ([t for *_, t in rows] if group_by else [])
 
     def read_hub(self, spec):
-        import datasets
-
-        from study.tasks import catalogue as data
-
         try:
-            ds = datasets.load_dataset(spec.hub.path, spec.hub.config)
-        except (ConnectionError, OSError) as exc:
-            raise StudyConfigError(f"{spec.hub.path!r} could not be loaded from the hub ({exc}); offline, use "
-                                   "squad-devsplit (a seeded split of the SQuAD v1.1 dev file).") from exc
+            ds = load_hub(spec)
+        except StudyConfigError as exc:
+            raise StudyConfigError(f"{spec.hub.path!r} could not be loaded from the hub ({exc.__cause__}); offline, "
+                                   "use squad-devsplit (a seeded split of the SQuAD v1.1 dev file).") from exc
         out = {}
         for ours, theirs in spec.hub.splits:
             part = ds[theirs]
             labels = [{"id": i, "texts": list(a["text"]), "starts": list(a["answer_start"])}
                       for i, a in zip(part["id"], part["answers"])]
-            out[ours] = data.Split(texts=list(zip(part["question"], part["context"])), labels=labels)
+            out[ours] = Split(texts=list(zip(part["question"], part["context"])), labels=labels)
         return out
 
     def tokenize(self, spec, split, tokenizer, max_length):

@@ -1,91 +1,94 @@
-"""One label per sequence: classification (class ids) and regression (a score), the study's
-first task types. Parsing and reading stay in ``study.tasks.catalogue`` (the shipped YAMLs, their readers
-and every cell id are unchanged); this module is their face behind the ``TaskType`` interface.
+"""Sequence classification (``task_type: classification``): a sentence or a sentence pair -> one
+of the declared classes (SST-2, CoLA, MRPC, RTE, WNLI, SST-5, TREC, MR, SUBJ, BoolQ).
+
+The YAML declares the class names in id order (``labels``; the hub's order for GLUE). A label in
+a GLUE TSV is a class name or an int id; in every other format it must be one of the declared
+names (a JSON true/false reads as "true"/"false", a JSON integer as its digits). Prediction-layer
+KD compares the (B, C) class logits (``output = "classes"``).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
-from torch.utils.data import DataLoader
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
+from pydantic import model_validator
 
-from study.core.device import autocast
-from study.tasks.catalogue import Split, TaskSpec, _load_hub, _read_file, parse_task
-from study.tasks.metrics import METRICS, compute_metrics
-from study.tasks.types import FeatureDataset, TaskType, register
+from study.core.errors import StudyConfigError
+from study.tasks.metrics import metrics_of
+from study.tasks.schema import SequenceDoc, names_list, validate_task
+from study.tasks.spec import TaskSpec
+from study.tasks.types import register
+from study.tasktypes._sequence import SequenceTaskType, TokenizedSplit, predict_with_loss
 
-
-class TokenizedSplit(FeatureDataset):
-    """A split tokenised once without padding; batches are padded per batch by the collator."""
-
-    def __init__(self, split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, regression: bool):
-        self.split = split
-        self.task_type = "regression" if regression else "classification"
-        fields = list(zip(*split.texts)) if len(split) else [[]]
-        enc = tokenizer(*[list(f) for f in fields], truncation=True, max_length=max_length)
-        self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(split))]
-        dtype = torch.float32 if regression else torch.long
-        for i, (feat, label) in enumerate(zip(self.features, split.labels)):
-            feat["labels"] = torch.tensor(label, dtype=dtype)
-            feat["idx"] = i  # row of this example in a teacher-logit cache
+__all__ = ["ClassificationDoc", "SequenceClassification", "TokenizedSplit", "predict_with_loss"]
+# TokenizedSplit and predict_with_loss live in study.tasktypes._sequence: re-exported until the merge
 
 
+class ClassificationDoc(SequenceDoc):
+    """A classification task's YAML: ``labels`` (two or more class names) and no ``label_range``."""
+
+    @model_validator(mode="after")
+    def _classes(self):
+        if self.labels is None:
+            raise ValueError("a classification task declares its label set: labels: [name, ...].")
+        labels = names_list(self.labels, "labels")
+        if len(labels) < 2:
+            raise ValueError(f"labels declares {len(labels)} class; a classification needs two or more.")
+        if self.label_range is not None:
+            raise ValueError("label_range is for regression tasks.")
+        for split, entry in (self.files or {}).items():
+            for e in entry if isinstance(entry, list) else ():
+                if str(e.label) not in labels:
+                    raise ValueError(f"files.{split}: label {e.label!r} is not one of the declared labels {list(labels)}.")
+        return self
 
 
-@torch.no_grad()
-def predict_with_loss(model: torch.nn.Module, loader: DataLoader, task: TaskSpec,
-                      device: torch.device) -> tuple[np.ndarray, float]:
-    """Predictions (as ``predict``) and the mean loss to the labels: cross-entropy in nats per
-    example, or squared error for regression."""
-    model.eval()
-    preds, total, count = [], torch.zeros((), dtype=torch.float64), 0
-    for batch in loader:
-        labels = batch["labels"].to(device)
-        batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "idx")}
-        with autocast(device):
-            logits = model(**batch).logits.float()  # (B, C)
-        if task.task_type == "regression":
-            out = logits.squeeze(-1)
-            total += torch.nn.functional.mse_loss(out, labels.float(), reduction="sum").double().cpu()
-        else:
-            out = logits.argmax(-1)
-            total += torch.nn.functional.cross_entropy(logits, labels.long(), reduction="sum").double().cpu()
-        count += labels.shape[0]
-        preds.append(out)
-    return torch.cat(preds).cpu().numpy(), float(total) / max(count, 1)
+@register("classification")
+class SequenceClassification(SequenceTaskType):
+    """(B, C) logits over the declared classes; targets (B,) int64 class ids."""
 
-
-
-@register("classification", "regression")
-class SequenceClassification(TaskType):
-    """A sentence or a sentence pair -> (B, C) logits (C = 1 for regression); metrics from
-    ``study.tasks.metrics.METRICS`` (1-D predictions)."""
-
-    auto_class = AutoModelForSequenceClassification
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        return tuple(METRICS)
+    metrics = metrics_of("classes")
+    output = "classes"
 
     def parse(self, doc, where, root):
-        return parse_task(doc, where, root)
+        d = validate_task(ClassificationDoc, doc, where)
+        labels = names_list(d.labels, "labels")
+        return TaskSpec(**d.common(where, root), **d.fields(), num_labels=len(labels), label_names=labels)
 
-    def read_file(self, spec, path, entry, group_by):
-        return _read_file(spec, path, entry, group_by)
+    def label(self, spec: TaskSpec, value: Any, where: str) -> int:
+        if spec.format == "glue_tsv":
+            return _glue_label(spec, value, where)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str) and value in spec.label_names:
+            return spec.label_names.index(value)
+        raise StudyConfigError(
+            f"{where}: label {value!r} is not one of the declared labels {list(spec.label_names)}"
+        )
 
-    def read_hub(self, spec):
-        return _load_hub(spec)
+    def hub_label(self, spec: TaskSpec, value: Any) -> int:
+        return spec.label_names.index(value) if isinstance(value, str) and value in spec.label_names else int(value)
 
-    def tokenize(self, spec, split, tokenizer, max_length):
-        return TokenizedSplit(split, tokenizer, max_length, self.name == "regression")
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
 
-    def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    def loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, labels.long(), reduction="sum")
 
-    def dev_labels(self, data) -> list:
-        return [f["labels"].item() for f in data.features]
 
-    def evaluate(self, model, loader, data, labels, spec, device):
-        preds, loss = predict_with_loss(model, loader, spec, device)
-        return {**compute_metrics(spec.name, preds, np.asarray(labels)), "loss": loss}
+def _glue_label(spec: TaskSpec, value: str, where: str) -> int:
+    """A GLUE TSV label: a class name or an int id in ``[0, num_labels)``."""
+    if value in spec.label_names:
+        return spec.label_names.index(value)
+    try:
+        label = int(value)
+    except ValueError:
+        raise StudyConfigError(
+            f"{where}: label {value!r} is neither an int nor one of {spec.label_names}"
+        ) from None
+    if not 0 <= label < spec.num_labels:
+        raise StudyConfigError(f"{where}: label {label} outside 0..{spec.num_labels - 1}")
+    return label

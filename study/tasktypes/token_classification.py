@@ -17,18 +17,54 @@ labelled positions of the batch (``KDInputs.positions``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from pydantic import model_validator
 from transformers import AutoModelForTokenClassification
 
 from study.core.device import autocast
 from study.core.errors import StudyConfigError
+from study.tasks.formats import read_text
+from study.tasks.schema import TaskDoc, names_list, validate_task
+from study.tasks.spec import Split, TaskSpec
 from study.tasks.types import FeatureDataset, TaskType, register
 
 IGNORE = -100
-_KEYS = {"name", "version", "task_type", "format", "encoding", "folder", "collection", "files", "split",
-         "text_fields", "label_field", "labels", "metrics", "score", "notes", "description"}
+
+
+class TokenDoc(TaskDoc):
+    """A token-classification task's YAML: ``format: conll``, the word's and the tag's 0-based
+    columns (``text_fields: [0]``, ``label_field: 3``) and the tag set (``labels``)."""
+
+    text_fields: Any = [0]
+    label_field: Any = None
+    labels: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _conll(self):
+        if self.format != "conll":
+            raise ValueError(f"format {self.format!r}: token_classification reads format: conll.")
+        if self.labels is None:
+            raise ValueError("a token_classification task declares its tag set: labels: [O, B-PER, ...].")
+        names_list(self.labels, "labels")
+        for key, what in (("text_fields", "word"), ("label_field", "tag")):
+            value = self.position(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} is the 0-based column of the {what} (e.g. text_fields: [0], "
+                                 f"label_field: 3), got {getattr(self, key)!r}.")
+        if not self.files:
+            raise ValueError("declare files (per split).")
+        if self.hub is not None:
+            raise ValueError("token_classification reads CoNLL files only; remove hub.")
+        if self.split is not None and self.split.group_by is not None:
+            raise ValueError("split.group_by is not available for conll files.")
+        return self
+
+    def position(self, key: str) -> Any:
+        value = getattr(self, key)
+        return value[0] if key == "text_fields" and isinstance(value, list) and len(value) == 1 else value
 
 
 def read_conll(text: str, where: str, word_col: int, tag_col: int, labels: tuple[str, ...]):
@@ -100,7 +136,7 @@ class TokenizedWords(FeatureDataset):
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
     """Entity-level micro precision, recall and F1 (fractions) of tag sequences, seqeval's default
     (conlleval) mode: an entity counts when its type and both boundaries are right."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics import f1_score, precision_score, recall_score  # lazy: only scoring NER needs seqeval
 
     return {"f1": float(f1_score(gold, predicted, zero_division=0)),
             "precision": float(precision_score(gold, predicted, zero_division=0)),
@@ -115,56 +151,27 @@ class TokenClassification(TaskType):
     metrics = ("f1", "precision", "recall")
     pad_values = {"labels": IGNORE}
     labels_bound_to_text = "the word tags"
+    needs_positions = True
+
+    def kd_view(self, student_logits, labels, teacher_logits, positions):
+        """Both models' (P, C) logits and the (P,) tags at the P labelled positions (first
+        sub-tokens): per labelled token, the loss is then a classification's."""
+        super().kd_view(student_logits, labels, teacher_logits, positions)
+        keep = positions.bool()  # (B, T)
+        return student_logits[keep], labels[keep], (teacher_logits[keep] if teacher_logits is not None else None)
 
     def parse(self, doc, where, root):
-        from study.tasks import catalogue as data
-
-        unknown = sorted(set(map(str, doc)) - _KEYS)
-        if unknown:
-            raise data._fail(where, f"unknown key {unknown[0]!r} for task_type token_classification. "
-                             f"Allowed: {', '.join(sorted(_KEYS))}.")
-        if doc["format"] != "conll":
-            raise data._fail(where, f"format {doc['format']!r}: token_classification reads format: conll.")
-        if "labels" not in doc:
-            raise data._fail(where, "a token_classification task declares its tag set: labels: [O, B-PER, ...].")
-        labels = data._str_list(doc, "labels", where)
-        positions = []
-        for key, default in (("text_fields", [0]), ("label_field", None)):
-            value = doc.get(key, default)
-            value = value[0] if key == "text_fields" and isinstance(value, list) and len(value) == 1 else value
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise data._fail(where, f"{key} is the 0-based column of the "
-                                 f"{'word' if key == 'text_fields' else 'tag'} (e.g. text_fields: [0], "
-                                 f"label_field: 3), got {doc.get(key)!r}.")
-            positions.append(value)
-        metrics = data._str_list(doc, "metrics", where)
-        score = data._str_list(doc, "score", where) if "score" in doc else ()
-        if set(score) - set(metrics):
-            raise data._fail(where, f"score averages {sorted(set(score) - set(metrics))}, which metrics does not list.")
-        files = data._parse_files(doc.get("files"), "conll", labels, where)
-        if not files:
-            raise data._fail(where, "declare files (per split).")
-        rule = data._parse_split(doc.get("split"), files, "conll", where)
-        if rule is not None and rule.group_by is not None:
-            raise data._fail(where, "split.group_by is not available for conll files.")
-        spec = data.TaskSpec(
-            name=str(doc["name"]), text_fields=(positions[0],), label_field=positions[1],
-            task_type=self.name, num_labels=len(labels), metrics=metrics, has_header=False,
-            label_names=labels, format="conll", folder=str(doc.get("folder", "")),
-            collection=doc.get("collection"), files=files, split=rule,
-            encoding=str(doc.get("encoding", "utf-8")), score_metrics=score, version=str(doc["version"]),
-            notes=str(doc.get("notes", "")), root=str(root) if root is not None else None, source=where,
-            options=(("type_version", self.version),))
-        self.check_metrics(spec, where)
-        return spec
+        d = validate_task(TokenDoc, doc, where)
+        labels = names_list(d.labels, "labels")
+        return TaskSpec(**d.common(where, root), text_fields=(d.position("text_fields"),),
+                        label_field=d.position("label_field"), num_labels=len(labels), has_header=False,
+                        label_names=labels, options=(("type_version", self.version),))
 
     def read_file(self, spec, path, entry, group_by):
-        from study.tasks import catalogue as data
-
-        text = data._read_text(spec, Path(path), entry)
+        text = read_text(spec, Path(path), entry)
         sentences = read_conll(text, f"Data file {str(path)!r}", spec.text_fields[0], spec.label_field,
                                spec.label_names)
-        return data.Split(texts=[s[0] for s in sentences], labels=[s[1] for s in sentences]), []
+        return Split(texts=[s[0] for s in sentences], labels=[s[1] for s in sentences]), []
 
     def read_hub(self, spec):
         raise StudyConfigError(f"Task {spec.name!r}: token_classification reads CoNLL files only.")
