@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from study.core.registry import lookup
 from study.objectives import prediction as prediction_mod
 from study.objectives.features import FEATURES, FeatureSource
 from study.objectives.intermediate import resolve_entry, split_entry
@@ -117,8 +118,6 @@ class Distillation(torch.nn.Module):
     def __init__(self, prediction: dict[str, Any], intermediate: list[dict[str, Any]], *, task_type: str,
                  student: ModelDims, teacher: ModelDims, train_size: int = 0):
         super().__init__()
-        from study.core.registry import lookup
-
         lookup({t: t for t in TASK_TYPES}, task_type, "task type")
         self.task_type = task_type
         self.prediction = prediction_mod.resolve(prediction)
