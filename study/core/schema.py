@@ -5,6 +5,7 @@ Grids, tasks, components, augmentation policies and claims each declare a pydant
 validate through ``validate_settings``, so every refusal reads the same. Three kinds of message:
 
 - an unknown key: ``Unknown key 'x' in WHERE. Allowed: a, b. Did you mean 'a'?``;
+- a missing required key: ``WHERE needs 'x' (required keys: x, y).``;
 - a field typed ``number(...)``/``integer(...)``: ``WHERE: key must be RULE, got VALUE.``;
 - any other pydantic error: ``WHERE.key: pydantic's message, got VALUE.``.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
 
 from study import augment as augment_mod
 from study.core import contract
@@ -111,7 +111,7 @@ class GridFile(BaseModel):
 
     @field_validator("teacher", "training", "prediction", "mixup", "objective_params", "augmentation_params")
     @classmethod
-    def _slot(cls, value: dict[str, Any] | None, info) -> dict[str, Any]:
+    def _slot(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any]:
         value = dict(value or {})
         SLOT_CHECKS[info.field_name](value)
         return value
