@@ -1,62 +1,46 @@
-"""Registered components (intermediate losses, layer mappings): parameters, versions, discovery.
+"""Registered components (intermediate losses, layer mappings): parameters, versions, registry.
 
 A component class sets ``name``, ``version``, ``defaults`` (its parameters with their default
-values) and, optionally, ``checks`` (parameter name -> validator). Subclassing registers it in the
-registry its base names; ``discover`` imports every module of a package, so adding a component is
-one new module (and its test) and nothing else.
+values) and, optionally, ``checks`` (parameter name -> a field type such as ``number(...)`` or
+``Literal[...]``, or a legacy ``(where, key, value) -> value`` validator). From these each
+component gets a pydantic model, ``settings``, that ``resolve`` validates through
+``study.core.schema``. Subclassing registers the class in its base's ``Registry``, which imports
+every module of its package on first read: adding a component is one new module (and its test).
 """
 
 from __future__ import annotations
 
-import importlib
-import math
-import pkgutil
-from collections.abc import Callable
 from typing import Any, ClassVar
 
-from study.core.errors import StudyConfigError
-from study.core.registry import did_you_mean
+from pydantic import BaseModel
 
+from study.core.registry import Registry
+from study.core.schema import integer, number, settings_model, validate_settings
 
-def number(check: Callable[[float], bool], rule: str) -> Callable[[str, str, Any], float]:
-    """A validator: a finite real number satisfying ``check``; ints become floats (one identity)."""
-
-    def validate(component: str, key: str, value: Any) -> float:
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(float(value)) or not check(float(value))):
-            raise StudyConfigError(f"{component}: {key} must be {rule}, got {value!r}.")
-        return float(value)
-
-    return validate
-
-
-def integer(low: int, rule: str) -> Callable[[str, str, Any], int]:
-    """A validator: an int >= ``low``."""
-
-    def validate(component: str, key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise StudyConfigError(f"{component}: {key} must be {rule}, got {value!r}.")
-        return value
-
-    return validate
+__all__ = ["Component", "integer", "number"]
 
 
 class Component:
     """Mixin for a registered, versioned, parameterised component."""
 
-    registry: ClassVar[dict[str, type]]
+    registry: ClassVar[Registry]
     kind: ClassVar[str] = "component"  # "intermediate loss", "layer mapping"
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     defaults: ClassVar[dict[str, Any]] = {}
-    checks: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
+    checks: ClassVar[dict[str, Any]] = {}
+    settings: ClassVar[type[BaseModel]]  # built from defaults and checks
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:  # a concrete component, not an intermediate base
-            if cls.name in cls.registry:
-                raise RuntimeError(f"{cls.kind} {cls.name!r} is registered twice")
-            cls.registry[cls.name] = cls
+            cls.settings = settings_model(f"{cls.__name__}Settings", cls.defaults, cls.checks, cls.where())
+            cls.registry.add(cls.name, cls)
+
+    @classmethod
+    def where(cls) -> str:
+        """How refusals name this component: ``intermediate loss 'mse'``."""
+        return f"{cls.kind} {cls.name!r}"
 
     @classmethod
     def resolve(cls, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -65,23 +49,4 @@ class Component:
         Raises:
             StudyConfigError: an unknown parameter (the message lists the allowed ones) or a bad value.
         """
-        given = dict(params or {})
-        for key in given:
-            if key not in cls.defaults:
-                allowed = ", ".join(sorted(cls.defaults)) or "(none)"
-                raise StudyConfigError(
-                    f"Unknown parameter {key!r} for {cls.kind} {cls.name!r}. Allowed: {allowed}."
-                    f"{did_you_mean(key, cls.defaults)}")
-        out = {**cls.defaults, **given}
-        for key, value in out.items():
-            if key in cls.checks:
-                out[key] = cls.checks[key](f"{cls.kind} {cls.name!r}", key, value)
-        return out
-
-
-def discover(package: str) -> None:
-    """Import every module of ``package`` (its components register themselves)."""
-    pkg = importlib.import_module(package)
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
+        return validate_settings(cls.settings, params or {}, cls.where(), noun="parameter")

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from study.objectives.component import number
+from pydantic import BaseModel
+
 from study.objectives.features import FEATURE_PARAMS, FEATURES, check_feature_params
 from study.objectives.losses import INTERMEDIATE_LOSSES
 from study.objectives.mappings import LAYER_MAPPINGS
 from study.core.errors import StudyConfigError
 from study.core.registry import did_you_mean, lookup
+from study.core.schema import NonNegativeNumber, validate_settings
 
 ENTRY_DEFAULTS: dict[str, Any] = {"features": "hidden", "loss": "mse", "mapping": "skip", "weight": 1.0}
-_weight = number(lambda x: x >= 0.0, "a finite number >= 0")
+
+
+class _Weight(BaseModel):
+    weight: NonNegativeNumber
 
 
 def resolve_entry(entry: dict[str, Any] | None, where: str = "intermediate entry") -> dict[str, Any]:
@@ -54,7 +59,7 @@ def resolve_entry(entry: dict[str, Any] | None, where: str = "intermediate entry
                 f"{mapping_cls.name!r}, feature {feature.name!r}. Allowed: {', '.join(sorted(allowed))}."
                 f"{did_you_mean(key, allowed)}")
     return {"features": feature.name, "loss": loss_cls.name, "mapping": mapping_cls.name,
-            "weight": _weight(where, "weight", given["weight"]),
+            "weight": validate_settings(_Weight, {"weight": given["weight"]}, where)["weight"],
             **loss_cls.resolve(loss_params), **mapping_cls.resolve(mapping_params),
             **check_feature_params(feature.name, feature_params)}
 

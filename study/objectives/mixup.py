@@ -16,17 +16,23 @@ Slot: ``{"alpha": a, "weight": w}``; ``alpha = 0`` (the default) is no mix-up an
 ``{}`` so that cells without it keep one identity.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
-from study.objectives.component import number
-from study.core.registry import lookup
+from pydantic import BaseModel, ConfigDict
 
-DEFAULTS: dict[str, Any] = {"alpha": 0.0, "weight": 1.0}
+from study.core.schema import NonNegativeNumber, number, validate_settings
+
+
+class MixupSettings(BaseModel):
+    """The mix-up slot as written: ``alpha`` of Beta(alpha, alpha) (0 = off) and the term's weight."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+    alpha: number(lambda x: x >= 0.0, "a finite number >= 0 (0 = no mix-up)") = 0.0
+    weight: NonNegativeNumber = 1.0
+
+
+DEFAULTS: dict[str, Any] = MixupSettings().model_dump()
 VERSION = "1"
-_CHECKS = {"alpha": number(lambda x: x >= 0.0, "a finite number >= 0 (0 = no mix-up)"),
-           "weight": number(lambda x: x >= 0.0, "a finite number >= 0")}
 
 
 def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -35,9 +41,5 @@ def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
     Raises:
         StudyConfigError: an unknown key (did-you-mean) or a value out of range.
     """
-    given = dict(params or {})
-    for key in given:
-        lookup(DEFAULTS, key, "mixup parameter")
-    out = {**DEFAULTS, **given}
-    out = {k: _CHECKS[k]("mixup", k, v) for k, v in out.items()}
+    out = validate_settings(MixupSettings, params or {}, "mixup", noun="parameter")
     return {} if out["alpha"] == 0.0 else out

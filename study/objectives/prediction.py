@@ -44,11 +44,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from study.objectives.component import number
 from study.core.errors import StudyConfigError
 from study.core.registry import lookup
+from study.core.schema import PositiveNumber, UnitNumber, validate_settings
 from study.tasks.types import get_type
 
 DISTANCES = {
@@ -56,14 +57,20 @@ DISTANCES = {
     "soft_ce": "cross-entropy H(p_t, q_s) scaled by tau_s^2 (Distiller, TextBrewer 'ce')",
     "mse": "MSE between tempered logits scaled by tau_s^2 (Ba & Caruana 2014)",
 }
-DEFAULTS: dict[str, Any] = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0,
-                            "alpha": 0.5}
+
+
+class PredictionSettings(BaseModel):
+    """The prediction slot as written; ``distance`` is checked by ``resolve`` (unused at alpha 0)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+    distance: Any = "kl"
+    teacher_temperature: PositiveNumber = 2.0
+    student_temperature: PositiveNumber = 2.0
+    alpha: UnitNumber = 0.5
+
+
+DEFAULTS: dict[str, Any] = PredictionSettings().model_dump()
 VERSION = "1"
-_CHECKS = {
-    "alpha": number(lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"),
-    "teacher_temperature": number(lambda x: x > 0.0, "a finite number > 0"),
-    "student_temperature": number(lambda x: x > 0.0, "a finite number > 0"),
-}
 
 
 def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -75,16 +82,11 @@ def resolve(params: dict[str, Any] | None) -> dict[str, Any]:
     Raises:
         StudyConfigError: an unknown key or distance (did-you-mean), or a value out of range.
     """
-    given = dict(params or {})
-    for key in given:
-        lookup(DEFAULTS, key, "prediction parameter")
-    out = {**DEFAULTS, **given}
-    if out["distance"] != "none" or out["alpha"] != 0:
+    out = validate_settings(PredictionSettings, params or {}, "prediction", noun="parameter")
+    if out["distance"] != "none" or out["alpha"] != 0.0:
         if not isinstance(out["distance"], str):
             raise StudyConfigError(f"prediction.distance must be a name, got {out['distance']!r}.")
         lookup(DISTANCES, out["distance"], "prediction distance")
-    for key, check in _CHECKS.items():
-        out[key] = check("prediction", key, out[key])
     if out["alpha"] == 0.0:
         return {"distance": "none", "alpha": 0.0}
     return out

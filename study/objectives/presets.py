@@ -18,8 +18,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from study.core.errors import StudyConfigError
-from study.core.registry import did_you_mean, lookup
+from study.core.registry import lookup
+from study.core.schema import UnitNumber, validate_settings
 
 _KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
 
@@ -34,8 +37,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "intermediate": [{"features": "attention", "loss": "kl", "mapping": "skip", "weight": 1.0}]},
 }
 
-# Old parameter names of objective_params and where each went.
-_LEGACY = {"temperature", "alpha", "beta", "layer_mapping", "logit"}
+
+class LegacyParams(BaseModel):
+    """The old ``objective_params`` of one objective; each name's new place is in ``legacy_params``.
+    Only ``alpha`` is checked here: the others are checked in their new slots."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: UnitNumber = None  # the default is never read: only given keys are translated
+    beta: Any = None
+    layer_mapping: Any = None
+    logit: Any = None
+    temperature: Any = None
+
+
 _LOGIT_TERMS = {"ce": None, "logit_kd": "kl", "logit_mse": "mse"}
 _MAPPINGS = {"uniform": "skip", "last": "last"}
 
@@ -62,11 +76,7 @@ def legacy_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     slots = preset(name)
     if not isinstance(params, dict):
         raise StudyConfigError(f"objective_params.{name} must be a mapping, got {params!r}.")
-    for key in params:
-        if key not in _LEGACY:
-            raise StudyConfigError(
-                f"Unknown parameter {key!r} in objective_params.{name}. Allowed: "
-                f"{', '.join(sorted(_LEGACY))}.{did_you_mean(key, _LEGACY)}")
+    checked = validate_settings(LegacyParams, params, f"objective_params.{name}", noun="parameter")
     pred = slots["prediction"]
     if "logit" in params:
         distance = lookup(_LOGIT_TERMS, params["logit"], "logit term")
@@ -79,10 +89,7 @@ def legacy_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     if "temperature" in params:
         pred.update(teacher_temperature=params["temperature"], student_temperature=params["temperature"])
     if "alpha" in params:
-        a = params["alpha"]
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
-            raise StudyConfigError(f"objective_params.{name}.alpha must be a number in [0, 1], got {a!r}.")
-        pred["alpha"] = 1.0 - float(a)
+        pred["alpha"] = 1.0 - checked["alpha"]
     slots["prediction"] = pred
     for entry in slots["intermediate"]:
         if "beta" in params:

@@ -24,8 +24,10 @@ from torch import Tensor
 
 from study.objectives.component import Component
 from study.core.errors import StudyConfigError
+from study.core.registry import Registry
 
-INTERMEDIATE_LOSSES: dict[str, type["IntermediateLoss"]] = {}
+#: Every intermediate loss, by name; its package's modules are imported on first read.
+INTERMEDIATE_LOSSES: Registry = Registry("intermediate loss", "study.objectives.losses")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class LossContext:
 class IntermediateLoss(Component, torch.nn.Module):
     """Base class; subclasses set ``name``, ``accepts`` (feature kinds), ``defaults``, ``forward``."""
 
-    registry: ClassVar[dict] = INTERMEDIATE_LOSSES
+    registry: ClassVar[Registry] = INTERMEDIATE_LOSSES
     kind: ClassVar[str] = "intermediate loss"
     accepts: ClassVar[tuple[str, ...]] = ()
 

@@ -4,9 +4,6 @@ A mapping decides which student layer is distilled from which teacher layer, and
 weight; see ``base.LayerMapping``. Adding a mapping is one new module here and its test.
 """
 
-from study.objectives.component import discover
 from study.objectives.mappings.base import LAYER_MAPPINGS, FixedMapping, LayerMapping
-
-discover(__name__)
 
 __all__ = ["LAYER_MAPPINGS", "FixedMapping", "LayerMapping"]

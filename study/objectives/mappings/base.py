@@ -18,8 +18,10 @@ from torch import Tensor
 
 from study.objectives.component import Component
 from study.core.errors import StudyConfigError
+from study.core.registry import Registry
 
-LAYER_MAPPINGS: dict[str, type["LayerMapping"]] = {}
+#: Every layer mapping, by name; its package's modules are imported on first read.
+LAYER_MAPPINGS: Registry = Registry("layer mapping", "study.objectives.mappings")
 
 Pair = tuple[int, int, float]
 
@@ -27,7 +29,7 @@ Pair = tuple[int, int, float]
 class LayerMapping(Component, torch.nn.Module):
     """Base class; subclasses set ``name`` and implement ``forward`` (or ``pairs`` via FixedMapping)."""
 
-    registry: ClassVar[dict] = LAYER_MAPPINGS
+    registry: ClassVar[Registry] = LAYER_MAPPINGS
     kind: ClassVar[str] = "layer mapping"
 
     def __init__(self, params: dict[str, Any] | None, *, student_layers: int, teacher_layers: int,
