@@ -20,19 +20,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from study.core.registry import did_you_mean  # noqa: E402
+from analysis.columns import require_columns  # noqa: E402
 
 _STYLE = "whitegrid"
 
 
 def _need(df: pd.DataFrame, *columns: str) -> None:
-    for col in columns:
-        if col not in df.columns:
-            cols = [str(c) for c in df.columns]
-            raise ValueError(
-                f"column {col!r} is not in the table. Available columns: {', '.join(cols)}."
-                f"{did_you_mean(col, cols)}"
-            )
+    require_columns(df.columns, [("", c) for c in columns])
 
 
 def _order(series: pd.Series) -> list:
