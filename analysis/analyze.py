@@ -17,8 +17,8 @@ import pandas as pd
 
 from analysis import figures
 from analysis.anova import anova_table
-from analysis.cost import COST_COLUMNS, _as_list, averaged_cost, tuned_cost
-from analysis.csvtable import check_columns
+from analysis.columns import check_roles, column_list, require_columns
+from analysis.cost import COST_COLUMNS, averaged_cost, tuned_cost
 from analysis.recipe import best_recipe
 from analysis.table import treatment_factors
 from study.core.registry import did_you_mean
@@ -102,7 +102,7 @@ def level_counts(df: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
     """Runs per level of each factor: columns ``factor, level, runs, share`` (share of all runs,
     a fraction). An uneven ``share`` within a factor means raw means by level are confounded."""
     rows = []
-    for factor in _as_list(factors):
+    for factor in column_list(factors):
         counts = df[factor].value_counts(sort=False)
         if isinstance(df[factor].dtype, pd.CategoricalDtype):
             counts = counts[counts > 0]
@@ -118,7 +118,7 @@ def design_summary(
     """What the design looks like, one row per item (``item``, ``value``): runs, blocks, runs per
     block (min / median / max), configurations run out of those possible, and whether the design
     is complete (every block ran every configuration: the averaged cost needs it)."""
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     data = df.dropna(subset=[metric])
     per_block = data.groupby(block, observed=True).size() if block else pd.Series([len(data)])
     configs = data.groupby(factors, observed=True).ngroups
@@ -182,10 +182,10 @@ def analyze(
         ValueError: a column is missing or given two roles, an interaction names a non-factor,
             or no configuration was run in ``min_blocks`` blocks.
     """
-    factors, block = _as_list(factors), _as_list(block)
-    check_columns(list(df.columns), metric, factors, block, source="the table")
-    if teacher_col is not None and teacher_col not in df.columns:
-        raise ValueError(f"teacher score column {teacher_col!r} is not in the table")
+    factors, block = column_list(factors), column_list(block)
+    check_roles(df.columns, metric, factors, block)
+    if teacher_col is not None:
+        require_columns(df.columns, [("teacher score", teacher_col)])
     terms = parse_interactions(interactions, factors)
     data = df.dropna(subset=[metric])
     if data.empty:

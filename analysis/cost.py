@@ -18,45 +18,23 @@ so 0.01 is one point).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis.columns import require_columns
+from analysis.columns import check_roles, column_list, observed_levels, require_columns
 
 DEFAULT_BLOCK = ("dataset", "student")
 #: Leading columns of every cost table, in this order (``cost.csv`` keeps them first).
 COST_COLUMNS = ("factor", "level", "mean_cost", "worst_cost", "blocks")
 
 
-def _as_list(names: Iterable[str] | str) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n and n.strip()]
-
-
 def _check(df: pd.DataFrame, metric: str, factors: list[str], block: list[str],
            teacher_col: str | None = None) -> None:
-    wanted = [("metric", metric), *[("factor", f) for f in factors], *[("block", b) for b in block]]
+    check_roles(df.columns, metric, factors, block)
     if teacher_col is not None:
-        wanted.append(("teacher score", teacher_col))
-    require_columns(df.columns, wanted)
-    overlap = set(factors) & set(block)
-    if overlap:
-        raise ValueError(
-            f"column(s) {sorted(overlap)} given as both factor and block: drop them from the block"
-        )
-    if not factors:
-        raise ValueError("no factors given")
-
-
-def _levels(series: pd.Series) -> list:
-    """Observed levels, in category order for a categorical, else sorted."""
-    observed = set(series.dropna().unique())
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return [lv for lv in series.cat.categories if lv in observed]
-    return sorted(observed, key=lambda v: (str(type(v)), v))
+        require_columns(df.columns, [("teacher score", teacher_col)])
 
 
 def _blocks(data: pd.DataFrame, block: list[str]):
@@ -112,7 +90,7 @@ def tuned_cost(
         ValueError: a named column is missing, a column is both factor and block, or the
             teacher score varies within a block (add the teacher to the block).
     """
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     _check(df, metric, factors, block, teacher_col)
     data = df[df[metric].notna()].copy()
     sign = 1.0 if higher_is_better else -1.0
@@ -142,7 +120,7 @@ def _teacher_scores(data: pd.DataFrame, block: list[str], teacher_col: str) -> d
 
 def _factor_costs(data: pd.DataFrame, factor: str, block: list[str], teacher_by_block: dict) -> list[dict]:
     """``tuned_cost``'s rows of one factor: per level, its costs over the blocks that count."""
-    levels = _levels(data[factor])
+    levels = observed_levels(data[factor])
     costs: dict = {lv: [] for lv in levels}
     fracs: dict = {lv: [] for lv in levels}
     runs = dict.fromkeys(levels, 0)
@@ -209,7 +187,7 @@ def averaged_cost(
         ValueError: a named column is missing, or the design is not complete (the message gives
             the number of missing combinations and the first few).
     """
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     _check(df, metric, factors, block)
     data = df[df[metric].notna()].copy()
     sign = 1.0 if higher_is_better else -1.0
@@ -224,7 +202,7 @@ def averaged_cost(
         block_keys = [k if isinstance(k, tuple) else (k,) for k in block_keys]
     else:
         block_keys = [()]
-    levels = [_levels(data[f]) for f in factors]
+    levels = [observed_levels(data[f]) for f in factors]
     expected = [b + combo for b in block_keys for combo in itertools.product(*levels)]
     have = set(means.index if isinstance(means.index, pd.MultiIndex)
                else [(k,) for k in means.index])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.columns import require_columns
+from analysis.columns import check_roles, column_list
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ DISTILLER_BLOCK = ("task", "Model", "Teacher")
 DISTILLER_AUG_COLUMNS = ("contextual", "backtranslation", "random")
 
 
-def _split(names: Sequence[str] | str) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n and n.strip()]
-
-
 def _level_order(values: pd.Series) -> list[str]:
     """Levels sorted numerically when they all parse as numbers, else alphabetically."""
     levels = list(pd.unique(values))
@@ -50,25 +44,6 @@ def _level_order(values: pd.Series) -> list[str]:
     if numeric.notna().all():
         return [lv for _, lv in sorted(zip(numeric, levels))]
     return sorted(levels)
-
-
-def check_columns(
-    columns: Sequence[str], metric: str, factors: Sequence[str], block: Sequence[str], source: str
-) -> None:
-    """Raise ``ValueError`` unless metric, factors and block are distinct columns of ``columns``."""
-    if not factors:
-        raise ValueError("no factors given: name at least one column whose effect to analyse")
-    require_columns(columns, [("metric", metric), *(("factor", f) for f in factors),
-                              *(("block", b) for b in block)], source)
-    seen: dict[str, str] = {}
-    for role, names in (("metric", [metric]), ("factor", factors), ("block", block)):
-        for name in names:
-            if name in seen:
-                raise ValueError(
-                    f"column {name!r} is given as both {seen[name]} and {role}: "
-                    "a column can play one role only"
-                )
-            seen[name] = role
 
 
 def load_csv(
@@ -104,10 +79,10 @@ def load_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
-    factors, block = _split(factors), _split(block)
+    factors, block = column_list(factors), column_list(block)
     header = _read(path, nrows=0)
     header.columns = [str(c).strip() for c in header.columns]
-    check_columns(list(header.columns), metric, factors, block, source=str(path))
+    check_roles(header.columns, metric, factors, block, source=str(path))
 
     as_text = {c: str for c in [metric, *factors, *block]}
     df = _read(path, dtype=as_text, skipinitialspace=True)

@@ -37,8 +37,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from analysis.columns import require_columns
-from analysis.csvtable import check_columns
+from analysis.columns import check_roles, column_list, require_columns
 from analysis.dataset_features import EMBEDDING_PREFIX
 from study.core.registry import did_you_mean
 
@@ -269,9 +268,9 @@ def recommend_for(
         ValueError: a column is missing, ``dataset`` has no features (the message lists those
             that have), no other dataset has runs, or no training run matches ``context``.
     """
-    factors = [f.strip() for f in factors.split(",")] if isinstance(factors, str) else list(factors)
+    factors = column_list(factors)
     context = dict(context or {})
-    check_columns(list(df.columns), metric, factors, [dataset_col, *context], source="the table")
+    check_roles(df.columns, metric, factors, [dataset_col, *context])
     names = [str(d) for d in features.index]
     if dataset not in names:
         raise ValueError(
