@@ -173,9 +173,6 @@ def _dataset_summary(per_block: pd.DataFrame) -> dict:
     }
 
 
-REGRET_COLUMNS = ("regret_recommender", "regret_best_recipe", "regret_random")
-
-
 def distiller_lodo(
     runs: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
