@@ -2,7 +2,7 @@
 recipe, and the figures, optionally written to a folder.
 
 Used by ``study analyze`` (``study/cli/analysis.py``), ``notebooks/csv_report.ipynb`` and
-``paper_figures/``. Blocks (dataset, student, ...) enter the ANOVA as block terms, the cost
+``paper_figures/``; ``study recommend``'s ranking is ``analysis.recommend.recommend_for``. Blocks (dataset, student, ...) enter the ANOVA as block terms, the cost
 tables as the units a comparison is made within, and the recipe as the units ranks are taken in.
 """
 
@@ -12,10 +12,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.cost import COST_COLUMNS, _as_list
-from analysis.csvtable import check_columns
+from analysis import figures
+from analysis.anova import anova_table
+from analysis.columns import check_roles, column_list, require_columns
+from analysis.cost import COST_COLUMNS, averaged_cost, tuned_cost
+from analysis.recipe import best_recipe
+from analysis.table import treatment_factors
+from study.core.registry import did_you_mean
 
 #: Columns ``study analyze --grid`` treats as factors when the runs record none (older stores);
 #: otherwise the grid's own factors, as its runs record them (``analysis.table.grid_factors``).
@@ -41,8 +47,6 @@ def parse_interactions(
             raise ValueError(f"interaction {term!r} is not of the form A:B (two factors)")
         for name in names:
             if name not in factors:
-                from study.core.registry import did_you_mean
-
                 raise ValueError(
                     f"interaction {':'.join(names)!r} names {name!r}, which is not a factor. "
                     f"Factors: {', '.join(factors)}.{did_you_mean(name, factors)}"
@@ -65,8 +69,6 @@ def grid_design(
         ValueError: no candidate varies (nothing to analyse).
     """
     if candidates is None:
-        from analysis.table import treatment_factors
-
         candidates = treatment_factors(df) or list(GRID_FACTOR_CANDIDATES)
     factors = [c for c in candidates if c in df.columns and df[c].nunique(dropna=True) > 1]
     if not factors:
@@ -100,7 +102,7 @@ def level_counts(df: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
     """Runs per level of each factor: columns ``factor, level, runs, share`` (share of all runs,
     a fraction). An uneven ``share`` within a factor means raw means by level are confounded."""
     rows = []
-    for factor in _as_list(factors):
+    for factor in column_list(factors):
         counts = df[factor].value_counts(sort=False)
         if isinstance(df[factor].dtype, pd.CategoricalDtype):
             counts = counts[counts > 0]
@@ -116,7 +118,7 @@ def design_summary(
     """What the design looks like, one row per item (``item``, ``value``): runs, blocks, runs per
     block (min / median / max), configurations run out of those possible, and whether the design
     is complete (every block ran every configuration: the averaged cost needs it)."""
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     data = df.dropna(subset=[metric])
     per_block = data.groupby(block, observed=True).size() if block else pd.Series([len(data)])
     configs = data.groupby(factors, observed=True).ngroups
@@ -180,14 +182,10 @@ def analyze(
         ValueError: a column is missing or given two roles, an interaction names a non-factor,
             or no configuration was run in ``min_blocks`` blocks.
     """
-    from analysis.anova import anova_table
-    from analysis.cost import averaged_cost, tuned_cost
-    from analysis.recipe import best_recipe
-
-    factors, block = _as_list(factors), _as_list(block)
-    check_columns(list(df.columns), metric, factors, block, source="the table")
-    if teacher_col is not None and teacher_col not in df.columns:
-        raise ValueError(f"teacher score column {teacher_col!r} is not in the table")
+    factors, block = column_list(factors), column_list(block)
+    check_roles(df.columns, metric, factors, block)
+    if teacher_col is not None:
+        require_columns(df.columns, [("teacher score", teacher_col)])
     terms = parse_interactions(interactions, factors)
     data = df.dropna(subset=[metric])
     if data.empty:
@@ -228,10 +226,6 @@ def write_outputs(
 ) -> list[Path]:
     """Write ``analyze``'s tables as CSV and its figures as PNG into ``out_dir``; return the
     paths written."""
-    import matplotlib.pyplot as plt
-
-    from analysis import figures
-
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     anova = results["anova"]
@@ -260,80 +254,3 @@ def write_outputs(
         plt.close(fig)
         written.append(path)
     return written
-
-
-def recommend_for(
-    df: pd.DataFrame,
-    metric: str,
-    factors: Sequence[str] | str,
-    dataset_col: str,
-    dataset: str,
-    features: pd.DataFrame,
-    *,
-    context: dict[str, str] | None = None,
-    seed: int = 0,
-    model: str = "gbr",
-) -> pd.DataFrame:
-    """Rank configurations for ``dataset`` with a recommender fit on the *other* datasets' runs
-    (AutoDistiller, He et al. 2021, sec. 6; ``analysis.recommend.fit_recommender``).
-
-    The candidates are the factor combinations run on the other datasets (under ``context``,
-    e.g. ``{"Model": "TinyBERT4"}``, when given); ``dataset`` itself takes no part in the fit, so
-    the ranking is what a new dataset would get. Where ``df`` holds runs of ``dataset`` under the
-    same context, each candidate's ``actual`` mean ``metric`` there and its ``regret`` (the best
-    actual minus its own, metric units) are added, as a check of the recommendation.
-
-    Returns:
-        One row per candidate, best first: ``rank``, the factors, the context columns,
-        ``predicted`` (metric units) and, where known, ``actual``, ``runs``, ``regret``.
-
-    Raises:
-        ValueError: a column is missing, ``dataset`` has no features (the message lists those
-            that have), no other dataset has runs, or no training run matches ``context``.
-    """
-    from analysis.recommend import fit_recommender, rank_candidates
-    from study.core.registry import did_you_mean
-
-    factors = _as_list(factors)
-    context = dict(context or {})
-    check_columns(list(df.columns), metric, factors, [dataset_col, *context], source="the table")
-    names = [str(d) for d in features.index]
-    if dataset not in names:
-        raise ValueError(
-            f"no dataset features for {dataset!r}; datasets with features: {', '.join(names)}."
-            f"{did_you_mean(dataset, names)}"
-        )
-    data = df.dropna(subset=[metric])
-    is_target = data[dataset_col].astype(str) == dataset
-    train = data[~is_target]
-    if train.empty:
-        raise ValueError(f"no run on a dataset other than {dataset!r} to learn from")
-    features = features.set_axis(names)
-    recommender = fit_recommender(train, metric, factors, dataset_col, features, seed,
-                                  context=list(context), model=model)
-
-    def matching(runs: pd.DataFrame) -> pd.DataFrame:
-        for col, value in context.items():
-            runs = runs[runs[col].astype(str) == str(value)]
-        return runs
-
-    pool = matching(train)
-    if pool.empty:
-        wanted = ", ".join(f"{c}={v}" for c, v in context.items())
-        raise ValueError(f"no training run has {wanted}; levels: " + "; ".join(
-            f"{c}: {', '.join(sorted(map(str, train[c].unique())))}" for c in context))
-    candidates = pool[factors].astype(str).drop_duplicates().reset_index(drop=True)
-    for col, value in context.items():
-        candidates[col] = str(value)
-    ranked = rank_candidates(recommender, candidates, features.loc[dataset]).reset_index(drop=True)
-    ranked.insert(0, "rank", range(1, len(ranked) + 1))
-
-    held = matching(data[is_target])
-    if not held.empty:
-        actual = (
-            held.assign(**{f: held[f].astype(str) for f in factors})
-            .groupby(factors, observed=True)[metric].agg(actual="mean", runs="size").reset_index()
-        )
-        ranked = ranked.merge(actual, on=factors, how="left")
-        ranked["regret"] = actual["actual"].max() - ranked["actual"]
-    return ranked

@@ -6,7 +6,8 @@ with the named columns, fits nothing hidden, and returns a DataFrame.
 - :func:`fit_ols` / :func:`anova_table`: additive linear model (+ chosen two-way interactions),
   type-II sums of squares, effect sizes partial eta squared and omega squared.
 - :func:`mixed_effects`: the same fixed effects with a random intercept per dataset.
-- :func:`bootstrap_ci`: per-level means with a seed (cluster) bootstrap interval.
+- :func:`bootstrap_ci`: per-level means with a seed (cluster) bootstrap interval
+  (``analysis.bootstrap``).
 - :func:`pairwise`: all pairs of levels, Holm-adjusted Welch t-tests or Tukey HSD.
 
 Column names go into formulas as ``C(Q("name"))``, so names with dots or ``#`` work; tables show
@@ -15,7 +16,6 @@ the plain names.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import warnings
@@ -24,6 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multicomp import pairwise_tukeyhsd
+from statsmodels.stats.multitest import multipletests
+
+from analysis.bootstrap import cluster_draws
+from analysis.columns import require_columns
 
 _TERM = re.compile(r"C\(Q\((?P<quote>['\"])(?P<name>.*?)(?P=quote)\)\)")
 
@@ -35,17 +43,6 @@ def _term(column: str) -> str:
 def plain_term(term: str) -> str:
     """``"C(Q('objective')):C(Q('seed'))"`` → ``"objective:seed"`` (other text is kept)."""
     return _TERM.sub(lambda m: m.group("name"), term)
-
-
-def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    for column in columns:
-        if column not in df.columns:
-            close = difflib.get_close_matches(str(column), [str(c) for c in df.columns], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"Column {column!r} is not in the table (columns: {', '.join(map(str, df.columns))})."
-                f"{hint}"
-            )
 
 
 def _as_levels(values: pd.Series) -> pd.Series:
@@ -83,7 +80,8 @@ def _design(
     )
     factors = tuple(dict.fromkeys(factors))
     used = list(dict.fromkeys([*factors, *blocks, *(c for pair in interactions for c in pair)]))
-    _check_columns(df, [metric, *used])
+    require_columns(df.columns, [("metric", metric), *(("factor", c) for c in factors),
+                                 *(("block", b) for b in blocks)])
     if metric in used:
         raise ValueError(f"Column {metric!r} is both the metric and a factor.")
 
@@ -147,8 +145,6 @@ def fit_ols(
 
 
 def _fit(design: _Design):
-    import statsmodels.formula.api as smf
-
     model = smf.ols(design.formula, data=design.data)
     n_obs, rank = model.exog.shape[0], np.linalg.matrix_rank(model.exog)
     if n_obs - rank < 1:
@@ -189,8 +185,6 @@ def anova_table(
     Raises:
         ValueError: as :func:`fit_ols`.
     """
-    from statsmodels.stats.anova import anova_lm
-
     design = _design(df, metric, factors, blocks, interactions)
     model = _fit(design)
     raw = anova_lm(model, typ=2)
@@ -249,9 +243,7 @@ def mixed_effects(
     Raises:
         ValueError: a column is missing, or ``group`` has fewer than 2 levels.
     """
-    import statsmodels.formula.api as smf
-
-    _check_columns(df, [group])
+    require_columns(df.columns, [("group", group)])
     factors = [f for f in factors if f != group]
     df = df.reset_index(drop=True)
     design = _design(df, metric, factors, (), ())
@@ -295,7 +287,7 @@ def mixed_effects(
 
 
 def _replicate_means(df: pd.DataFrame, metric: str, factor: str, seed_col: str):
-    _check_columns(df, [metric, factor, seed_col])
+    require_columns(df.columns, [("metric", metric), ("factor", factor), ("seed", seed_col)])
     data = df[[metric, factor, seed_col]].copy()
     data[metric] = pd.to_numeric(data[metric], errors="coerce")
     data = data.dropna()
@@ -319,8 +311,9 @@ def bootstrap_ci(
     (the same draw for every level, since a seed labels one replicate of the whole grid) and
     takes, per level, the mean over all rows of the drawn seeds, counted with multiplicity. The
     interval is the (1 − ci)/2 and (1 + ci)/2 percentiles of the draws (Efron & Tibshirani 1993,
-    ch. 13; resampling clusters rather than rows as in Davison & Hinkley 1997, §3.8). A draw in
-    which a level has no rows is ignored for that level.
+    ch. 13; resampling clusters rather than rows as in Davison & Hinkley 1997, §3.8; the draws
+    are ``analysis.bootstrap.cluster_draws``). A draw in which a level has no rows is ignored
+    for that level.
 
     Args:
         rng: the random stream; default ``np.random.default_rng(0)``, so a report is repeatable.
@@ -350,7 +343,7 @@ def bootstrap_ci(
     grouped = data.groupby([seed_col, factor], observed=False)[metric]
     sums = grouped.sum().unstack(factor).reindex(index=seeds, columns=levels).to_numpy()  # (S, L)
     counts = grouped.count().unstack(factor).reindex(index=seeds, columns=levels).to_numpy()  # (S, L)
-    draws = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))  # (B, S) seed indices
+    draws = cluster_draws(len(seeds), n_boot, rng)  # (B, S) seed indices
     weights = np.stack([np.bincount(d, minlength=len(seeds)) for d in draws])  # (B, S)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = (weights @ sums) / (weights @ counts)  # (B, L)
@@ -394,7 +387,7 @@ def pairwise(
     """
     if method not in ("holm", "tukey"):
         raise ValueError(f"Unknown method {method!r}; use 'holm' or 'tukey'.")
-    _check_columns(df, [metric, factor])
+    require_columns(df.columns, [("metric", metric), ("factor", factor)])
     data = df[[metric, factor]].copy()
     data[metric] = pd.to_numeric(data[metric], errors="coerce")
     data = data.dropna()
@@ -410,14 +403,9 @@ def pairwise(
     diffs = [values[b].mean() - values[a].mean() for a, b in pairs]
 
     if method == "holm":
-        from scipy import stats
-        from statsmodels.stats.multitest import multipletests
-
         p_values = [stats.ttest_ind(values[b], values[a], equal_var=False).pvalue for a, b in pairs]
         reject, p_adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
     else:
-        from statsmodels.stats.multicomp import pairwise_tukeyhsd
-
         labels = np.array([str(v) for v in data[factor]])
         result = pairwise_tukeyhsd(data[metric].to_numpy(dtype=float), labels, alpha=alpha)
         # statsmodels orders pairs by its own sorted group labels; map them back to ours.
@@ -474,9 +462,8 @@ def slope(
         ValueError: a missing column, a factor that is not numeric or has one value, or no
             residual degrees of freedom.
     """
-    import statsmodels.formula.api as smf
-
-    _check_columns(df, [metric, factor, *controls, *blocks])
+    require_columns(df.columns, [("metric", metric), ("factor", factor), *(("control", c) for c in controls),
+                                 *(("block", b) for b in blocks)])
     data = df[[metric, factor, *controls, *blocks]].copy()
     data[factor] = pd.to_numeric(data[factor].astype(object), errors="coerce")
     data[metric] = pd.to_numeric(data[metric], errors="coerce")

@@ -18,51 +18,23 @@ so 0.01 is one point).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from study.core.registry import did_you_mean
+from analysis.columns import check_roles, column_list, observed_levels, require_columns
 
 DEFAULT_BLOCK = ("dataset", "student")
 #: Leading columns of every cost table, in this order (``cost.csv`` keeps them first).
 COST_COLUMNS = ("factor", "level", "mean_cost", "worst_cost", "blocks")
 
 
-def _as_list(names: Iterable[str] | str) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n and n.strip()]
-
-
 def _check(df: pd.DataFrame, metric: str, factors: list[str], block: list[str],
            teacher_col: str | None = None) -> None:
-    cols = [str(c) for c in df.columns]
-    wanted = [("metric", metric), *[("factor", f) for f in factors], *[("block", b) for b in block]]
+    check_roles(df.columns, metric, factors, block)
     if teacher_col is not None:
-        wanted.append(("teacher score", teacher_col))
-    for role, name in wanted:
-        if name not in df.columns:
-            raise ValueError(
-                f"{role} column {name!r} is not in the table. Available columns: "
-                f"{', '.join(cols)}.{did_you_mean(name, cols)}"
-            )
-    overlap = set(factors) & set(block)
-    if overlap:
-        raise ValueError(
-            f"column(s) {sorted(overlap)} given as both factor and block: drop them from the block"
-        )
-    if not factors:
-        raise ValueError("no factors given")
-
-
-def _levels(series: pd.Series) -> list:
-    """Observed levels, in category order for a categorical, else sorted."""
-    observed = set(series.dropna().unique())
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return [lv for lv in series.cat.categories if lv in observed]
-    return sorted(observed, key=lambda v: (str(type(v)), v))
+        require_columns(df.columns, [("teacher score", teacher_col)])
 
 
 def _blocks(data: pd.DataFrame, block: list[str]):
@@ -118,65 +90,73 @@ def tuned_cost(
         ValueError: a named column is missing, a column is both factor and block, or the
             teacher score varies within a block (add the teacher to the block).
     """
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     _check(df, metric, factors, block, teacher_col)
     data = df[df[metric].notna()].copy()
     sign = 1.0 if higher_is_better else -1.0
     data["_y"] = sign * data[metric].astype(float)
-
-    teacher_by_block: dict = {}
-    if teacher_col is not None:
-        for key, g in _blocks(data, block):
-            t = g[teacher_col].astype(float).dropna()
-            if len(t) and (t.max() - t.min()) > 1e-9:
-                raise ValueError(
-                    f"teacher score {teacher_col!r} varies within block {key}: "
-                    f"{t.min():.4g} to {t.max():.4g}; add the teacher to the block"
-                )
-            teacher_by_block[key] = float(t.iloc[0]) if len(t) else np.nan
-
-    rows = []
-    for factor in factors:
-        levels = _levels(data[factor])
-        costs: dict = {lv: [] for lv in levels}
-        fracs: dict = {lv: [] for lv in levels}
-        runs = dict.fromkeys(levels, 0)
-        missing = dict.fromkeys(levels, 0)
-        for key, g in _blocks(data, block):
-            best_by_level = g.groupby(factor, observed=True)["_y"].max()
-            if len(best_by_level) < 2:
-                continue
-            best = best_by_level.max()
-            count = g[factor].value_counts()
-            teacher = teacher_by_block.get(key, np.nan)
-            for lv in levels:
-                if lv not in best_by_level.index:
-                    missing[lv] += 1
-                    continue
-                cost = float(best - best_by_level[lv])
-                costs[lv].append(cost)
-                fracs[lv].append(cost / teacher if teacher and np.isfinite(teacher) else np.nan)
-                runs[lv] += int(count[lv])
-        for lv in levels:
-            c = np.asarray(costs[lv], dtype=float)
-            row = {
-                "factor": factor,
-                "level": lv,
-                "mean_cost": c.mean() if len(c) else np.nan,
-                "worst_cost": c.max() if len(c) else np.nan,
-                "blocks": len(c),
-                "runs": runs[lv],
-                "blocks_missing": missing[lv],
-            }
-            if teacher_col is not None:
-                f = np.asarray(fracs[lv], dtype=float)
-                finite = f[np.isfinite(f)]
-                row["mean_cost_frac"] = finite.mean() if len(finite) else np.nan
-                row["worst_cost_frac"] = finite.max() if len(finite) else np.nan
-            rows.append(row)
+    teacher_by_block = _teacher_scores(data, block, teacher_col) if teacher_col is not None else {}
+    rows = [row for factor in factors for row in _factor_costs(data, factor, block, teacher_by_block)]
+    if teacher_col is None:
+        rows = [{k: v for k, v in row.items() if not k.endswith("_frac")} for row in rows]
     out = pd.DataFrame(rows)
     out["level"] = out["level"].astype(str)
     return out
+
+
+def _teacher_scores(data: pd.DataFrame, block: list[str], teacher_col: str) -> dict:
+    """The teacher's score of each block (NaN where none is logged)."""
+    scores = {}
+    for key, g in _blocks(data, block):
+        t = g[teacher_col].astype(float).dropna()
+        if len(t) and (t.max() - t.min()) > 1e-9:
+            raise ValueError(
+                f"teacher score {teacher_col!r} varies within block {key}: "
+                f"{t.min():.4g} to {t.max():.4g}; add the teacher to the block"
+            )
+        scores[key] = float(t.iloc[0]) if len(t) else np.nan
+    return scores
+
+
+def _factor_costs(data: pd.DataFrame, factor: str, block: list[str], teacher_by_block: dict) -> list[dict]:
+    """``tuned_cost``'s rows of one factor: per level, its costs over the blocks that count."""
+    levels = observed_levels(data[factor])
+    costs: dict = {lv: [] for lv in levels}
+    fracs: dict = {lv: [] for lv in levels}
+    runs = dict.fromkeys(levels, 0)
+    missing = dict.fromkeys(levels, 0)
+    for key, g in _blocks(data, block):
+        best_by_level = g.groupby(factor, observed=True)["_y"].max()
+        if len(best_by_level) < 2:
+            continue
+        best = best_by_level.max()
+        count = g[factor].value_counts()
+        teacher = teacher_by_block.get(key, np.nan)
+        for lv in levels:
+            if lv not in best_by_level.index:
+                missing[lv] += 1
+                continue
+            cost = float(best - best_by_level[lv])
+            costs[lv].append(cost)
+            fracs[lv].append(cost / teacher if teacher and np.isfinite(teacher) else np.nan)
+            runs[lv] += int(count[lv])
+    rows = []
+    for lv in levels:
+        c = np.asarray(costs[lv], dtype=float)
+        f = np.asarray(fracs[lv], dtype=float)
+        finite = f[np.isfinite(f)]
+        rows.append({
+            "factor": factor,
+            "level": lv,
+            "mean_cost": c.mean() if len(c) else np.nan,
+            "worst_cost": c.max() if len(c) else np.nan,
+            "blocks": len(c),
+            "runs": runs[lv],
+            "blocks_missing": missing[lv],
+            "mean_cost_frac": finite.mean() if len(finite) else np.nan,
+            "worst_cost_frac": finite.max() if len(finite) else np.nan,
+        })
+    return rows
 
 
 def averaged_cost(
@@ -207,7 +187,7 @@ def averaged_cost(
         ValueError: a named column is missing, or the design is not complete (the message gives
             the number of missing combinations and the first few).
     """
-    factors, block = _as_list(factors), _as_list(block)
+    factors, block = column_list(factors), column_list(block)
     _check(df, metric, factors, block)
     data = df[df[metric].notna()].copy()
     sign = 1.0 if higher_is_better else -1.0
@@ -222,7 +202,7 @@ def averaged_cost(
         block_keys = [k if isinstance(k, tuple) else (k,) for k in block_keys]
     else:
         block_keys = [()]
-    levels = [_levels(data[f]) for f in factors]
+    levels = [observed_levels(data[f]) for f in factors]
     expected = [b + combo for b in block_keys for combo in itertools.product(*levels)]
     have = set(means.index if isinstance(means.index, pd.MultiIndex)
                else [(k,) for k in means.index])

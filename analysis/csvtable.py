@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.core.registry import did_you_mean
+from analysis.columns import check_roles, column_list
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ DISTILLER_BLOCK = ("task", "Model", "Teacher")
 DISTILLER_AUG_COLUMNS = ("contextual", "backtranslation", "random")
 
 
-def _split(names: Sequence[str] | str) -> list[str]:
-    if isinstance(names, str):
-        names = names.split(",")
-    return [n.strip() for n in names if n and n.strip()]
-
-
 def _level_order(values: pd.Series) -> list[str]:
     """Levels sorted numerically when they all parse as numbers, else alphabetically."""
     levels = list(pd.unique(values))
@@ -50,31 +44,6 @@ def _level_order(values: pd.Series) -> list[str]:
     if numeric.notna().all():
         return [lv for _, lv in sorted(zip(numeric, levels))]
     return sorted(levels)
-
-
-def check_columns(
-    columns: Sequence[str], metric: str, factors: Sequence[str], block: Sequence[str], source: str
-) -> None:
-    """Raise ``ValueError`` unless metric, factors and block are distinct columns of ``columns``."""
-    columns = [str(c) for c in columns]
-    if not factors:
-        raise ValueError("no factors given: name at least one column whose effect to analyse")
-    for role, names in (("metric", [metric]), ("factor", factors), ("block", block)):
-        for name in names:
-            if name not in columns:
-                raise ValueError(
-                    f"{role} column {name!r} is not in {source}. Available columns: "
-                    f"{', '.join(columns)}.{did_you_mean(name, columns)}"
-                )
-    seen: dict[str, str] = {}
-    for role, names in (("metric", [metric]), ("factor", factors), ("block", block)):
-        for name in names:
-            if name in seen:
-                raise ValueError(
-                    f"column {name!r} is given as both {seen[name]} and {role}: "
-                    "a column can play one role only"
-                )
-            seen[name] = role
 
 
 def load_csv(
@@ -110,17 +79,37 @@ def load_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
-    factors, block = _split(factors), _split(block)
+    factors, block = column_list(factors), column_list(block)
     header = _read(path, nrows=0)
     header.columns = [str(c).strip() for c in header.columns]
-    check_columns(list(header.columns), metric, factors, block, source=str(path))
+    check_roles(header.columns, metric, factors, block, source=str(path))
 
     as_text = {c: str for c in [metric, *factors, *block]}
     df = _read(path, dtype=as_text, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
-    notes: list[str] = []
+    df[metric] = _parse_metric(df[metric], metric, path)
+    df, notes = _drop_incomplete(df, metric, [*factors, *block])
+    if df.empty:
+        raise ValueError(f"no run left in {path} after dropping rows with missing values")
+    for col in [*factors, *block]:
+        df[col] = pd.Categorical(df[col], categories=_level_order(df[col]))
+    for col in factors:
+        levels = df[col].cat.categories
+        if len(levels) < 2:
+            raise ValueError(
+                f"factor {col!r} has a single level {levels[0]!r}: it cannot explain anything; "
+                "drop it"
+            )
+    for note in notes:
+        log.info("%s: %s", path.name, note)
+    df.attrs["load_notes"] = notes
+    return df
 
-    raw = df[metric].str.strip()
+
+def _parse_metric(raw: pd.Series, metric: str, path: Path) -> pd.Series:
+    """The metric column (text as read) as floats; an empty cell is NaN. Refuses text and
+    infinities, naming the first bad value and its line in ``path``."""
+    raw = raw.str.strip()
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() & raw.notna() & (raw != "")
     if bad.any():
@@ -137,34 +126,24 @@ def load_csv(
             f"{raw[first]!r} ({int(infinite.sum())} such value(s)); a score must be a finite "
             "number (leave the cell empty for a run with no score)"
         )
-    df[metric] = values.astype(float)
+    return values.astype(float)
+
+
+def _drop_incomplete(df: pd.DataFrame, metric: str, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` without the rows lacking the metric or a value of ``columns`` (stripped text), and
+    one note per kind of row dropped."""
+    notes: list[str] = []
     missing = df[metric].isna()
     if missing.any():
         notes.append(f"dropped {int(missing.sum())} row(s) with no {metric!r} value")
         df = df[~missing]
-    for col in [*factors, *block]:
+    for col in columns:
         df[col] = df[col].str.strip()
-    empty = df[[*factors, *block]].isna().any(axis=1) | (df[[*factors, *block]] == "").any(axis=1)
+    empty = df[columns].isna().any(axis=1) | (df[columns] == "").any(axis=1)
     if empty.any():
         notes.append(f"dropped {int(empty.sum())} row(s) with an empty factor or block value")
         df = df[~empty]
-    if df.empty:
-        raise ValueError(f"no run left in {path} after dropping rows with missing values")
-    df = df.reset_index(drop=True)
-
-    for col in [*factors, *block]:
-        df[col] = pd.Categorical(df[col], categories=_level_order(df[col]))
-    for col in factors:
-        levels = df[col].cat.categories
-        if len(levels) < 2:
-            raise ValueError(
-                f"factor {col!r} has a single level {levels[0]!r}: it cannot explain anything; "
-                "drop it"
-            )
-    for note in notes:
-        log.info("%s: %s", path.name, note)
-    df.attrs["load_notes"] = notes
-    return df
+    return df.reset_index(drop=True), notes
 
 
 def _read(path: Path, **kwargs) -> pd.DataFrame:

@@ -20,26 +20,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from study.core.registry import did_you_mean  # noqa: E402
+from analysis.columns import observed_levels, require_columns  # noqa: E402
 
 _STYLE = "whitegrid"
 
 
 def _need(df: pd.DataFrame, *columns: str) -> None:
-    for col in columns:
-        if col not in df.columns:
-            cols = [str(c) for c in df.columns]
-            raise ValueError(
-                f"column {col!r} is not in the table. Available columns: {', '.join(cols)}."
-                f"{did_you_mean(col, cols)}"
-            )
-
-
-def _order(series: pd.Series) -> list:
-    observed = set(series.dropna().unique())
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return [lv for lv in series.cat.categories if lv in observed]
-    return sorted(observed, key=lambda v: (str(type(v)), v))
+    require_columns(df.columns, [("", c) for c in columns])
 
 
 def level_means(df: pd.DataFrame, metric: str, factor: str, ci: float = 0.95) -> pd.DataFrame:
@@ -53,7 +40,7 @@ def level_means(df: pd.DataFrame, metric: str, factor: str, ci: float = 0.95) ->
 
     _need(df, metric, factor)
     rows = []
-    for lv in _order(df[factor]):
+    for lv in observed_levels(df[factor]):
         y = df.loc[df[factor] == lv, metric].dropna().to_numpy(dtype=float)
         n = len(y)
         mean = y.mean() if n else np.nan
@@ -121,7 +108,7 @@ def interaction_heatmap(
         data[value] = data[metric] - block_mean
     means = data.pivot_table(index=row, columns=col, values=value, aggfunc="mean", observed=True)
     counts = data.pivot_table(index=row, columns=col, values=value, aggfunc="size", observed=True)
-    means = means.reindex(index=_order(data[row]), columns=_order(data[col]))
+    means = means.reindex(index=observed_levels(data[row]), columns=observed_levels(data[col]))
     counts = counts.reindex(index=means.index, columns=means.columns)
     annot = np.array(
         [[f"{m:.3f}\nn={int(n)}" if pd.notna(m) else "" for m, n in zip(mr, nr)]
@@ -199,7 +186,7 @@ def gain_by_size(
     if sizes.isna().any():
         raise ValueError(f"size column {size_col!r} is not numeric")
     data = df.assign(_size=sizes).dropna(subset=[metric])
-    levels = _order(data[hue])
+    levels = observed_levels(data[hue])
     if len(levels) != 2:
         raise ValueError(f"{hue!r} has {len(levels)} level(s) {levels}: a gain needs exactly two")
     base = levels[0] if baseline is None else baseline

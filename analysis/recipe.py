@@ -37,6 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.columns import require_columns
+
 VERSION = "1"
 
 # A regret of exactly ``tolerance`` counts as within it: 0.80 - 0.79 is 0.010000000000000009 in
@@ -44,12 +46,6 @@ VERSION = "1"
 _FLOAT_SLACK = 1e-9
 
 SUMMARY_COLUMNS = ("mean_rank", "mean_pct_rank", "mean_regret", "within_1pt", "blocks", "eligible")
-
-
-def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise KeyError(f"columns {missing} not in the table (it has {list(df.columns)})")
 
 
 def _check_args(df: pd.DataFrame, metric: str, factors: Sequence[str], block: Sequence[str]) -> tuple[list, list]:
@@ -61,7 +57,8 @@ def _check_args(df: pd.DataFrame, metric: str, factors: Sequence[str], block: Se
     overlap = set(factors) & set(block)
     if overlap:
         raise ValueError(f"columns {sorted(overlap)} are both factors and block columns")
-    _check_columns(df, [metric, *factors, *block])
+    require_columns(df.columns, [("metric", metric), *(("factor", f) for f in factors),
+                                 *(("block", b) for b in block)], error=KeyError)
     return factors, block
 
 

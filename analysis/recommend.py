@@ -4,9 +4,10 @@ He et al., "Distiller: A Systematic Study of Model Distillation Methods in Natur
 Processing" (SustaiNLP 2021), fit a model on their hyper-parameter search that predicts a
 distillation pipeline's *score ratio* (student score / teacher score) from the pipeline's choices
 and a feature vector of the dataset, then rank candidate pipelines on a dataset never seen in the
-fit. This module does the same with scikit-learn, for the published Distiller table and for our
-own grids, and measures it by leave-one-dataset-out (LODO) regret against two baselines: the best
-single recipe of the training datasets (``analysis.recipe.best_recipe``) and a random candidate.
+fit. This module is that model, with scikit-learn (``fit_recommender``, ``rank_candidates``,
+``recommend_for``); ``analysis.lodo`` measures it by leave-one-dataset-out (LODO) regret against
+two baselines, on the published Distiller table and on our own grids; ``analysis.dataset_features``
+gives the dataset features.
 
 Vocabulary:
 - *factors*: the columns that make a configuration, the choices being recommended
@@ -23,10 +24,8 @@ mean over its runs in the block.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,140 +37,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from analysis.recipe import best_recipe, configuration_scores
-
-VERSION = "1"
-
-SHARED_DIR_ENV = "STUDY_SHARED_DIR"
-EMBEDDING_PREFIX = "emb_"
-
-# The choices searched in the Distiller table (``distiller_lodo`` says why these).
-DISTILLER_FACTORS = ("intermediate_loss_type", "intermediate_strategy", "kd_loss_type", "mixup", "alpha")
-DISTILLER_CONTEXT = ("Model", "Teacher")
-DISTILLER_TARGET = "ratio"
-DISTILLER_DATASET_COL = "task"
-
-
-# --------------------------------------------------------------------------- dataset features
-
-
-def shared_dir() -> Path:
-    """The shared folder next to the project: ``$STUDY_SHARED_DIR``, else ``<project>/../shared``."""
-    default = Path(__file__).resolve().parents[1].parent / "shared"
-    return Path(os.environ.get(SHARED_DIR_ENV) or default)
-
-
-def distiller_dir() -> Path:
-    """The folder of the published Distiller results (``<shared>/data/published/distiller``)."""
-    return shared_dir() / "data" / "published" / "distiller"
-
-
-def load_distiller_runs(path: str | Path | None = None) -> pd.DataFrame:
-    """The 1,238-run Distiller search table (``auto_distiller_tabular_data.csv``), as published.
-
-    ``ratio`` is student score / teacher score (a fraction; negative when a CoLA or STS-B student
-    collapsed to a negative correlation).
-    """
-    path = Path(path) if path is not None else distiller_dir() / "auto_distiller_tabular_data.csv"
-    return pd.read_csv(path)
-
-
-def load_distiller_features(path: str | Path | None = None) -> pd.DataFrame:
-    """The AutoDistiller dataset features (``dataset_features_50_concat.csv``), one row per task.
-
-    Returns a DataFrame indexed by ``task`` with ``log10_n_train`` (log10 of the training set
-    size), ``n_labels`` (1 for regression), ``is_regression`` (0/1) and the 100-dimensional
-    dataset embedding as ``emb_0`` ... ``emb_99``. Raises FileNotFoundError if the file is absent.
-    """
-    path = Path(path) if path is not None else distiller_dir() / "dataset_features_50_concat.csv"
-    raw = pd.read_csv(path)
-    raw["task"] = raw["task"].astype(str)
-    emb_cols = [c for c in raw.columns if c.isdigit()]
-    out = pd.DataFrame(index=pd.Index(raw["task"], name="task"))
-    out["log10_n_train"] = np.log10(raw["#example"].to_numpy(dtype=float))
-    out["n_labels"] = raw["#label"].to_numpy(dtype=float)
-    out["is_regression"] = (raw["#label"].to_numpy() == 1).astype(float)
-    emb = pd.DataFrame(
-        raw[emb_cols].to_numpy(dtype=float),  # (n_tasks, 100)
-        index=out.index,
-        columns=[f"{EMBEDDING_PREFIX}{c}" for c in emb_cols],
-    )
-    return pd.concat([out, emb], axis=1)
-
-
-# Which input column may hold each meta-feature, first match wins.
-_META_SOURCES: dict[str, tuple[str, ...]] = {
-    "n_train": ("n_train", "train_size", "n_train_examples", "num_train_examples", "#example"),
-    "n_labels": ("n_labels", "num_labels", "#label"),
-    "mean_text_length": ("mean_text_length", "text_length", "avg_text_length", "mean_length"),
-    "teacher_score": ("teacher_score",),
-}
-
-
-def dataset_meta_features(
-    df: pd.DataFrame,
-    dataset_col: str = "dataset",
-    *,
-    features: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Meta-features of each dataset of a run table, from whichever columns it has.
-
-    Per dataset (the mean over its rows): ``log10_n_train`` (from ``n_train``/``train_size``/
-    ``#example``...), ``n_labels`` (``n_labels``/``num_labels``/``#label``), ``is_regression``
-    (0/1, from ``is_regression``, ``task_type == "regression"`` or ``n_labels == 1``),
-    ``mean_text_length`` (in whatever unit the column has) and ``teacher_score`` (the metric as a
-    fraction). A GLUE task known to ``study.tasks.catalogue.TASKS`` fills ``n_labels`` and ``is_regression``
-    when the table lacks them. ``features`` (indexed by dataset) is joined last and wins on a
-    column name clash, for features computed elsewhere (e.g. a text embedding: name its columns
-    ``emb_*`` to have the recommender reduce them by PCA).
-
-    Returns a DataFrame indexed by dataset; columns that no source provides are left out.
-    Raises KeyError if ``dataset_col`` is missing.
-    """
-    if dataset_col not in df.columns:
-        raise KeyError(f"no {dataset_col!r} column (the table has {list(df.columns)})")
-    groups = df.groupby(dataset_col, observed=True, sort=True)
-    out = pd.DataFrame(index=pd.Index(sorted(df[dataset_col].unique()), name=dataset_col))
-    for name, sources in _META_SOURCES.items():
-        source = next((c for c in sources if c in df.columns), None)
-        if source is None:
-            continue
-        values = groups[source].mean().astype(float)
-        if name == "n_train":
-            out["log10_n_train"] = np.log10(values.clip(lower=1))
-        else:
-            out[name] = values
-    if "is_regression" in df.columns:
-        out["is_regression"] = groups["is_regression"].mean().astype(float)
-    elif "task_type" in df.columns:
-        out["is_regression"] = groups["task_type"].agg(lambda s: float((s == "regression").mean()))
-    _fill_from_task_registry(out)
-    if "is_regression" not in out.columns and "n_labels" in out.columns:
-        out["is_regression"] = (out["n_labels"] == 1).astype(float)
-    if features is not None:
-        extra = features.reindex(out.index)
-        out = out.drop(columns=[c for c in extra.columns if c in out.columns]).join(extra)
-    return out
-
-
-def _fill_from_task_registry(out: pd.DataFrame) -> None:
-    try:
-        from study.tasks.catalogue import TASKS
-    except ImportError:  # the analysis can run without the runner installed
-        return
-    known = {d: TASKS[str(d)] for d in out.index if str(d) in TASKS}
-    if not known:
-        return
-    for name, value in (
-        ("n_labels", lambda spec: float(spec.num_labels)),
-        ("is_regression", lambda spec: float(spec.task_type == "regression")),
-    ):
-        column = out[name] if name in out.columns else pd.Series(np.nan, index=out.index)
-        filled = pd.Series({d: value(spec) for d, spec in known.items()}, dtype=float)
-        out[name] = column.fillna(filled)
-
-
-# --------------------------------------------------------------------------- the recommender
+from analysis.columns import check_roles, column_list, require_columns
+from analysis.dataset_features import EMBEDDING_PREFIX
+from study.core.registry import did_you_mean
 
 
 class _DatasetFeatures:
@@ -321,10 +189,8 @@ def fit_recommender(
     Raises: KeyError if a column or a dataset's features are missing; ValueError on no data.
     """
     factors, context = list(factors), list(context)
-    needed = [target, dataset_col, *factors, *context]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise KeyError(f"columns {missing} not in the run table")
+    require_columns(df.columns, [("target", target), ("dataset", dataset_col), *(("factor", f) for f in factors),
+                                 *(("context", c) for c in context)], "the run table", error=KeyError)
     runs = df.dropna(subset=[target])
     if runs.empty:
         raise ValueError(f"no run with a {target!r} value to fit on")
@@ -373,239 +239,75 @@ def rank_candidates(model: Recommender, candidates: pd.DataFrame, features_row) 
     return out.sort_values("predicted", ascending=False, kind="mergesort")
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-def _label(row: pd.Series, factors: list[str]) -> str:
-    return "/".join(str(row[f]) for f in factors)
-
-
-def _recipe_pick(table: pd.DataFrame, candidates: pd.DataFrame, factors: list[str]) -> tuple[int, int]:
-    """(position in ``candidates``, 1-based rank in the recipe table) of the best-ranked recipe
-    that was run among the candidates, or (-1, -1) if none was."""
-    order = table[factors].reset_index(drop=True)
-    order["recipe_rank"] = np.arange(1, len(order) + 1)
-    cands = candidates[factors].reset_index(drop=True)
-    cands["position"] = np.arange(len(cands))
-    hits = cands.merge(order, on=factors, how="inner")
-    if hits.empty:
-        return -1, -1
-    top = hits.sort_values("recipe_rank", kind="mergesort").iloc[0]
-    return int(top["position"]), int(top["recipe_rank"])
-
-
-def _training_recipe(train: pd.DataFrame, target: str, factors: list[str], block: list[str]) -> pd.DataFrame:
-    try:
-        return best_recipe(train, target, factors, block)[1]
-    except ValueError:
-        # No configuration was run in half of the training blocks: rank them all anyway.
-        return best_recipe(train, target, factors, block, min_blocks=1)[1]
-
-
-def evaluate_lodo(
+def recommend_for(
     df: pd.DataFrame,
-    target: str,
-    factors: Sequence[str],
+    metric: str,
+    factors: Sequence[str] | str,
     dataset_col: str,
+    dataset: str,
     features: pd.DataFrame,
-    seed: int = 0,
     *,
-    context: Sequence[str] = (),
-    n_pca: int = 2,
+    context: dict[str, str] | None = None,
+    seed: int = 0,
     model: str = "gbr",
-    centre: bool = False,
-    min_candidates: int = 2,
 ) -> pd.DataFrame:
-    """Leave-one-dataset-out regret of the recommender and of two baselines.
+    """Rank configurations for ``dataset`` with a recommender fit on the *other* datasets' runs
+    (AutoDistiller, He et al. 2021, sec. 6; ``analysis.recommend.fit_recommender``).
 
-    For each dataset d: the recommender is fit on the runs of every other dataset (and only
-    their features), and so is the best single recipe (``best_recipe`` with blocks
-    ``[dataset_col, *context]``). The *candidates* on d are the configurations actually run on d,
-    within each (d, context) block, each scored by the mean ``target`` of its runs there
-    (replicates and every column that is neither a factor nor context averaged). Per block:
-
-    - ``regret_recommender``: block best minus the actual target of the top-predicted candidate;
-    - ``regret_best_recipe``: block best minus the actual target of the training recipe; when
-      the winning recipe was not run in the block, the next configuration of the recipe table
-      (ordered as ``best_recipe`` orders it) that was run is used instead
-      (``recipe_fallbacks`` counts those blocks);
-    - ``regret_random``: the expected regret of a uniformly random candidate, exactly
-      ``mean(best - target)`` over the candidates.
-
-    Regrets are in target units (score-ratio points for ``ratio``) and >= 0; the target is taken
-    as higher-is-better. Blocks with fewer than ``min_candidates`` candidates are skipped (every
-    method has zero regret there); a dataset's row is the mean over its blocks, and a dataset
-    with no block left is omitted. ``seed``, ``n_pca``, ``model`` and ``centre`` go to
-    ``fit_recommender``.
+    The candidates are the factor combinations run on the other datasets (under ``context``,
+    e.g. ``{"Model": "TinyBERT4"}``, when given); ``dataset`` itself takes no part in the fit, so
+    the ranking is what a new dataset would get. Where ``df`` holds runs of ``dataset`` under the
+    same context, each candidate's ``actual`` mean ``metric`` there and its ``regret`` (the best
+    actual minus its own, metric units) are added, as a check of the recommendation.
 
     Returns:
-        One row per dataset: ``dataset_col``, ``n_blocks``, ``n_candidates`` (summed over
-        blocks), ``best`` (mean block best), ``regret_recommender``, ``regret_best_recipe``,
-        ``regret_random``, ``recipe_fallbacks``, ``recommended`` and ``recipe`` (the picked
-        configurations as ``level/level/...``, one per block, ``; ``-joined); then a last row
-        with ``dataset_col == "mean"``, the unweighted mean over datasets of the numeric columns.
+        One row per candidate, best first: ``rank``, the factors, the context columns,
+        ``predicted`` (metric units) and, where known, ``actual``, ``runs``, ``regret``.
 
-    Raises: KeyError if a column or a dataset's features are missing; ValueError if no dataset
-    has a block with ``min_candidates`` candidates.
+    Raises:
+        ValueError: a column is missing, ``dataset`` has no features (the message lists those
+            that have), no other dataset has runs, or no training run matches ``context``.
     """
-    factors, context = list(factors), list(context)
-    block = [dataset_col, *context]
-    configs = configuration_scores(df, target, factors, block)
-    absent = sorted({d for d in configs[dataset_col] if d not in features.index}, key=str)
-    if absent:
-        raise KeyError(f"no dataset features for {absent}")
-    rows = []
-    for dataset in sorted(configs[dataset_col].unique(), key=str):
-        held_out = configs[configs[dataset_col] == dataset]
-        blocks = [g for _, g in held_out.groupby(context, dropna=False, observed=True, sort=True)] if context else [held_out]
-        blocks = [b.reset_index(drop=True) for b in blocks if len(b) >= min_candidates]
-        if not blocks:
-            continue
-        train = df[df[dataset_col] != dataset]
-        train_datasets = sorted(train[dataset_col].dropna().unique(), key=str)
-        recommender = fit_recommender(
-            train, target, factors, dataset_col, features.loc[train_datasets], seed,
-            context=context, n_pca=n_pca, model=model, centre=centre,
+    factors = column_list(factors)
+    context = dict(context or {})
+    check_roles(df.columns, metric, factors, [dataset_col, *context])
+    names = [str(d) for d in features.index]
+    if dataset not in names:
+        raise ValueError(
+            f"no dataset features for {dataset!r}; datasets with features: {', '.join(names)}."
+            f"{did_you_mean(dataset, names)}"
         )
-        recipe_table = _training_recipe(train, target, factors, block)
-        features_row = features.loc[dataset]
+    data = df.dropna(subset=[metric])
+    is_target = data[dataset_col].astype(str) == dataset
+    train = data[~is_target]
+    if train.empty:
+        raise ValueError(f"no run on a dataset other than {dataset!r} to learn from")
+    features = features.set_axis(names)
+    recommender = fit_recommender(train, metric, factors, dataset_col, features, seed,
+                                  context=list(context), model=model)
 
-        per_block = []
-        for cands in blocks:
-            actual = cands[target].to_numpy(dtype=float)
-            best = actual.max()
-            ranked = rank_candidates(recommender, cands, features_row)
-            top = ranked.index[0]
-            position, recipe_rank = _recipe_pick(recipe_table, cands, factors)
-            per_block.append(
-                {
-                    "n_candidates": len(cands),
-                    "best": best,
-                    "regret_recommender": best - actual[top],
-                    "regret_best_recipe": best - actual[position] if position >= 0 else np.nan,
-                    "regret_random": float(np.mean(best - actual)),
-                    "recipe_fallbacks": int(recipe_rank != 1),
-                    "recommended": _label(cands.loc[top], factors),
-                    "recipe": _label(cands.loc[position], factors) if position >= 0 else "",
-                }
-            )
-        summary = pd.DataFrame(per_block)
-        rows.append(
-            {
-                dataset_col: dataset,
-                "n_blocks": len(per_block),
-                "n_candidates": int(summary["n_candidates"].sum()),
-                "best": summary["best"].mean(),
-                "regret_recommender": summary["regret_recommender"].mean(),
-                "regret_best_recipe": summary["regret_best_recipe"].mean(),
-                "regret_random": summary["regret_random"].mean(),
-                "recipe_fallbacks": int(summary["recipe_fallbacks"].sum()),
-                "recommended": "; ".join(summary["recommended"]),
-                "recipe": "; ".join(summary["recipe"]),
-            }
+    def matching(runs: pd.DataFrame) -> pd.DataFrame:
+        for col, value in context.items():
+            runs = runs[runs[col].astype(str) == str(value)]
+        return runs
+
+    pool = matching(train)
+    if pool.empty:
+        wanted = ", ".join(f"{c}={v}" for c, v in context.items())
+        raise ValueError(f"no training run has {wanted}; levels: " + "; ".join(
+            f"{c}: {', '.join(sorted(map(str, train[c].unique())))}" for c in context))
+    candidates = pool[factors].astype(str).drop_duplicates().reset_index(drop=True)
+    for col, value in context.items():
+        candidates[col] = str(value)
+    ranked = rank_candidates(recommender, candidates, features.loc[dataset]).reset_index(drop=True)
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+
+    held = matching(data[is_target])
+    if not held.empty:
+        actual = (
+            held.assign(**{f: held[f].astype(str) for f in factors})
+            .groupby(factors, observed=True)[metric].agg(actual="mean", runs="size").reset_index()
         )
-    table = pd.DataFrame(rows)
-    if table.empty:
-        raise ValueError(f"no dataset has a block with at least {min_candidates} candidates")
-    numeric = ["n_blocks", "n_candidates", "best", "regret_recommender", "regret_best_recipe",
-               "regret_random", "recipe_fallbacks"]
-    mean_row = {dataset_col: "mean", **table[numeric].mean().to_dict(), "recommended": "", "recipe": ""}
-    table[dataset_col] = table[dataset_col].astype(object)
-    return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
-
-
-REGRET_COLUMNS = ("regret_recommender", "regret_best_recipe", "regret_random")
-
-
-def distiller_lodo(
-    runs: pd.DataFrame | None = None,
-    features: pd.DataFrame | None = None,
-    *,
-    student: str | None = "TinyBERT4",
-    teacher: str | None = "BERT_BASE",
-    factors: Sequence[str] = DISTILLER_FACTORS,
-    seed: int = 0,
-    model: str = "gbr",
-    n_pca: int = 2,
-    centre: bool = False,
-) -> pd.DataFrame:
-    """LODO on the published Distiller table, target ``ratio``, datasets ``task``.
-
-    Factors (the recommended choices): the intermediate-layer loss, the layer mapping
-    (``intermediate_strategy``), the prediction-layer KD loss, mixup and MI-α, the choices that
-    the Distiller search varied on every task. Augmentation settings (``aug_p``,
-    ``repeated_aug``, step counts) are nuisance: averaged into a candidate's score.
-
-    Student and teacher: by default the evaluation is restricted to the TinyBERT4 student of a
-    BERT-base teacher, the pair of the search proper (768 of the 1,239 runs, 46-130 per task, and
-    the pair of the paper's own AutoDistiller candidates); the other pairs are a student/teacher
-    sweep of two to five configurations each. With ``student=None`` and ``teacher=None`` all runs
-    are used and ``Model``/``Teacher`` are *context*: model inputs given by the user, never
-    recommended, and candidates compete only within one (task, Model, Teacher) block.
-
-    Dataset features: ``load_distiller_features`` (log10 training-set size, label count, task
-    type, and ``n_pca`` principal components of the 100-dimensional task embedding, fit on the
-    training tasks of each fold).
-    """
-    runs = load_distiller_runs() if runs is None else runs
-    features = load_distiller_features() if features is None else features
-    context: tuple[str, ...] = ()
-    if student is not None:
-        runs = runs[runs["Model"] == student]
-    if teacher is not None:
-        runs = runs[runs["Teacher"] == teacher]
-    if student is None or teacher is None:
-        context = tuple(c for c, fixed in zip(DISTILLER_CONTEXT, (student, teacher)) if fixed is None)
-    return evaluate_lodo(
-        runs, DISTILLER_TARGET, list(factors), DISTILLER_DATASET_COL, features, seed,
-        context=context, n_pca=n_pca, model=model, centre=centre,
-    )
-
-
-# The choices a grid varies that a recommender recommends, and what it takes as given.
-GRID_TARGET = "score_ratio"
-def grid_choices(df: pd.DataFrame) -> list[str]:
-    """The choices a grid varies that a recommender recommends: its treatment factors (from the
-    runs, ``analysis.table.treatment_factors``) less ``student``, which a deployment fixes."""
-    from analysis.table import treatment_factors
-
-    return [f for f in treatment_factors(df) if f != "student"]
-
-
-def grid_lodo(
-    df: pd.DataFrame,
-    features: pd.DataFrame | None = None,
-    *,
-    seed: int = 0,
-    model: str = "gbr",
-    n_pca: int = 2,
-    centre: bool = False,
-) -> pd.DataFrame:
-    """LODO on one of our grids' tidy table (``analysis.table.load_runs``), target ``score_ratio``.
-
-    Factors: the grid's treatment factors that vary (``grid_choices``). Context:
-    ``student`` when it varies (a deployment budget fixes it; the recommender does not choose
-    it), and ``teacher`` when some dataset was distilled from several teachers (one teacher per
-    dataset is part of the dataset). Seeds are replicates. Dataset features come from
-    ``dataset_meta_features`` (teacher score, and label count and task type of a GLUE task),
-    joined with ``features`` if given.
-
-    Raises: ValueError if no factor varies or fewer than two datasets have a score ratio.
-    """
-    factors = grid_choices(df)
-    if not factors:
-        raise ValueError("no choice varies in this grid (its factors, less dataset, seed and student, "
-                         "each have one level)")
-    context = []
-    if "student" in df.columns and df["student"].nunique(dropna=True) > 1:
-        context.append("student")
-    if "teacher" in df.columns and (df.groupby("dataset", observed=True)["teacher"].nunique() > 1).any():
-        context.append("teacher")
-    scored = df.dropna(subset=[GRID_TARGET])
-    if scored["dataset"].nunique() < 2:
-        raise ValueError("leave-one-dataset-out needs runs with a score ratio on at least two datasets")
-    meta = dataset_meta_features(scored, "dataset", features=features)
-    return evaluate_lodo(
-        scored, GRID_TARGET, factors, "dataset", meta, seed,
-        context=context, n_pca=n_pca, model=model, centre=centre,
-    )
+        ranked = ranked.merge(actual, on=factors, how="left")
+        ranked["regret"] = actual["actual"].max() - ranked["actual"]
+    return ranked

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import seaborn as sns
 
+from analysis import anova
 from analysis.table import (
     PROJECT_ROOT,
     grid_factors,
@@ -30,9 +32,9 @@ from analysis.table import (
     treatment_factors,
     varying_factors,
 )
+from study.core.paths import runs_dir
 
 REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
-DEFAULT_OUT_DIR = PROJECT_ROOT / "runs" / "reports"
 
 RESULT_COLUMNS = (
     "name", "dataset", "student", "objective", "initialisation", "augmentation", "seed",
@@ -109,8 +111,6 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
         ``(note, table)``: ``note`` describes the model (or says why it cannot be fitted) and
         ``table`` is :func:`analysis.anova.anova_table`, or None.
     """
-    from analysis import anova
-
     factors = treatment_factors(df)
     blocks = varying_factors(df, ("dataset",))
     if not factors:
@@ -150,8 +150,6 @@ def slopes_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Dat
     Returns:
         ``(note, table)``; ``table`` is None when no factor is numeric.
     """
-    from analysis import anova
-
     factors = treatment_factors(df)
     numeric = anova.numeric_factors(df, factors)
     if "student" in factors and df["student_parameters"].nunique() > 1:
@@ -231,8 +229,6 @@ def plot_by_factors(df: pd.DataFrame, x: str | None = None, hue: str | None = No
     Returns:
         ``matplotlib.figure.Figure``.
     """
-    import seaborn as sns
-
     if x is None:
         factors = treatment_factors(df)
         pairs = interaction_pairs(factors)
@@ -298,6 +294,7 @@ def ensure_kernel(kernel_name: str | None = None) -> str:
     """
     if kernel_name:
         return kernel_name
+    # Jupyter and papermill only when rendering: the report's kernel imports this module's helpers.
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     manager = KernelSpecManager()
@@ -344,6 +341,7 @@ def render_report(
         ReportError: a cell raised or the kernel died; the message names the notebook, keeps
             papermill's traceback and the path of the partly executed notebook (kept).
     """
+    # Jupyter and papermill only when rendering: the report's kernel imports this module's helpers.
     import nbformat
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -398,8 +396,6 @@ def report_grid(grid: str, tracking_uri: str | None = None, out_dir: Path | None
             f"Run `study run --grid {grid}` first (`study status --grid {grid}` shows progress)."
         )
     if out_dir is None:
-        from study.core.paths import runs_dir
-
         out_dir = runs_dir() / "reports"  # honours STUDY_RUNS_DIR, like the runner
     return render_report(
         REPORT_NOTEBOOK, {"grid": grid, "tracking_uri": uri}, out_dir / f"{grid}.html"

@@ -6,7 +6,8 @@ a cell of several grids is tagged ``study.in.<grid>`` by each, with the grid's f
 - tags: ``study.kind`` = ``"cell"``, ``study.cell_id``, ``study.grid``, ``study.teacher_id``,
   ``study.in.<grid>``, and ``study.error`` on FAILED runs; the run name is the display name;
 - params (strings): ``dataset, student, objective, initialisation, augmentation, seed, teacher,
-  epochs, learning_rate, batch_size, max_length, max_train_examples`` and ``objective.<name>``;
+  score_metric, epochs, learning_rate, batch_size, max_length, max_train_examples``,
+  ``objective.<name>``, and ``n_labels``, ``task_type`` where the runner logged them;
 - metrics (latest value = final): ``dev_score``, ``dev_<metric>`` for each official metric,
   ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``, ``peak_memory_mb``.
 
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.core import contract
+from study.core import contract, paths
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = paths.PROJECT_ROOT
 
 FACTORS = ("dataset", "student", "objective", "initialisation", "augmentation", "seed")
 """The slots every cell run logs as params (shown first in tables). A grid's factors (what it
@@ -36,12 +37,12 @@ ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
 DEV_METRICS = contract.DEV_METRICS
 """Per-metric dev columns; ``load_runs`` keeps those present in the grid, each a fraction."""
 
-COST_COLUMNS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb", "student_parameters")
+COST_COLUMNS = (*contract.COST_METRICS, "student_parameters")
 
 BUDGET_PARAMS = ("epochs", "learning_rate", "batch_size", "max_length", "max_train_examples")
 
-# run status -> what ``run_status`` reports; anything not listed (SCHEDULED, RUNNING) is "running"
-_STATUS_WORD = {"FINISHED": "done", "FAILED": "failed", "KILLED": "failed"}
+#: Params describing the task, kept when the runs logged them (the recommender's dataset features).
+TASK_PARAMS = (contract.PARAM_SCORE_METRIC, contract.PARAM_N_LABELS, contract.PARAM_TASK_TYPE)
 
 
 def default_tracking_uri() -> str:
@@ -50,9 +51,7 @@ def default_tracking_uri() -> str:
     ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``<project>/runs/mlflow.db``
     (MLflow 3 no longer writes to a plain file store).
     """
-    from study.core.paths import tracking_uri
-
-    return tracking_uri(None)  # one definition, shared with the runner (honours STUDY_RUNS_DIR)
+    return paths.tracking_uri(None)  # one definition, shared with the runner (honours STUDY_RUNS_DIR)
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -67,7 +66,7 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def _client(uri: str):
-    # Imported here so that ``import analysis.table`` (and the CLI's startup) stays cheap.
+    # Imported here so that ``import analysis.table`` (the report notebook's helpers) stays cheap.
     with warnings.catch_warnings():
         # mlflow imports tqdm.auto, which warns inside a kernel without ipywidgets (the report)
         warnings.filterwarnings("ignore", message="IProgress not found")
@@ -85,24 +84,17 @@ def _experiment_id(grid: str, uri: str) -> str | None:
     return None if experiment is None else experiment.experiment_id
 
 
-def _search(uri: str, experiment_id: str | list[str], filter_string: str) -> list:
-    from mlflow.entities import ViewType
+def _search(client, experiment_ids: list[str], filter_string: str) -> list:
+    """Every active run of the experiments that matches ``filter_string`` (MLflow paginates)."""
+    from mlflow.entities import ViewType  # with the client: mlflow is imported on first search
+    from mlflow.utils import get_results_from_paginated_fn
 
-    client = _client(uri)
-    runs, token = [], None
-    ids = experiment_id if isinstance(experiment_id, list) else [experiment_id]
-    while True:
-        page = client.search_runs(
-            ids,
-            filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=10_000,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return get_results_from_paginated_fn(
+        lambda n, token: client.search_runs(experiment_ids, filter_string=filter_string,
+                                            run_view_type=ViewType.ACTIVE_ONLY, max_results=n,
+                                            page_token=token),
+        max_results_per_page=10_000,
+    )
 
 
 def _latest_first(runs: Iterable) -> list:
@@ -172,8 +164,8 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         the ``dev_<metric>`` columns present in the grid, ``teacher_score``
         (``teacher_dev_score``), ``score_ratio`` (score / teacher_score), ``wall_time_s``
         (seconds), ``train_examples_per_s``, ``peak_memory_mb`` (MiB), ``run_id``; then
-        ``teacher``, the training-budget params (numbers) and ``objective.<name>`` params
-        (numbers where every value parses) when logged. Sorted by ``cell_id``. An experiment
+        ``teacher``, ``score_metric``, ``n_labels``, ``task_type``, the training-budget params
+        (numbers) and ``objective.<name>`` params (numbers where every value parses) when logged. Sorted by ``cell_id``. An experiment
         without cell runs gives an empty frame with the same leading columns.
 
         A cell with several FINISHED runs keeps the latest (by start time) and a
@@ -190,13 +182,28 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
             raise _no_runs_error(grid, uri)
         return _empty_table(include_failed)
     member = contract.membership_tag(grid)
+    kept = _one_run_per_cell(runs, grid)
+    rows, factors = [], []
+    for cell_id, run in kept.items():
+        name, factor_values = run.info.run_name or run.data.tags.get("mlflow.runName"), {}
+        if member in run.data.tags:  # the grid's own view of the cell: its name and factor values
+            name, factor_values = contract.decode_membership(run.data.tags[member])
+            factors += [f for f in factor_values if f not in factors]
+        rows.append(_row(run, cell_id, name, grid, factor_values, include_failed))
+    df = _tidy(pd.DataFrame(rows), [f for f in factors if f not in FACTORS], include_failed)
+    df.attrs["factors"] = factors
+    return df
 
+
+def _one_run_per_cell(runs: list, grid: str) -> dict[str, object]:
+    """cell id -> the run kept for it: FINISHED before failed, then the latest; warns (naming
+    them) about cells with several FINISHED runs."""
     # FINISHED first, then latest first: the first run seen per cell is the one kept.
     ordered = sorted(_latest_first(runs), key=lambda r: r.info.status != "FINISHED")
     kept: dict[str, object] = {}
     duplicated: set[str] = set()
     for run in ordered:
-        cell_id = run.data.tags.get("study.cell_id")
+        cell_id = run.data.tags.get(contract.TAG_CELL_ID)
         if cell_id is None:
             continue
         if cell_id in kept:
@@ -209,51 +216,48 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
             f"grid {grid!r}: {len(duplicated)} cell(s) have several FINISHED runs; keeping the "
             f"latest of each: {', '.join(sorted(duplicated))}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return kept
 
-    rows, grid_factors = [], []
-    for cell_id, run in kept.items():
-        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-        name, factor_values = run.info.run_name or tags.get("mlflow.runName"), {}
-        if member in tags:  # the grid's own view of the cell: its name and factor values
-            name, factor_values = contract.decode_membership(tags[member])
-            grid_factors += [f for f in factor_values if f not in grid_factors]
-        row = {
-            "cell_id": cell_id,
-            "name": name,
-            "grid": grid,
-            **{f: params.get(f) for f in FACTORS},
-            **factor_values,
-            "score": metrics.get("dev_score", np.nan),
-            **{m: metrics[m] for m in DEV_METRICS if m in metrics},
-            "teacher_score": metrics.get("teacher_dev_score", np.nan),
-            **{c: metrics.get(c, np.nan) for c in COST_COLUMNS},
-            "run_id": run.info.run_id,
-        }
-        if include_failed:
-            row["status"] = run.info.status
-            row["error"] = tags.get("study.error")
-        row["teacher"] = params.get("teacher")
-        row["score_metric"] = params.get(contract.PARAM_SCORE_METRIC)
-        row.update({p: params.get(p) for p in BUDGET_PARAMS})
-        row.update({k: v for k, v in params.items() if k.startswith("objective.")})
-        rows.append(row)
 
-    df = pd.DataFrame(rows)
-    extra_factors = [f for f in grid_factors if f not in FACTORS]
+def _row(run, cell_id: str, name: str, grid: str, factor_values: dict, include_failed: bool) -> dict:
+    """One cell's row of ``load_runs`` (before columns are typed and ordered)."""
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    row = {
+        "cell_id": cell_id,
+        "name": name,
+        "grid": grid,
+        **{f: params.get(f) for f in FACTORS},
+        **factor_values,
+        "score": metrics.get(contract.METRIC_SCORE, np.nan),
+        **{m: metrics[m] for m in DEV_METRICS if m in metrics},
+        "teacher_score": metrics.get(contract.METRIC_TEACHER_SCORE, np.nan),
+        **{c: metrics.get(c, np.nan) for c in COST_COLUMNS},
+        "run_id": run.info.run_id,
+    }
+    if include_failed:
+        row["status"] = run.info.status
+        row["error"] = tags.get(contract.TAG_ERROR)
+    row["teacher"] = params.get("teacher")
+    row.update({p: params.get(p) for p in TASK_PARAMS})
+    row.update({p: params.get(p) for p in BUDGET_PARAMS})
+    row.update({k: v for k, v in params.items() if k.startswith("objective.")})
+    return row
+
+
+def _tidy(df: pd.DataFrame, extra_factors: list[str], include_failed: bool) -> pd.DataFrame:
+    """Type ``load_runs``' columns (categoricals, numbers), drop params no run logged, and put
+    the columns in their documented order, rows by cell id."""
     present_dev = [m for m in DEV_METRICS if m in df.columns]
     objective_params = sorted(c for c in df.columns if c.startswith("objective."))
     df["score_ratio"] = df["score"] / df["teacher_score"].where(df["teacher_score"] != 0)
     for column in (*ID_COLUMNS, *extra_factors):
         df[column] = _as_category(df[column], numeric_order=(column == "seed" or _all_numbers(df[column])))
-    for column in (*BUDGET_PARAMS, *objective_params):
+    for column in (*BUDGET_PARAMS, *objective_params, contract.PARAM_N_LABELS):
         df[column] = _maybe_numeric(df[column])
-    if df["teacher"].isna().all():
-        df = df.drop(columns="teacher")
-    if df["score_metric"].isna().all():  # runs logged before the param existed
-        df = df.drop(columns="score_metric")
-
+    # params that runs logged before they existed (or that no run logs)
+    optional = [c for c in ("teacher", *TASK_PARAMS) if df[c].notna().any()]
     order = [
         *ID_COLUMNS,
         *extra_factors,
@@ -264,14 +268,11 @@ def load_runs(grid: str, tracking_uri: str | None = None, include_failed: bool =
         *COST_COLUMNS,
         "run_id",
         *(("status", "error") if include_failed else ()),
-        *(("teacher",) if "teacher" in df.columns else ()),
-        *(("score_metric",) if "score_metric" in df.columns else ()),
+        *optional,
         *(p for p in BUDGET_PARAMS if df[p].notna().any()),
         *objective_params,
     ]
-    df = df[order].sort_values("cell_id", kind="stable").reset_index(drop=True)
-    df.attrs["factors"] = grid_factors
-    return df
+    return df[order].sort_values("cell_id", kind="stable").reset_index(drop=True)
 
 
 def _all_numbers(values: pd.Series) -> bool:
@@ -293,21 +294,12 @@ def _grid_runs(grid: str, uri: str) -> list:
     member = contract.membership_tag(grid)
     own = client.get_experiment_by_name(grid)
     version = own.tags.get(contract.TAG_GRID_VERSION) if own is not None else None
-    runs = _search(uri, list(experiments), f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'")
+    runs = _search(client, list(experiments), f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'")
     if version is None:  # a store written before grid versions (or by hand): every member
         return [r for r in runs if member in r.data.tags or experiments.get(r.info.experiment_id) == grid]
     # a grid edited since it ran: only the members of its current version are its cells
     return [r for r in runs if member in r.data.tags
             and contract.membership_version(r.data.tags[member]) == version]
-
-
-def _all_cell_runs(uri: str) -> list:
-    """Every cell run in the store, whichever grid trained it (cells are keyed by id)."""
-    path = _sqlite_path(uri)
-    if path is not None and not path.exists():
-        return []
-    ids = [e.experiment_id for e in _client(uri).search_experiments(max_results=50000)]
-    return _search(uri, ids, f"tags.\"{contract.TAG_KIND}\" = '{contract.KIND_CELL}'") if ids else []
 
 
 def grid_factors(df: pd.DataFrame) -> list[str]:
@@ -327,28 +319,3 @@ def treatment_factors(df: pd.DataFrame) -> list[str]:
 def varying_factors(df: pd.DataFrame, candidates: Sequence[str] = FACTORS) -> list[str]:
     """The candidate columns of ``df`` that take more than one (non-missing) value, in order."""
     return [c for c in candidates if c in df.columns and df[c].nunique(dropna=True) > 1]
-
-
-def run_status(
-    grid: str, cell_ids: Iterable[str], tracking_uri: str | None = None
-) -> dict[str, str]:
-    """Status of each cell: ``"done"``, ``"failed"`` or ``"running"``.
-
-    ``"done"`` when any run of the cell FINISHED; otherwise the status of the cell's latest run
-    (FAILED or KILLED → ``"failed"``; RUNNING or SCHEDULED → ``"running"``). Cells without any
-    run are left out of the result (the caller shows them as pending). Cells are keyed by id in
-    the whole store: a cell another grid trained is found whatever ``grid`` is.
-    """
-    wanted = set(cell_ids)
-    uri = resolve_tracking_uri(tracking_uri)
-    if not wanted:
-        return {}
-    status: dict[str, str] = {}
-    for run in _latest_first(_all_cell_runs(uri)):
-        cell_id = run.data.tags.get("study.cell_id")
-        if cell_id not in wanted:
-            continue
-        word = _STATUS_WORD.get(run.info.status, "running")
-        if cell_id not in status or word == "done":
-            status[cell_id] = word
-    return status

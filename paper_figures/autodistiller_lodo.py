@@ -4,7 +4,7 @@ on other datasets pick a better KD configuration for a new one than the best sin
 For each task of the Distiller search, a recommender fit on the other tasks' runs ranks the KD
 configurations that were run on the held-out task; its regret (the task's best score ratio minus
 the ratio of its top pick) is compared with the best single recipe of the training tasks and with
-a random pick (``analysis.recommend.evaluate_lodo``). Default: the TinyBERT4 <- BERT-base runs
+a random pick (``analysis.lodo.evaluate_lodo``). Default: the TinyBERT4 <- BERT-base runs
 (the search proper); ``--all-pairs`` adds every student/teacher pair as context.
 
     python paper_figures/autodistiller_lodo.py --out DIR [--csv FILE] [--features FILE]
@@ -64,7 +64,7 @@ def summary_lines(per_dataset) -> list[str]:
 def main(argv: list[str] | None = None):
     import pandas as pd
 
-    from analysis import recommend
+    from analysis import dataset_features, lodo
 
     p = _common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--features", type=Path, default=None,
@@ -79,19 +79,19 @@ def main(argv: list[str] | None = None):
     try:
         if args.grid:
             df = _common.load_grid(args.grid, args.tracking_uri)
-            table = recommend.grid_lodo(df, seed=args.seed, model=args.model)
-            dataset_col, target = "dataset", recommend.GRID_TARGET
+            table = lodo.grid_lodo(df, seed=args.seed, model=args.model)
+            dataset_col, target = "dataset", lodo.GRID_TARGET
         else:
-            runs = recommend.load_distiller_runs(args.csv)
+            runs = dataset_features.load_distiller_runs(args.csv)
             features_path = args.features
             beside = args.csv.parent / "dataset_features_50_concat.csv" if args.csv else None
             if features_path is None and beside is not None and beside.is_file():
                 features_path = beside
-            features = recommend.load_distiller_features(features_path)
+            features = dataset_features.load_distiller_features(features_path)
             pair = (None, None) if args.all_pairs else ("TinyBERT4", "BERT_BASE")
-            table = recommend.distiller_lodo(runs, features, student=pair[0], teacher=pair[1],
-                                             seed=args.seed, model=args.model)
-            dataset_col, target = recommend.DISTILLER_DATASET_COL, recommend.DISTILLER_TARGET
+            table = lodo.distiller_lodo(runs, features, student=pair[0], teacher=pair[1],
+                                        seed=args.seed, model=args.model)
+            dataset_col, target = lodo.DISTILLER_DATASET_COL, lodo.DISTILLER_TARGET
     except (FileNotFoundError, KeyError, ValueError) as exc:
         _common.fail(exc)
 

@@ -1,5 +1,6 @@
-"""The claim tests of analysis/findings.py on tables with known effects, the shipped claims
-against the shipped grids, and `study findings` end to end on an empty store."""
+"""The claim tests (analysis/claim_tests.py) on tables with known effects, the shipped claims
+(analysis/claims.py) against the shipped grids and their parameter schemas, and `study findings`
+end to end on an empty store."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import findings
-from analysis.findings import Claim
+from analysis import claim_tests, claims, findings
+from analysis.claims import Claim
 from study.grid import load_grid
 from study.core.errors import StudyConfigError
 
@@ -40,33 +41,33 @@ def claim(test: str, **params) -> Claim:
 
 def test_contrast_exact_effect_and_verdicts():
     df = table({"init": {"lower": 0.03, "upper": 0.0}, "objective": {"kd": 0.0, "att": 0.01}})
-    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    f = claim_tests.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
     assert f.estimate == pytest.approx(3.0) and f.ci_low == pytest.approx(3.0) and f.ci_high == pytest.approx(3.0)
     assert f.verdict == "reproduced" and f.n_units == 6 and f.n_runs == 24
-    f = findings.contrast(df, claim("contrast", factor="init", a="upper", b="lower"))
+    f = claim_tests.contrast(df, claim("contrast", factor="init", a="upper", b="lower"))
     assert f.verdict == "not reproduced" and f.estimate == pytest.approx(-3.0)
     # within a subset, negligible within a 5-point band: reproduced; within a 1-point band: not
-    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper", where={"objective": "att"},
+    f = claim_tests.contrast(df, claim("contrast", factor="init", a="lower", b="upper", where={"objective": "att"},
                                     expect="negligible", margin=5.0))
     assert f.verdict == "reproduced" and f.n_runs == 12
-    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper", expect="negligible", margin=1.0))
+    f = claim_tests.contrast(df, claim("contrast", factor="init", a="lower", b="upper", expect="negligible", margin=1.0))
     assert f.verdict == "not reproduced"
 
 
 def test_contrast_noise_gives_an_interval_and_inconclusive():
     df = table({"init": {"lower": 0.0, "upper": 0.0}}, noise=0.02)
-    f = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    f = claim_tests.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
     assert f.ci_low < f.estimate < f.ci_high and f.ci_low < 0 < f.ci_high
     assert f.verdict == "inconclusive"
-    again = findings.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
+    again = claim_tests.contrast(df, claim("contrast", factor="init", a="lower", b="upper"))
     assert (again.ci_low, again.ci_high) == (f.ci_low, f.ci_high)  # seeded bootstrap
 
 
 def test_best_level_gap_to_runner_up():
     df = table({"loss": {"mse": 0.01, "pkd": 0.02, "mi_alpha": -0.04}})
-    f = findings.best_level(df, claim("best_level", factor="loss", level="mi_alpha"))
+    f = claim_tests.best_level(df, claim("best_level", factor="loss", level="mi_alpha"))
     assert f.estimate == pytest.approx(-6.0) and f.verdict == "not reproduced"
-    f = findings.best_level(df, claim("best_level", factor="loss", level="pkd"))
+    f = claim_tests.best_level(df, claim("best_level", factor="loss", level="pkd"))
     assert f.estimate == pytest.approx(1.0) and f.verdict == "reproduced"
     assert list(f.detail["loss"]) == ["pkd", "mse", "mi_alpha"]
 
@@ -74,29 +75,29 @@ def test_best_level_gap_to_runner_up():
 def test_largest_share_family_against_other_factors():
     df = table({"loss": {"a": 0.0, "b": 0.05}, "mapping": {"skip": 0.0, "upper": 0.001},
                 "distance": {"ce": 0.0, "mse": 0.002}}, noise=0.005)
-    f = findings.largest_share(df, claim("largest_share", factor=["loss", "mapping"], n_boot=100))
+    f = claim_tests.largest_share(df, claim("largest_share", factor=["loss", "mapping"], n_boot=100))
     assert f.verdict == "reproduced" and f.eta_sq > 0.9 and f.unit == "η²"
-    f = findings.largest_share(df, claim("largest_share", factor="mapping", n_boot=100))
+    f = claim_tests.largest_share(df, claim("largest_share", factor="mapping", n_boot=100))
     assert f.verdict == "not reproduced" and f.estimate < 0
     only = table({"loss": {"a": 0.0, "b": 0.05}})
-    assert findings.largest_share(only, claim("largest_share", factor="loss")).verdict == "not testable"
+    assert claim_tests.largest_share(only, claim("largest_share", factor="loss")).verdict == "not testable"
 
 
 def test_worst_cost_in_percent_of_best():
     # the best configuration scores base + 0.02 (alpha 1) ; alpha 0.5 loses 0.02 of it
     df = table({"alpha": {"0.5": 0.0, "1.0": 0.02}, "distance": {"kl": 0.0, "mse": 0.0}}, base={"sst2": 0.78, "mrpc": 0.78})
-    f = findings.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=2.5, n_boot=50))
+    f = claim_tests.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=2.5, n_boot=50))
     assert f.estimate == pytest.approx(2.5)  # 0.02 / 0.80
     assert f.verdict == "reproduced"  # the interval [2.5, 2.5] holds 2.5
-    f = findings.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=4.3, n_boot=50))
+    f = claim_tests.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=4.3, n_boot=50))
     assert f.verdict == "not reproduced"
 
 
 def test_recipe_regret_against_the_best_per_unit():
     df = table({"ckpt": {"best": 0.0, "low": 0.01}, "tau": {"1": 0.0, "2": -0.03}})
-    f = findings.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "low", "tau": 1}, margin=1.0))
+    f = claim_tests.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "low", "tau": 1}, margin=1.0))
     assert f.estimate == pytest.approx(0.0) and f.verdict == "reproduced"
-    f = findings.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "best", "tau": 2}, margin=1.0))
+    f = claim_tests.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "best", "tau": 2}, margin=1.0))
     assert f.estimate == pytest.approx(4.0) and f.verdict == "not reproduced"
 
 
@@ -107,14 +108,14 @@ def test_interaction_gain_larger_on_small_data():
         rows.append({"dataset": ds, "seed": seed, "augmentation": aug, "n": n, "score": 0.7 + gain})
     df = pd.DataFrame(rows)
     df.attrs["factors"] = ["dataset", "augmentation", "n", "seed"]
-    f = findings.interaction(df, claim("interaction", factor="augmentation", a="eda", b="none", by="n",
+    f = claim_tests.interaction(df, claim("interaction", factor="augmentation", a="eda", b="none", by="n",
                                        low=1000, high=4000))
     assert f.estimate == pytest.approx(2.0) and f.verdict == "reproduced"
 
 
 def test_missing_factor_and_unreadable_grid_are_not_testable():
     df = table({"init": {"lower": 0.0, "upper": 0.0}})
-    assert findings.contrast(df, claim("contrast", factor="nope", a="x", b="y")).verdict == "not testable"
+    assert claim_tests.contrast(df, claim("contrast", factor="nope", a="x", b="y")).verdict == "not testable"
 
     def loader(grid, uri):
         raise ValueError(f"No runs were found for grid {grid!r}. Run it first.")
@@ -145,14 +146,14 @@ def test_bad_claims_file(tmp_path):
     bad = tmp_path / "claims.yaml"
     bad.write_text("- {id: x, paper: p, statement: s, grid: g, test: contrats}\n")
     with pytest.raises(StudyConfigError, match="contrast"):
-        findings.load_claims(bad)
+        claims.load_claims(bad)
     bad.write_text("- {id: x, paper: p, grid: g, test: contrast}\n")
     with pytest.raises(StudyConfigError, match="lacks statement"):
-        findings.load_claims(bad)
+        claims.load_claims(bad)
 
 
 def test_shipped_claims_name_shipped_grids_and_their_factors():
-    for c in findings.load_claims():
+    for c in claims.load_claims():
         grid = load_grid(c.grid)
         named = []
         for key in ("factor", "by"):
@@ -171,7 +172,7 @@ def test_cli_on_an_empty_store(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    assert text.count("**not run**") == len(findings.load_claims())
+    assert text.count("**not run**") == len(claims.load_claims())
     assert "study run --grid wang2023-cpu" in text
 
 
@@ -187,3 +188,37 @@ def test_a_factor_that_changed_no_run_is_named():
     noisy = table({"ckpt": {"best": 0.0, "low": 0.0}, "tau": {"1": 0.0, "2": -0.03}}, noise=0.01)
     assert not findings.inert_factor(noisy, "ckpt")
     assert "changed no run" not in findings.evaluate([c], loader=lambda g, u: noisy)[0].reason
+
+
+def test_every_test_kind_has_a_schema_and_an_implementation():
+    assert set(claim_tests.TESTS) == set(claims.PARAMS)
+
+
+@pytest.mark.parametrize("params, expected", [
+    ("{factor: init, a: lower, b: upper, expect: postive}",
+     r"claim 'x' \(test contrast\) params.expect: .*'positive', 'negative' or 'negligible'.*got 'postive'"),
+    ("{factor: init, a: lower, b: upper, margn: 1.0}",
+     r"Unknown key 'margn' in claim 'x' \(test contrast\) params. Allowed: factor, a, b, where, expect, margin."
+     r" Did you mean 'margin'\?"),
+    ("{factor: init, a: lower, b: upper, margin: wide}", r"claim 'x' \(test contrast\) params.margin: .*got 'wide'"),
+    ("{factor: init, a: lower}", r"claim 'x' \(test contrast\) params.b: Field required"),
+])
+def test_bad_claim_parameters_are_refused_in_one_line(tmp_path, params, expected):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(f"- {{id: x, paper: p, statement: s, grid: g, test: contrast, params: {params}}}\n")
+    with pytest.raises(StudyConfigError, match=expected) as info:
+        claims.load_claims(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_other_kinds_check_their_parameters(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    for test, params, expected in [
+        ("worst_cost", "{factors: [], published: 4.3}", "params.factors"),
+        ("recommender", "{min_datasets: 1}", "params.min_datasets"),
+        ("largest_share", "{factor: loss, n_boot: 0}", "params.n_boot"),
+        ("describe", "{reason: x}", "Unknown key 'reason'"),
+    ]:
+        bad.write_text(f"- {{id: x, paper: p, statement: s, grid: g, test: {test}, params: {params}}}\n")
+        with pytest.raises(StudyConfigError, match=expected):
+            claims.load_claims(bad)

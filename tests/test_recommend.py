@@ -1,5 +1,6 @@
-"""analysis.recommend: a planted rule the recommender must find, exact baselines, no leakage,
-and leave-one-dataset-out on the published Distiller table."""
+"""analysis.recommend and analysis.lodo: a planted rule the recommender must find, exact baselines,
+no leakage, dataset features (analysis.dataset_features), and leave-one-dataset-out on the
+published Distiller table."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import analysis.dataset_features as dataset_features
+import analysis.lodo as lodo
 import analysis.recommend as recommend
-from analysis.recommend import (
-    dataset_meta_features,
-    evaluate_lodo,
-    fit_recommender,
-    rank_candidates,
-)
+from analysis.dataset_features import dataset_meta_features
+from analysis.lodo import evaluate_lodo
+from analysis.recommend import fit_recommender, rank_candidates
 
 SIZES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -129,7 +129,7 @@ def test_held_out_dataset_never_reaches_the_fit(monkeypatch):
         seen.append((set(df[dataset_col]), set(features.index), model))
         return model
 
-    monkeypatch.setattr(recommend, "fit_recommender", spy)
+    monkeypatch.setattr(lodo, "fit_recommender", spy)
     datasets = ["d0", "d2", "d5", "d7", "d9"]
     evaluate_lodo(runs[runs["dataset"].isin(datasets)], "ratio", ["config"], "dataset", features)
     assert len(seen) == len(datasets)
@@ -180,27 +180,37 @@ def test_dataset_meta_features_from_whatever_columns_exist():
             "teacher_score": [0.92, 0.92, 0.88, 0.7],
             "n_train": [67349, 67349, 5749, 1000],
             "score": [0.9, 0.91, 0.85, 0.6],
+            "score_metric": ["accuracy", "accuracy", "pearson+spearman", "f1"],
         }
     )
     meta = dataset_meta_features(runs, "dataset")
     assert list(meta.index) == ["mytask", "sst2", "stsb"]
     assert meta.loc["sst2", "log10_n_train"] == pytest.approx(np.log10(67349))
     assert meta.loc["stsb", "teacher_score"] == pytest.approx(0.88)
-    # Known GLUE tasks fill n_labels and is_regression; an unknown task stays missing.
-    assert meta.loc["stsb", "n_labels"] == 1 and meta.loc["stsb", "is_regression"] == 1
-    assert meta.loc["sst2", "n_labels"] == 2 and meta.loc["sst2", "is_regression"] == 0
-    assert np.isnan(meta.loc["mytask", "n_labels"])
+    # Runs without n_labels or task_type: a correlation score is a regression; no label count.
+    assert list(meta["is_regression"]) == [0.0, 0.0, 1.0] and "n_labels" not in meta.columns
     extra = pd.DataFrame({"mean_text_length": [10.0, 20.0], "teacher_score": [0.5, 0.5]}, index=["sst2", "stsb"])
     meta = dataset_meta_features(runs, "dataset", features=extra)
     assert meta.loc["stsb", "mean_text_length"] == 20.0
     assert meta.loc["stsb", "teacher_score"] == 0.5  # the passed features win
 
 
+def test_dataset_meta_features_from_logged_task_params():
+    runs = pd.DataFrame({"dataset": ["sst2", "stsb", "conll2003"], "n_labels": [2, 1, 9],
+                         "task_type": ["classification", "regression", "token_classification"],
+                         "score_metric": ["accuracy", "pearson+spearman", "f1"]})
+    meta = dataset_meta_features(runs, "dataset")
+    assert meta["n_labels"].to_dict() == {"conll2003": 9.0, "sst2": 2.0, "stsb": 1.0}
+    assert meta["is_regression"].to_dict() == {"conll2003": 0.0, "sst2": 0.0, "stsb": 1.0}
+    with pytest.raises(KeyError, match="dataset column 'task'"):
+        dataset_meta_features(runs, "task")
+
+
 # --------------------------------------------------------------------------- Distiller
 
 
 def _distiller_available() -> bool:
-    d = recommend.distiller_dir()
+    d = dataset_features.distiller_dir()
     return (d / "auto_distiller_tabular_data.csv").exists() and (d / "dataset_features_50_concat.csv").exists()
 
 
@@ -211,7 +221,7 @@ needs_distiller = pytest.mark.skipif(
 
 @needs_distiller
 def test_distiller_features():
-    features = recommend.load_distiller_features()
+    features = dataset_features.load_distiller_features()
     assert len(features) == 10 and {"mnli", "stsb", "boolq", "cloth"} <= set(features.index)
     assert features.loc["mnli", "log10_n_train"] == pytest.approx(np.log10(392702))
     assert features.loc["stsb", "is_regression"] == 1.0
@@ -285,7 +295,7 @@ def _tidy_grid() -> pd.DataFrame:
 
 
 def test_grid_lodo_on_a_tidy_table():
-    table = recommend.grid_lodo(_tidy_grid())
+    table = lodo.grid_lodo(_tidy_grid())
     per_dataset = table.iloc[:-1].set_index("dataset")
     assert sorted(per_dataset.index) == ["cola", "mrpc", "rte", "sst2", "stsb"]
     # student is context: two blocks per dataset of four configurations (objective x init).
@@ -301,4 +311,4 @@ def test_grid_lodo_needs_a_varying_choice():
     df = _tidy_grid()
     df = df[(df["objective"] == "logit_kd") & (df["initialisation"] == "random")]
     with pytest.raises(ValueError, match="no choice varies"):
-        recommend.grid_lodo(df)
+        lodo.grid_lodo(df)

@@ -96,20 +96,6 @@ def test_varying_factors(finished):
     assert table.varying_factors(finished, candidates=("dataset", "seed")) == ["seed"]
 
 
-def test_run_status(uri):
-    ids = [A.cell_id, B.cell_id, C_NEW.cell_id, D.cell_id, E.cell_id, "never-run"]
-    assert table.run_status("smoke", ids, tracking_uri=uri) == {
-        A.cell_id: "done",
-        B.cell_id: "done",
-        C_NEW.cell_id: "done",
-        D.cell_id: "failed",
-        E.cell_id: "running",
-    }
-    # cells are keyed by id across grids: another grid containing them sees the same status
-    assert table.run_status("no-such-grid", ids, tracking_uri=uri) == table.run_status("smoke", ids, tracking_uri=uri)
-    assert table.run_status("smoke", [], tracking_uri=uri) == {}
-
-
 def test_unknown_grid_says_what_to_do(uri):
     with pytest.raises(LookupError) as info:
         table.load_runs("nope", tracking_uri=uri)

@@ -178,7 +178,7 @@ def _features_for(df, dataset_col: str, features: Optional[Path], distiller: boo
     """Dataset features: a given file, the Distiller feature table, or meta-features of the runs."""
     import pandas as pd
 
-    from analysis.recommend import dataset_meta_features, distiller_dir, load_distiller_features
+    from analysis.dataset_features import dataset_meta_features, distiller_dir, load_distiller_features
 
     if features is not None:
         if not features.is_file():
@@ -229,7 +229,7 @@ def recommend_command(
             dataset_col = dataset_col or ("task" if distiller else "dataset")
             df = load_table(csv, metric, factor_list, [dataset_col, *ctx])
         else:
-            from analysis.recommend import GRID_TARGET, grid_choices
+            from analysis.lodo import GRID_TARGET, grid_choices
             from analysis.table import load_runs
 
             metric = metric or GRID_TARGET
@@ -244,7 +244,7 @@ def recommend_command(
                 raise ValueError(f"no choice varies in grid {grid!r}: nothing to recommend")
         feats = _features_for(df, dataset_col, features, distiller)
 
-        from analysis.analyze import recommend_for
+        from analysis.recommend import recommend_for
 
         ranked = recommend_for(df, metric, factor_list, dataset_col, dataset, feats,
                                context=ctx, seed=seed, model=model)
@@ -275,11 +275,12 @@ def findings_command(
     from rich.console import Console
 
     from analysis import findings as fmod
+    from analysis.claims import CLAIMS_FILE, load_claims
     from study.core.errors import StudyConfigError
 
     _check_store(tracking_uri)
     try:
-        claims_list = fmod.load_claims(claims or fmod.CLAIMS_FILE)
+        claims_list = load_claims(claims or CLAIMS_FILE)
     except StudyConfigError as exc:
         raise _fail(exc)
     from study.grid import available_grids, load_grid

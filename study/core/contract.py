@@ -33,6 +33,9 @@ its group's).
 
 Param ``score_metric``: the metric(s) the task's ``score`` averages (its YAML's ``score``, e.g.
 ``accuracy``, ``f1``, ``pearson+spearman``), so tables name what each dataset's score is.
+Params ``n_labels`` (1 for regression) and ``task_type`` (the task YAML's, e.g. ``classification``,
+``regression``): the dataset features of the analysis's recommender. Runs logged without them still
+load: the recommender then leaves ``n_labels`` out and reads ``is_regression`` from ``score_metric``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ METRIC_SCORE = "dev_score"
 DEV_METRICS = ("dev_accuracy", "dev_f1", "dev_matthews_corr", "dev_pearson", "dev_spearman",
                "dev_precision", "dev_recall", "dev_exact_match")
 PARAM_SCORE_METRIC = "score_metric"
+PARAM_N_LABELS = "n_labels"
+PARAM_TASK_TYPE = "task_type"
 METRIC_TEACHER_SCORE = "teacher_dev_score"
 COST_METRICS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
 

@@ -1,0 +1,405 @@
+"""The claim tests: each reads a grid's tidy table and returns a ``Finding`` with a verdict.
+
+A test reads the grid's tidy table (``analysis.table.load_runs``) and returns the estimate in points
+of the metric (score × 100), its interval, the partial η² of the factor (type-II ANOVA with the
+grid's other factors and the dataset as terms), and a verdict with its reason. Its parameters are
+its schema in ``analysis.claims.PARAMS``.
+
+Verdicts follow one rule per test, stated in the finding's ``rule``: ``reproduced`` when the
+interval lies on the paper's side, ``not reproduced`` when it lies on the other side,
+``inconclusive`` when it straddles (too few seeds or datasets at this scale), ``not testable``
+when the grid's runs lack the factor or the design cannot answer the claim (e.g. too few
+datasets).
+
+Intervals come from a cluster bootstrap (``analysis.bootstrap.cluster_bootstrap_ci``): the
+replicate units are the (dataset, seed) pairs of the grid, resampled with replacement (2,000 draws,
+``numpy.random.default_rng(0)``), every comparison made within a unit.
+
+Adding a test = a schema in ``analysis.claims.PARAMS`` and one function decorated with
+``@test("name")`` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.anova import anova_table
+from analysis.bootstrap import cluster_bootstrap_ci
+from analysis.claims import Claim, Finding, claim_params
+from analysis.cost import tuned_cost
+from analysis.lodo import grid_lodo
+
+UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples
+
+TESTS: dict[str, Callable[[pd.DataFrame, Claim], Finding]] = {}
+
+
+def test(name: str):
+    """Register a claim test under ``name`` (a key of ``analysis.claims.PARAMS``):
+    ``fn(df, claim) -> Finding``."""
+
+    def register(fn):
+        TESTS[name] = fn
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _points(x):
+    return None if x is None else 100.0 * x
+
+
+def _subset(df: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
+    for col, value in (where or {}).items():
+        if col not in df.columns:
+            raise KeyError(col)
+        values = value if isinstance(value, list) else [value]
+        df = df[df[col].astype(str).isin([str(v) for v in values])]
+    return df
+
+
+def held_fixed(df: pd.DataFrame, factor: str) -> list[str]:
+    """The grid's other factors (and seed, dataset): a comparison holds them fixed."""
+    factors = list(df.attrs.get("factors") or [])
+    cols = [c for c in ("dataset", "seed", *factors) if c in df.columns and c != factor]
+    return list(dict.fromkeys(cols))
+
+
+def _units(frame: pd.DataFrame) -> pd.Series:
+    cols = [c for c in UNIT if c in frame.columns]
+    return frame[cols].astype(str).agg("|".join, axis=1) if cols else pd.Series("all", index=frame.index)
+
+
+def _eta(df: pd.DataFrame, factor: str, metric: str = "score") -> tuple[float | None, float | None]:
+    """Partial η² and p of ``factor`` in a type-II ANOVA with the other factors and dataset."""
+    others = [c for c in held_fixed(df, factor) if c not in ("seed",) and df[c].nunique() > 1]
+    blocks = [c for c in others if c == "dataset"]
+    factors = [factor] + [c for c in others if c != "dataset"]
+    try:
+        table = anova_table(df, metric, factors, blocks=blocks)
+    except ValueError:
+        return None, None
+    if factor not in table.index:
+        return None, None
+    return float(table.loc[factor, "partial_eta_sq"]), float(table.loc[factor, "p_value"])
+
+
+def _not_testable(claim: Claim, reason: str) -> Finding:
+    return Finding(claim, "not testable", reason)
+
+
+def _sided(claim: Claim, low: float, high: float, expect: str, margin: float = 0.0) -> tuple[str, str]:
+    """The verdict for an interval [low, high] (points) against the expected sign."""
+    if expect == "negligible":
+        rule = f"reproduced if the 95% interval lies within ±{margin:g} points, not reproduced if it excludes that band"
+        if -margin <= low and high <= margin:
+            return "reproduced", rule
+        if low > margin or high < -margin:
+            return "not reproduced", rule
+        return "inconclusive", rule
+    sign = 1 if expect == "positive" else -1
+    rule = f"reproduced if the 95% interval is above {margin:g} points" if sign > 0 else \
+        f"reproduced if the 95% interval is below {-margin:g} points"
+    rule += "; not reproduced if it lies wholly on the other side of 0"
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > margin:
+        return "reproduced", rule
+    if hi < 0:
+        return "not reproduced", rule
+    return "inconclusive", rule
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@test("contrast")
+def contrast(df: pd.DataFrame, claim: Claim) -> Finding:
+    """Level ``a`` minus level ``b`` of ``factor``, paired within every combination of the grid's
+    other factors, seed and dataset (optionally on a ``where`` subset); ``expect`` positive,
+    negative or negligible (within ``margin`` points)."""
+    p = claim_params(claim)
+    factor, a, b = p.factor, str(p.a), str(p.b)
+    if factor not in df.columns:
+        return _not_testable(claim, f"grid {claim.grid} has no factor {factor!r}")
+    try:
+        data = _subset(df, p.where)
+    except KeyError as exc:
+        return _not_testable(claim, f"grid {claim.grid} has no column {exc.args[0]!r}")
+    keys = held_fixed(data, factor)
+    data = data.assign(_level=data[factor].astype(str))
+    wide = data[data["_level"].isin([a, b])].pivot_table(index=keys, columns="_level", values="score",
+                                                            aggfunc="mean", observed=True)
+    if a not in wide.columns or b not in wide.columns:
+        return _not_testable(claim, f"grid {claim.grid} did not run both {factor}={a} and {factor}={b}")
+    wide = wide.dropna(subset=[a, b]).reset_index()
+    if wide.empty:
+        return _not_testable(claim, f"no matched pairs of {factor}={a} and {factor}={b}")
+    diff = (wide[a] - wide[b]).to_numpy()
+    low, high = cluster_bootstrap_ci(_units(wide), lambda rows: diff[rows].mean())
+    verdict, rule = _sided(claim, _points(low), _points(high), p.expect, p.margin)
+    eta, pv = _eta(data, factor)
+    per = wide.assign(diff=100 * diff).groupby("dataset", observed=True)["diff"].mean().rename("points")
+    est = _points(diff.mean())
+    reason = (f"{factor}={a} − {factor}={b}: {est:+.2f} points over {len(diff)} matched pairs "
+              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f})")
+    return Finding(claim, verdict, reason, rule, est, _points(low), _points(high), eta_sq=eta, p_value=pv,
+                   n_units=_units(wide).nunique(), n_runs=2 * len(diff), detail=per.reset_index())
+
+
+@test("best_level")
+def best_level(df: pd.DataFrame, claim: Claim) -> Finding:
+    """``level`` of ``factor`` against the best other level: the gap between its mean score and
+    the highest other level's mean, each centred within (dataset, seed) units, over units where
+    every level ran. A "best of" statistic favours levels tried more often, so only complete
+    units count."""
+    p = claim_params(claim)
+    factor, level = p.factor, str(p.level)
+    if factor not in df.columns:
+        return _not_testable(claim, f"grid {claim.grid} has no factor {factor!r}")
+    data = _subset(df, p.where).assign(_level=lambda d: d[factor].astype(str))
+    levels = sorted(data["_level"].unique())
+    if level not in levels or len(levels) < 2:
+        return _not_testable(claim, f"grid {claim.grid} did not run {factor}={level} beside another level")
+    keys = held_fixed(data, factor)
+    wide = data.pivot_table(index=keys, columns="_level", values="score", aggfunc="mean", observed=True)
+    wide = wide.dropna().reset_index()
+    units = _units(wide)
+    scores = wide[levels].to_numpy()  # (rows, levels)
+    j = levels.index(level)
+
+    def gap(rows):
+        means = scores[rows].mean(axis=0)
+        return means[j] - np.delete(means, j).max()
+
+    low, high = cluster_bootstrap_ci(units, gap)
+    est = gap(np.arange(len(wide)))
+    means = pd.Series(scores.mean(axis=0) * 100, index=levels).sort_values(ascending=False)
+    verdict, _ = _sided(claim, _points(low), _points(high), "positive")
+    rule = (f"reproduced if the 95% interval of {level} minus the best other level is above 0; not reproduced "
+            "if it is below 0")
+    eta, pv = _eta(data, factor)
+    ranking = ", ".join(f"{k} {v:.2f}" for k, v in means.items())
+    reason = (f"{level} minus the best other level: {_points(est):+.2f} points "
+              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f}); mean scores: {ranking}")
+    return Finding(claim, verdict, reason, rule, _points(est), _points(low), _points(high), eta_sq=eta,
+                   p_value=pv, n_units=units.nunique(), n_runs=int(scores.size),
+                   detail=means.rename("mean_points").rename_axis(factor).reset_index())
+
+
+@test("largest_share")
+def largest_share(df: pd.DataFrame, claim: Claim) -> Finding:
+    """``factor`` (a name, or a list read as one family: the estimate takes the family's largest)
+    explains more variance than every other treatment factor: partial η² of the family minus the
+    largest other factor's, with a cluster-bootstrap interval (units resampled, the ANOVA refitted
+    per draw). Unit: η² (a fraction), not points."""
+    p = claim_params(claim)
+    family = p.factor if isinstance(p.factor, list) else [p.factor]
+    factors = [f for f in (df.attrs.get("treatments") or []) if f in df.columns and df[f].nunique() > 1]
+    mine = [f for f in family if f in factors]
+    rest = [f for f in factors if f not in family]
+    if not mine:
+        return _not_testable(claim, f"grid {claim.grid} does not vary {', '.join(family)}")
+    if not rest:
+        return _not_testable(claim, f"grid {claim.grid} varies only {', '.join(mine)}: no other factor "
+                                    "to compare with")
+    blocks = ["dataset"] if df["dataset"].nunique() > 1 else []
+    data = df.reset_index(drop=True)
+    units = _units(data)
+
+    def shares(frame):
+        table = anova_table(frame, "score", factors, blocks=blocks)
+        return table.loc[[f for f in factors if f in table.index], "partial_eta_sq"]
+
+    def gap_of(s):
+        ours, others = s.reindex(mine).dropna(), s.reindex(rest).dropna()
+        if ours.empty or others.empty:
+            return None
+        return float(ours.max() - others.max())
+
+    full = shares(data)
+
+    def gap(rows):
+        try:
+            return gap_of(shares(data.iloc[rows]))
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+
+    low, high = cluster_bootstrap_ci(units, gap, n_boot=p.n_boot)
+    est = gap_of(full)
+    rule = ("reproduced if the interval of the largest η² among "
+            f"{', '.join(mine)} minus the largest η² among the other factors is above 0; not reproduced if below")
+    verdict = "reproduced" if low > 0 else "not reproduced" if high < 0 else "inconclusive"
+    listing = ", ".join(f"{k} {v:.2f}" for k, v in full.sort_values(ascending=False).items())
+    reason = f"partial η²: {listing}; difference {est:+.2f} (95% interval {low:+.2f} to {high:+.2f})"
+    return Finding(claim, verdict, reason, rule, est, low, high, unit="η²", eta_sq=float(full.reindex(mine).max()),
+                   n_units=units.nunique(), n_runs=len(data),
+                   detail=full.rename("partial_eta_sq").rename_axis("factor").reset_index())
+
+
+@test("worst_cost")
+def worst_cost(df: pd.DataFrame, claim: Claim) -> Finding:
+    """The worst-case cost of a sub-optimal choice, in % of the best score: per (dataset, seed)
+    unit and per ``factors`` entry, the best score minus the best score with that factor fixed at
+    its worst level (``analysis.cost.tuned_cost``, the others tuned), divided by the best score;
+    the estimate is the largest over factors of the mean over units. Compared with the paper's
+    ``published`` value (%): reproduced when that value lies inside our interval."""
+    p = claim_params(claim)
+    factors = [f for f in p.factors if f in df.columns and df[f].nunique() > 1]
+    if not factors:
+        return _not_testable(claim, f"grid {claim.grid} varies none of {', '.join(p.factors)}")
+    data = df.reset_index(drop=True)
+    block = [c for c in UNIT if c in data.columns]
+    units = _units(data)
+
+    def pct(frame):
+        frame = frame.assign(_best=frame.groupby(block, observed=True)["score"].transform("max"))
+        frame = frame.assign(_rel=frame["score"] / frame["_best"])
+        costs = tuned_cost(frame, "_rel", factors, block=block)
+        return costs.groupby("factor")["mean_cost"].max() * 100  # worst level, mean over units
+
+    full = pct(data)
+
+    def stat(rows):
+        try:
+            return float(pct(data.iloc[rows]).max())
+        except ValueError:
+            return None
+
+    low, high = cluster_bootstrap_ci(units, stat, n_boot=p.n_boot)
+    est = float(full.max())
+    published = p.published
+    rule = f"reproduced if the published {published:g}% lies inside our 95% interval; otherwise not reproduced (larger or smaller here)"
+    verdict = "reproduced" if low - 1e-9 <= published <= high + 1e-9 else "not reproduced"
+    listing = ", ".join(f"{k} {v:.2f}%" for k, v in full.sort_values(ascending=False).items())
+    reason = (f"worst-level cost (others tuned), mean over units: {listing}; the largest {est:.2f}% "
+              f"(95% interval {low:.2f} to {high:.2f}) against the published {published:g}%")
+    return Finding(claim, verdict, reason, rule, est, low, high, unit="% of best", n_units=units.nunique(),
+                   n_runs=len(data), detail=full.rename("worst_level_cost_pct").rename_axis("factor").reset_index())
+
+
+@test("recipe_regret")
+def recipe_regret(df: pd.DataFrame, claim: Claim) -> Finding:
+    """One configuration (``recipe``: factor → level, the others tuned) against the best per
+    (dataset, seed) unit: its regret in points, beside the regret of the average configuration.
+    Reproduced when the recipe's regret interval lies below ``margin`` points."""
+    p = claim_params(claim)
+    recipe = {k: str(v) for k, v in p.recipe.items()}
+    missing = [k for k in recipe if k not in df.columns]
+    if missing:
+        return _not_testable(claim, f"grid {claim.grid} has no factor {', '.join(missing)}")
+    data = df.reset_index(drop=True)
+    block = [c for c in UNIT if c in data.columns]
+    best = data.groupby(block, observed=True)["score"].transform("max")
+    is_recipe = np.logical_and.reduce([data[k].astype(str) == v for k, v in recipe.items()])
+    if not is_recipe.any():
+        return _not_testable(claim, f"grid {claim.grid} never ran the recipe {recipe}")
+    data = data.assign(_regret=best - data["score"], _recipe=is_recipe)
+    per_unit = data.groupby(block, observed=True).agg(
+        recipe=("_regret", lambda s: s[data.loc[s.index, "_recipe"]].min()),
+        average=("_regret", "mean")).reset_index()
+    units = _units(per_unit)
+    r, avg = per_unit["recipe"].to_numpy(), per_unit["average"].to_numpy()
+    low, high = cluster_bootstrap_ci(units, lambda rows: r[rows].mean())
+    margin = p.margin
+    est = _points(r.mean())
+    rule = f"reproduced if the recipe's 95% regret interval lies below {margin:g} points; not reproduced if it lies above"
+    verdict = "reproduced" if _points(high) < margin else "not reproduced" if _points(low) > margin else "inconclusive"
+    reason = (f"regret of {', '.join(f'{k}={v}' for k, v in recipe.items())} (others tuned): {est:.2f} points "
+              f"(95% interval {_points(low):.2f} to {_points(high):.2f}); an average configuration's: "
+              f"{_points(avg.mean()):.2f}")
+    return Finding(claim, verdict, reason, rule, est, _points(low), _points(high), n_units=units.nunique(),
+                   n_runs=len(data), detail=per_unit.assign(recipe=100 * r, average=100 * avg))
+
+
+@test("interaction")
+def interaction(df: pd.DataFrame, claim: Claim) -> Finding:
+    """Does ``a`` − ``b`` of ``factor`` grow as ``by`` goes from ``high`` to ``low``? The estimate
+    is the contrast at ``by=low`` minus the contrast at ``by=high``, paired within every unit and
+    combination of the other factors (Distiller: augmentation helps most with small training
+    sets). Reproduced when its interval lies above 0."""
+    p = claim_params(claim)
+    factor, a, b, by = p.factor, str(p.a), str(p.b), p.by
+    low_level, high_level = str(p.low), str(p.high)
+    for col in (factor, by):
+        if col not in df.columns:
+            return _not_testable(claim, f"grid {claim.grid} has no factor {col!r}")
+    data = df.assign(_level=df[factor].astype(str), _by=df[by].astype(str))
+    keys = [k for k in held_fixed(data, factor) if k != by]
+    wide = data.pivot_table(index=keys, columns=["_by", "_level"], values="score", aggfunc="mean",
+                            observed=True)
+    need = [(low_level, a), (low_level, b), (high_level, a), (high_level, b)]
+    if any(n not in wide.columns for n in need):
+        return _not_testable(claim, f"grid {claim.grid} does not cross {factor} ({a}, {b}) with {by} "
+                                    f"({low_level}, {high_level})")
+    wide = wide[need].dropna()
+    if wide.empty:
+        return _not_testable(claim, "no unit ran all four combinations")
+    small = (wide[need[0]] - wide[need[1]]).to_numpy()
+    large = (wide[need[2]] - wide[need[3]]).to_numpy()
+    diff = small - large
+    units = _units(wide.reset_index())
+    low, high = cluster_bootstrap_ci(units, lambda rows: diff[rows].mean())
+    verdict, rule = _sided(claim, _points(low), _points(high), "positive")
+    reason = (f"{factor}={a} − {b}: {_points(small.mean()):+.2f} points at {by}={low_level}, "
+              f"{_points(large.mean()):+.2f} at {by}={high_level}; difference {_points(diff.mean()):+.2f} "
+              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f})")
+    return Finding(claim, verdict, reason, rule, _points(diff.mean()), _points(low), _points(high),
+                   n_units=units.nunique(), n_runs=4 * len(diff))
+
+
+@test("recommender")
+def recommender(df: pd.DataFrame, claim: Claim) -> Finding:
+    """A recommender for a new dataset (AutoDistiller): leave-one-dataset-out regret
+    (``analysis.recommend.grid_lodo``, target the score relative to the teacher) of the
+    recommender minus that of the best single recipe, in points of the ratio. Reproduced when
+    the recommender's mean regret is below both the best single recipe's and a random pick's;
+    with fewer than ``min_datasets`` datasets, inconclusive (one training dataset says little)."""
+    p = claim_params(claim)
+    try:
+        table = grid_lodo(df, seed=0)
+    except (ValueError, KeyError) as exc:
+        return _not_testable(claim, f"leave-one-dataset-out is not possible here: {' '.join(str(exc).split())}")
+    mean = table[table["dataset"] == "mean"].iloc[0]
+    rec, recipe, rand = (100 * float(mean[c]) for c in ("regret_recommender", "regret_best_recipe", "regret_random"))
+    n = int((table["dataset"] != "mean").sum())
+    need = p.min_datasets
+    rule = (f"reproduced if the recommender's mean regret is below both the best single recipe's and a random "
+            f"pick's, on at least {need} held-out datasets")
+    if n < need:
+        verdict = "inconclusive"
+    else:
+        verdict = "reproduced" if rec < recipe and rec < rand else "not reproduced"
+    reason = (f"mean regret over {n} held-out datasets, in ratio points: recommender {rec:.2f}, "
+              f"best single recipe {recipe:.2f}, random pick {rand:.2f}")
+    detail = table[["dataset", "regret_recommender", "regret_best_recipe", "regret_random"]].copy()
+    for c in detail.columns[1:]:
+        detail[c] = 100 * detail[c].astype(float)
+    return Finding(claim, verdict, reason, rule, rec - recipe, None, None, unit="ratio points",
+                   n_units=n, n_runs=len(df), detail=detail)
+
+
+@test("describe")
+def describe(df: pd.DataFrame, claim: Claim) -> Finding:
+    """No testable statement (e.g. a guideline whose content the abstract does not give): the
+    grid's type-II ANOVA over its treatment factors, reported without a verdict."""
+    factors = [f for f in (df.attrs.get("treatments") or []) if f in df.columns and df[f].nunique() > 1]
+    if not factors:
+        return _not_testable(claim, f"grid {claim.grid} varies no treatment factor")
+    blocks = ["dataset"] if df["dataset"].nunique() > 1 else []
+    table = anova_table(df, "score", factors, blocks=blocks)
+    rows = table[table["kind"] == "factor"]
+    listing = ", ".join(f"{t} η² {r.partial_eta_sq:.2f} (p {r.p_value:.2g})" for t, r in rows.iterrows())
+    means = []
+    for f in factors:
+        m = (100 * df.groupby(f, observed=True)["score"].mean()).round(2)
+        means.append(f"{f}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    reason = f"{claim_params(claim).why}. Measured: {listing}; mean scores {'; '.join(means)}"
+    return Finding(claim, "not testable", reason, n_units=_units(df).nunique(), n_runs=len(df),
+                   detail=table.reset_index()[["term", "partial_eta_sq", "p_value", "kind"]])
