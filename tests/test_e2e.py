@@ -108,16 +108,16 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
 
 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, shared_data, monkeypatch):
-    import study.execution.runner
+    import study.execution.cell
 
-    real = study.execution.runner.build_student
+    real = study.execution.cell.build_student
 
     def explode(teacher, size, initialisation, *args, **kwargs):
         if initialisation == "teacher_lower":
             raise RuntimeError("planted failure for the test")
         return real(teacher, size, initialisation, *args, **kwargs)
 
-    monkeypatch.setattr(study.execution.runner, "build_student", explode)
+    monkeypatch.setattr(study.execution.cell, "build_student", explode)
     grid = write_grid(tmp_path, TINY, "tiny_fail")
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 1
@@ -128,7 +128,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, s
     assert len(by_status["FINISHED"]) == 2 and len(by_status["FAILED"]) == 2
     assert all("planted failure" in r.data.tags["study.error"] for r in by_status["FAILED"])
     # The retry trains only the failed cells; the finished ones are not touched.
-    monkeypatch.setattr(study.execution.runner, "build_student", real)
+    monkeypatch.setattr(study.execution.cell, "build_student", real)
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 0
     finished = [r for r in cell_runs("tiny_fail") if r.info.status == "FINISHED"]

@@ -35,7 +35,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from study.execution.teacher import load_tokenizer
 from study.models import StudentSize
+from study.tasks.catalogue import TASKS
+from study.tasks.types import get_type
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 KINDS = ("plain", "logits", "features")
@@ -123,10 +126,6 @@ def example_tokens(keys, data, sample: int = 256) -> dict[tuple[str, int], float
     max_length, tokenizer model) of ``keys``, from ``data`` (a ``DataCache``); keyed by (dataset,
     max_length). A dataset that cannot be read or tokenised here is left out (the forecast then
     prices its examples as the reference one, and says so)."""
-    from study.tasks.catalogue import TASKS
-    from study.execution.teacher import load_tokenizer
-    from study.tasks.types import get_type
-
     out: dict[tuple[str, int], float] = {}
     tokenizers: dict[str, object] = {}
     for dataset, max_length, model in sorted(set(keys), key=str):
