@@ -241,7 +241,7 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
 
     Args:
         train_sizes: dataset -> number of training examples before subsampling.
-        groups: the units the cells train in (``study.execution.work.work_units``: objects with
+        groups: the units the cells train in (``study.execution.units.work_units``: objects with
             ``.cells``); a group runs the teacher once per batch for all its students, so every
             ``features`` student after the first saves its teacher pass (``group_savings``).
         tokens: (dataset, max_length) -> mean tokens per example (``example_tokens``); an

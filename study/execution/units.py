@@ -21,10 +21,12 @@ class WorkUnit:
 
     @property
     def teacher(self) -> TeacherSpec:
+        """The teacher every cell of the unit distils from."""
         return self.cells[0].teacher
 
     @property
     def name(self) -> str:
+        """The first cell's name, with how many others train with it."""
         return self.cells[0].name if len(self.cells) == 1 else f"{self.cells[0].name} (+{len(self.cells) - 1})"
 
 

@@ -24,10 +24,11 @@ from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
 from study.execution.datacache import DataCache
+from study.execution.teacher import Teacher
 from study.execution.teacher_store import obtain_teacher
 from study.execution.tracking import Tracker
 from study.execution.units import WorkUnit
-from study.grid import Cell
+from study.grid import Cell, TeacherSpec
 from study.tasks.catalogue import TASKS, resolve_data_dir
 
 #: What a cell's attempt came to: trained now, failed (logged FAILED), already done (skipped),
@@ -81,7 +82,7 @@ class Worker:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.data = DataCache(resolve_data_dir(ctx.data_dir))
         self.tracker = Tracker(ctx.tracking_uri, claim_timeout_s=ctx.claim_timeout_s)
-        self.teachers: dict[tuple[str, str], tuple[object, str]] = {}
+        self.teachers: dict[tuple[str, str], tuple[Teacher, str]] = {}
         self.lock_dir = runs_dir() / "locks"
         self.lock_dir.mkdir(parents=True, exist_ok=True)
 
@@ -102,13 +103,8 @@ class Worker:
                         held.append((i, *got))
                 if not held:
                     return outs
-                key = (unit.teacher.teacher_id, unit.teacher.checkpoint)
                 stage = "teacher"
-                if key not in self.teachers:
-                    self.teachers[key] = obtain_teacher(unit.teacher, self.data, tracker, self.device,
-                                                        checkpoint=unit.teacher.checkpoint, log=log)
-                teacher, source = self.teachers[key]
-                self.teachers[key] = (teacher, "local cache")  # loaded in this process from now on
+                teacher, source = self._teacher(unit.teacher, log)
                 for i, *_ in held:
                     outs[i].teacher_score = teacher.dev_score
                 stage = "cell"
@@ -116,14 +112,8 @@ class Worker:
                 scores = run_group([unit.cells[i] for i, *_ in held], teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
                                    [lookup for *_, lookup in held])
-            except BaseException as exc:  # the runs end FAILED (KILLED when interrupted) unless they have
-                for i, _, run_id, _ in held:
-                    if tracker.client.get_run(run_id).info.status == "RUNNING":
-                        if stage == "teacher" and isinstance(exc, Exception):  # so `study status` counts it failed
-                            tracker.client.set_tag(run_id, "study.failed_stage", "teacher")
-                        tracker.fail(run_id, exc)
-                    if isinstance(exc, Exception):
-                        outs[i].state, outs[i].error = "failed", f"{type(exc).__name__}: {exc}"
+            except BaseException as exc:
+                self._end_held(held, outs, exc, stage)
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid
                     return outs
                 raise
@@ -137,6 +127,29 @@ class Worker:
             for _, lock, _, _ in held:
                 lock.release()
         return outs
+
+    def _teacher(self, spec: TeacherSpec, log) -> tuple[Teacher, str]:
+        """The teacher of ``spec`` and where it came from (``teacher_store.SOURCES``); loaded
+        once per process and checkpoint, then kept."""
+        key = (spec.teacher_id, spec.checkpoint)
+        if key not in self.teachers:
+            self.teachers[key] = obtain_teacher(spec, self.data, self.tracker, self.device,
+                                                checkpoint=spec.checkpoint, log=log)
+        teacher, source = self.teachers[key]
+        self.teachers[key] = (teacher, "local cache")  # loaded in this process from now on
+        return teacher, source
+
+    def _end_held(self, held: list, outs: list[CellOutcome], exc: BaseException, stage: str) -> None:
+        """End the held cells' runs FAILED (KILLED when interrupted) unless they have ended; an
+        ``Exception`` makes their outcomes failed."""
+        tracker = self.tracker
+        for i, _, run_id, _ in held:
+            if tracker.client.get_run(run_id).info.status == "RUNNING":
+                if stage == "teacher" and isinstance(exc, Exception):  # so `study status` counts it failed
+                    tracker.client.set_tag(run_id, "study.failed_stage", "teacher")
+                tracker.fail(run_id, exc)
+            if isinstance(exc, Exception):
+                outs[i].state, outs[i].error = "failed", f"{type(exc).__name__}: {exc}"
 
     def _claim(self, cell: Cell, out: CellOutcome, log) -> tuple[FileLock, str, Callable] | None:
         """Claim ``cell`` (the local file lock, then the store's claim): (the held lock, the
