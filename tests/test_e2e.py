@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from study.execution.forecast import cpu_share
 
-pytestmark = pytest.mark.slow
 
 TINY = {
     "name": "tiny",
@@ -53,6 +52,7 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch):
     grid = write_grid(tmp_path, TINY)
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
@@ -107,17 +107,18 @@ def test_tiny_grid_end_to_end(tmp_path, isolated_runs, shared_data, monkeypatch)
     assert first == second
 
 
+@pytest.mark.slow
 def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, shared_data, monkeypatch):
-    import study.execution.runner
+    import study.execution.cell
 
-    real = study.execution.runner.build_student
+    real = study.execution.cell.build_student
 
     def explode(teacher, size, initialisation, *args, **kwargs):
         if initialisation == "teacher_lower":
             raise RuntimeError("planted failure for the test")
         return real(teacher, size, initialisation, *args, **kwargs)
 
-    monkeypatch.setattr(study.execution.runner, "build_student", explode)
+    monkeypatch.setattr(study.execution.cell, "build_student", explode)
     grid = write_grid(tmp_path, TINY, "tiny_fail")
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 1
@@ -128,7 +129,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, isolated_runs, s
     assert len(by_status["FINISHED"]) == 2 and len(by_status["FAILED"]) == 2
     assert all("planted failure" in r.data.tags["study.error"] for r in by_status["FAILED"])
     # The retry trains only the failed cells; the finished ones are not touched.
-    monkeypatch.setattr(study.execution.runner, "build_student", real)
+    monkeypatch.setattr(study.execution.cell, "build_student", real)
     result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
     assert result.exit_code == 0
     finished = [r for r in cell_runs("tiny_fail") if r.info.status == "FINISHED"]
@@ -144,6 +145,7 @@ def test_bad_input_fails_before_training(tmp_path, isolated_runs, shared_data):
     assert not (isolated_runs / "teachers").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_runs, shared_data):
     spec = dict(TINY, axes=dict(TINY["axes"], seed=[0, 1, 2]))  # 12 cells
     grid = write_grid(tmp_path, spec, "tiny_kill")
@@ -182,6 +184,7 @@ def test_sigkill_mid_grid_then_rerun_trains_each_cell_once(tmp_path, isolated_ru
     assert {r.info.run_id for r in before if r.info.status == "FINISHED"} <= {r.info.run_id for r in after if r.info.status == "FINISHED"}
 
 
+@pytest.mark.slow
 def test_regression_pairs_augmentation_and_narrow_students(tmp_path, isolated_runs, shared_data):
     """STS-B (regression) and MRPC (sentence pairs) with EDA, a narrower student (learned
     hidden-state projection) and evenly spaced teacher layers: every path of the full grid."""
@@ -208,6 +211,7 @@ def test_regression_pairs_augmentation_and_narrow_students(tmp_path, isolated_ru
     assert len(list((isolated_runs / "cache" / "augment").glob("eda-*.jsonl"))) == 2  # once per dataset
 
 
+@pytest.mark.slow
 def test_teacher_logit_cache_matches_the_teacher(shared_data):
     """The cache holds, row for row, what the teacher computes for each example alone."""
     import torch
@@ -229,6 +233,7 @@ def test_teacher_logit_cache_matches_the_teacher(shared_data):
             assert torch.allclose(cache[i], alone, atol=1e-4), i
 
 
+@pytest.mark.slow
 def test_a_cell_trained_by_one_grid_is_found_by_another(tmp_path, isolated_runs, shared_data):
     """The paper grids overlap: cells are keyed by id in the whole store, never retrained, and
     the second grid's table shows them with its own factors (read from the runs)."""
@@ -258,6 +263,7 @@ def test_a_cell_trained_by_one_grid_is_found_by_another(tmp_path, isolated_runs,
     assert list(load_runs("first")["cell_id"]) == [shared]
 
 
+@pytest.mark.slow
 def test_a_cell_distils_from_the_teacher_checkpoint_it_names(tmp_path, isolated_runs, shared_data):
     """Sultan et al.'s teacher checkpoint: one fine-tuning keeps the last, best-metric and
     lowest-loss weights; each cell reads the one it names and logs that checkpoint's dev score."""
@@ -296,6 +302,7 @@ def registered_tasks():
         del data.TASKS[name]
 
 
+@pytest.mark.slow
 def test_a_users_own_task_runs_in_a_grid_and_shows_in_the_report(tmp_path, isolated_runs, shared_data,
                                                                   registered_tasks):
     """A dataset declared only in a user's YAML, with files outside the repo: its cells train, and

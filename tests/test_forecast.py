@@ -88,7 +88,7 @@ def test_store_calibration_leaves_runs_that_shared_the_cpu_out():
 
 
 def test_a_group_shares_its_teacher_pass():
-    from study.execution.work import work_units
+    from study.execution.units import work_units
 
     spec = {**SPEC, "axes": {"dataset": ["sst2"], "student": ["L2_H384"],
                              "objective": ["ce", "logit_kd", "logit_mse", "attention_kl", "hidden_mse"]}}

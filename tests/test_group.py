@@ -1,6 +1,6 @@
 """Students trained together on the same batches (``study.training.trainer.train_group``): each ends
 bit-identical (CPU) to training it alone; a student whose loss goes non-finite leaves the group
-and the others go on; which cells group (``study.execution.work.group_key``, ``work_units``); and
+and the others go on; which cells group (``study.execution.units.group_key``, ``work_units``); and
 ``study run --group-size`` end to end.
 
 The trainer tests use tiny BERTs (built here) on 64 real SST-2 examples with the real teacher's
@@ -157,7 +157,7 @@ def grid_cells(**axes) -> list:
 
 
 def test_cells_group_by_what_their_batches_share():
-    from study.execution.work import group_key, work_units
+    from study.execution.units import group_key, work_units
 
     cells = grid_cells(**{"training.learning_rate": [1e-4, 3e-4], "mixup.alpha": [0, 0.4]})
     # student, objective, learning rate and mix-up vary within a group; the seed does not
@@ -195,7 +195,7 @@ def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path,
     gives them in another store."""
     import os
 
-    import study.execution.runner
+    import study.execution.cell
     from mlflow.tracking import MlflowClient
 
     from tests.test_e2e import TINY, cell_runs, invoke, write_grid
@@ -214,7 +214,7 @@ def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path,
                      "--group-size", "1")
     assert "4 pending cells train in 4 groups of at most 1" in by_flag.output
 
-    real = study.execution.runner.prepare_cell
+    real = study.execution.cell.prepare_cell
     planted = "sst2-L2_H384-ce-random-none-s0"
 
     def nan_logits(cell, *a, **k):
@@ -223,10 +223,10 @@ def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path,
             prep.student.model.classifier.register_forward_hook(lambda m, i, out: out * float("nan"))
         return prep
 
-    monkeypatch.setattr(study.execution.runner, "prepare_cell", nan_logits)
+    monkeypatch.setattr(study.execution.cell, "prepare_cell", nan_logits)
     try:
         result = invoke(*args, "--group-size", "4")
-        monkeypatch.setattr(study.execution.runner, "prepare_cell", real)
+        monkeypatch.setattr(study.execution.cell, "prepare_cell", real)
         grouped = {r.info.run_name: r for r in cell_runs("tiny_group")}
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'alone.db'}")
         alone_result = invoke(*args, "--group-size", "1")

@@ -38,6 +38,7 @@ def runs(tmp_path, monkeypatch) -> Path:
 # --- opening the store ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # four processes opening one store: several seconds on 2 cores
 def test_workers_opening_a_new_store_together_all_succeed(runs):
     """Fault 1: the schema is created under the lock, so no worker sees a half-migrated store."""
     code = "from study.execution.tracking import Tracker; t = Tracker(); t.experiment_id('g'); print('ok')"
@@ -109,13 +110,6 @@ def test_interruptions_end_runs_killed_and_errors_failed(runs, exc, status):
     assert run.info.status == status
     assert tracker.cell_status("g") == {"c1": "failed" if status == "FAILED" else "killed"}
     assert ("interrupted" in run.data.tags["study.error"]) == (status == "KILLED")
-
-
-def test_record_failure_makes_a_cell_count_as_failed(runs):
-    tracker = Tracker()
-    tracker.record_failure("g", "cell", {"study.kind": "cell", "study.cell_id": "c1"}, {"seed": "0"},
-                           StudyConfigError("teacher folder damaged"))
-    assert tracker.cell_status("g") == {"c1": "failed"}
 
 
 def test_sigterm_becomes_terminated_in_the_block_and_the_handler_is_restored():

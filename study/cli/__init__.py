@@ -1,7 +1,12 @@
-"""The ``study`` command: run grids, show their status, browse them in MLflow, render reports."""
+"""The ``study`` command: run grids, show their status, browse them in MLflow, render reports.
+
+Commands import the runner (torch, transformers, mlflow) in their own bodies, so that
+``study --help`` and the refusals of a mistyped command answer at once.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from study.core.errors import StudyConfigError
+from study.core.paths import make_directory, runs_dir, writable_runs_dir
+from study.core.paths import tracking_uri as resolve_uri
+from study.execution.interrupt import exit_code, signals_as_interrupt
 
 # MLflow sets its loggers' level from this when it is first imported (a setLevel before that is
 # undone); its INFO lines ("Creating initial MLflow database tables...") would break one-line
@@ -29,12 +37,10 @@ out = Console()
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
+    import transformers  # here, not at the top: `study --help` must not import torch
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    import logging
-
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -46,8 +52,6 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
-    from study.execution.interrupt import exit_code
-
     typer.echo(f"interrupted ({str(exc) or 'Ctrl-C'}): the run in progress is marked KILLED; "
                "`study run` again retrains it", err=True)
     return typer.Exit(exit_code(exc))
@@ -77,14 +81,13 @@ def run(
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
-    from study.tasks.catalogue import resolve_data_dir
+    # imported per command, not at the top: `study --help` must not import torch or mlflow
     from study.execution.executors import make_executor
-    from study.grid import load_grid
-    from study.execution.interrupt import signals_as_interrupt
-    from study.core.paths import writable_runs_dir
     from study.execution.runner import dry_run as dry_run_report
     from study.execution.runner import print_summary, run_grid
     from study.execution.tracking import Tracker
+    from study.grid import load_grid
+    from study.tasks.catalogue import resolve_data_dir
 
     try:
         ex = make_executor(executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
@@ -124,8 +127,9 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
            cells: bool = typer.Option(False, "--cells", help="List every cell, not just the counts.")) -> None:
     """Count a grid's cells that are done, failed, running or pending."""
     _quiet_libraries()
-    from study.grid import load_grid
+    # imported per command, not at the top: `study --help` must not import torch or mlflow
     from study.execution.tracking import Tracker
+    from study.grid import load_grid
 
     try:
         g = load_grid(grid)
@@ -156,8 +160,6 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     The server runs in its own process group; Ctrl-C, SIGTERM or SIGHUP to this process stop the
     whole group (MLflow's server starts worker processes that would otherwise keep serving).
     """
-    from study.core.paths import tracking_uri as resolve_uri
-
     uri = resolve_uri(tracking_uri)
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
@@ -182,9 +184,6 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     workers need only its URI: `study run --tracking-uri http://HOST:PORT`. Stopping it
     (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group.
     """
-    from study.core.paths import make_directory, runs_dir
-    from study.core.paths import tracking_uri as resolve_uri
-
     store = backend_store_uri or resolve_uri(None)
     if store.startswith(("http://", "https://")):
         raise _fail(StudyConfigError(f"--backend-store-uri {store!r} is a tracking server, not a store; allowed: "
@@ -193,7 +192,7 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     try:
         make_directory(destination, "artifacts folder")
         if store.startswith("sqlite:///"):
-            from study.execution.tracking import Tracker
+            from study.execution.tracking import Tracker  # here, not at the top: imports mlflow and torch
 
             Tracker(store)  # creates (under its lock) or checks the schema before the server opens it
     except StudyConfigError as exc:
@@ -265,9 +264,10 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for the HTML; default runs/reports/.")) -> None:
     """Render the grid's HTML report (results, type-II ANOVA, figure) with papermill."""
     _quiet_libraries()
+    # imported per command, not at the top: `study --help` must not import torch or mlflow
     from analysis.report import ReportError, report_grid
-    from study.grid import load_grid
     from study.execution.tracking import Tracker
+    from study.grid import load_grid
 
     try:
         Tracker(tracking_uri)  # an unusable store is refused here, in seconds

@@ -35,7 +35,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from study.execution.teacher import load_tokenizer
 from study.models import StudentSize
+from study.tasks.catalogue import TASKS
+from study.tasks.types import get_type
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 KINDS = ("plain", "logits", "features")
@@ -123,10 +126,6 @@ def example_tokens(keys, data, sample: int = 256) -> dict[tuple[str, int], float
     max_length, tokenizer model) of ``keys``, from ``data`` (a ``DataCache``); keyed by (dataset,
     max_length). A dataset that cannot be read or tokenised here is left out (the forecast then
     prices its examples as the reference one, and says so)."""
-    from study.tasks.catalogue import TASKS
-    from study.execution.teacher import load_tokenizer
-    from study.tasks.types import get_type
-
     out: dict[tuple[str, int], float] = {}
     tokenizers: dict[str, object] = {}
     for dataset, max_length, model in sorted(set(keys), key=str):
@@ -242,7 +241,7 @@ def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibrati
 
     Args:
         train_sizes: dataset -> number of training examples before subsampling.
-        groups: the units the cells train in (``study.execution.work.work_units``: objects with
+        groups: the units the cells train in (``study.execution.units.work_units``: objects with
             ``.cells``); a group runs the teacher once per batch for all its students, so every
             ``features`` student after the first saves its teacher pass (``group_savings``).
         tokens: (dataset, max_length) -> mean tokens per example (``example_tokens``); an

@@ -1,4 +1,4 @@
-"""Claims that hold across machines: the MLflow run is the claim.
+"""Run locks that hold across machines: a cell (or teacher) is claimed by creating its MLflow run.
 
 File locks hold on one disk only; drivers and workers on several machines share just the
 tracking server. So a worker claims a cell (or a teacher) by creating its RUNNING run, and every
@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from mlflow.tracking import MlflowClient
+
 from study.core import contract
+from study.core.errors import StudyConfigError
 
 #: Seconds after which a RUNNING run from another machine without a new heartbeat is dead.
 DEFAULT_CLAIM_TIMEOUT_S = 600.0
@@ -57,8 +60,6 @@ def check_claim_timeout(timeout_s: float) -> float:
     Raises:
         StudyConfigError: shorter, or not a number (a live worker would look dead).
     """
-    from study.core.errors import StudyConfigError
-
     beat = heartbeat_interval_s()
     if not (timeout_s == timeout_s and timeout_s >= 3 * beat):
         raise StudyConfigError(f"--claim-timeout {timeout_s} s is too short: allowed at least 3 heartbeat "
@@ -147,8 +148,6 @@ class Heartbeat:
             self.runs.discard(run_id)
 
     def _loop(self) -> None:
-        from mlflow.tracking import MlflowClient
-
         client = MlflowClient(tracking_uri=self.uri)  # its own client: the main thread's is busy
         while True:
             time.sleep(heartbeat_interval_s())

@@ -19,7 +19,7 @@ import torch
 from filelock import FileLock
 from transformers import AutoTokenizer
 
-from study.tasks.catalogue import TASKS
+from study.tasks.catalogue import TASKS, TaskSpec
 from study.execution.datacache import DataCache
 from study.grid import TeacherSpec
 from study.models import load_pretrained_classifier, resolve_teacher_path, teacher_identity
@@ -29,7 +29,7 @@ from study.core.errors import StudyConfigError
 from study.tasks.types import get_type
 from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
 from study.core.hashing import derive_seed
-from study.training.trainer import train
+from study.training.trainer import TrainResult, train
 
 
 @dataclass
@@ -206,76 +206,104 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                 f"for its {checkpoint} checkpoint")
             shutil.rmtree(path)
         if meta_file.exists():
-            meta = verify_teacher(path)
-            if meta.pop("checksums_adopted", False):
-                log(f"teacher [{spec.teacher_id}]: saved before checksums were kept; its files are "
-                    "trusted as they are now and checked from now on")
-            try:
-                model = get_type(task.task_type).auto_class.from_pretrained(path)
-            except Exception as exc:
-                raise _damaged(path, f"it does not load ({type(exc).__name__}: {exc})") from None
-            run_id = teacher_run_id(spec, meta, tracker, device, log)
-            if checkpoint != "last":
-                model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
-            else:
-                dev_metrics = meta["dev_metrics"]
-            log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, {checkpoint} checkpoint, "
-                f"dev score {dev_metrics['score']:.4f}")
-            return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
+            return _load_cached(spec, task, path, tokenizer, tracker, device, checkpoint, log)
         if path.exists():
             shutil.rmtree(path)  # an interrupted fine-tuning
-        s = spec.settings
-        log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: fine-tuning "
-            f"({s['epochs']} epochs, max {s['max_train_examples']} examples)")
-        train_ds = data.tokenized(spec.dataset, "train", tokenizer, s["max_length"],
-                                  max_examples=s["max_train_examples"], data_seed=s["data_seed"])
-        dev_ds, dev_labels = data.tokenized_dev(spec.dataset, tokenizer, s["max_length"], s["max_eval_examples"])
-        torch.manual_seed(derive_seed(s["seed"], "teacher_init"))
-        ttype = get_type(task.task_type)
-        model = load_pretrained_classifier(spec.model, ttype.num_labels(task), auto_class=ttype.auto_class)
-        dims = ModelDims.of(model.config)
-        objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
-        tags, params = _record(spec, device)
-        if run_id is None:
-            run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
-        else:
-            tracker.annotate(run_id, tags, params)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        keeper = _Keeper()
-        try:
-            result = train(model, objective, train_ds, dev_ds, dev_labels, task, tokenizer, s, s["seed"],
-                           device, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
-                           desc=f"teacher {spec.dataset}", on_epoch_end=keeper)
-            tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
-                                         ("train_examples_per_s", result.train_examples_per_s, 0),
-                                         ("peak_memory_mb", result.peak_memory_mb, 0),
-                                         ("cpu_time_s", result.cpu_time_s, 0),
-                                         ("cpu_threads", result.cpu_threads, 0)])
-            model.save_pretrained(tmp)
-            checkpoints = {}
-            for name, (_, epoch, dev, state) in keeper.best.items():
-                folder = tmp / "checkpoints" / name
-                model.save_pretrained(folder, state_dict=state)
-                checkpoints[name] = {"epoch": epoch, "dev_metrics": dev, "sha256": file_checksums(folder)}
-            tracker.log_metrics(run_id, [(f"{name}_epoch", c["epoch"], 0) for name, c in checkpoints.items()])
-            meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
-                    "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "sha256": file_checksums(tmp), "checkpoints": checkpoints}
-            (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
-            os.replace(tmp, path)
-            tracker.store_teacher_files(run_id, path)  # for workers on other machines
-        except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tracker.fail(run_id, exc)
-            raise
-        tracker.finish(run_id)
-        log(f"teacher {spec.dataset}/{spec.model}: dev score {result.dev_metrics['score']:.4f} "
-            f"in {result.wall_time_s:.0f} s ({result.train_examples_per_s:.0f} examples/s)")
-        model.cpu()
-        if checkpoint != "last":
-            model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
-            return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
-        return Teacher(spec, model, tokenizer, result.dev_metrics, run_id, path)
+        return _fine_tune(spec, task, path, data, tokenizer, tracker, device, checkpoint, run_id, log)
+
+
+def _load_cached(spec: TeacherSpec, task: TaskSpec, path: Path, tokenizer, tracker: Tracker,
+                 device: torch.device, checkpoint: str, log) -> Teacher:
+    """The teacher cached in ``path``, its files checked and its run found (or restored) in
+    this store.
+
+    Raises:
+        TeacherCacheError: the folder is damaged or does not load.
+    """
+    meta = verify_teacher(path)
+    if meta.pop("checksums_adopted", False):
+        log(f"teacher [{spec.teacher_id}]: saved before checksums were kept; its files are "
+            "trusted as they are now and checked from now on")
+    try:
+        model = get_type(task.task_type).auto_class.from_pretrained(path)
+    except Exception as exc:
+        raise _damaged(path, f"it does not load ({type(exc).__name__}: {exc})") from None
+    run_id = teacher_run_id(spec, meta, tracker, device, log)
+    if checkpoint != "last":
+        model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
+    else:
+        dev_metrics = meta["dev_metrics"]
+    log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: cached, {checkpoint} checkpoint, "
+        f"dev score {dev_metrics['score']:.4f}")
+    return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
+
+
+def _fine_tune(spec: TeacherSpec, task: TaskSpec, path: Path, data: DataCache, tokenizer, tracker: Tracker,
+               device: torch.device, checkpoint: str, run_id: str | None, log) -> Teacher:
+    """Fine-tune the teacher (cross-entropy only: alpha 0), save it to ``path`` with its kept
+    checkpoints and checksums, log it on its run (``run_id``, else a new one) and end the run
+    FINISHED; any exception ends it FAILED (KILLED when interrupted) and propagates."""
+    s = spec.settings
+    log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: fine-tuning "
+        f"({s['epochs']} epochs, max {s['max_train_examples']} examples)")
+    train_ds = data.tokenized(spec.dataset, "train", tokenizer, s["max_length"],
+                              max_examples=s["max_train_examples"], data_seed=s["data_seed"])
+    dev_ds, dev_labels = data.tokenized_dev(spec.dataset, tokenizer, s["max_length"], s["max_eval_examples"])
+    torch.manual_seed(derive_seed(s["seed"], "teacher_init"))
+    ttype = get_type(task.task_type)
+    model = load_pretrained_classifier(spec.model, ttype.num_labels(task), auto_class=ttype.auto_class)
+    dims = ModelDims.of(model.config)
+    objective = Distillation({"alpha": 0.0}, [], task_type=task.task_type, student=dims, teacher=dims)
+    tags, params = _record(spec, device)
+    if run_id is None:
+        run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
+    else:
+        tracker.annotate(run_id, tags, params)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    keeper = _Keeper()
+    try:
+        result = train(model, objective, train_ds, dev_ds, dev_labels, task, tokenizer, s, s["seed"],
+                       device, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
+                       desc=f"teacher {spec.dataset}", on_epoch_end=keeper)
+        tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
+                                     ("train_examples_per_s", result.train_examples_per_s, 0),
+                                     ("peak_memory_mb", result.peak_memory_mb, 0),
+                                     ("cpu_time_s", result.cpu_time_s, 0),
+                                     ("cpu_threads", result.cpu_threads, 0)])
+        meta = _save(model, keeper, result, spec, run_id, tmp, tracker)
+        os.replace(tmp, path)
+        tracker.store_teacher_files(run_id, path)  # for workers on other machines
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tracker.fail(run_id, exc)
+        raise
+    tracker.finish(run_id)
+    log(f"teacher {spec.dataset}/{spec.model}: dev score {result.dev_metrics['score']:.4f} "
+        f"in {result.wall_time_s:.0f} s ({result.train_examples_per_s:.0f} examples/s)")
+    model.cpu()
+    if checkpoint != "last":
+        model, dev_metrics = _load_checkpoint(path, meta, checkpoint, task.task_type)
+        return Teacher(spec, model, tokenizer, dev_metrics, run_id, path, checkpoint)
+    return Teacher(spec, model, tokenizer, result.dev_metrics, run_id, path)
+
+
+def _save(model: torch.nn.Module, keeper: _Keeper, result: TrainResult, spec: TeacherSpec, run_id: str,
+          tmp: Path, tracker: Tracker) -> dict:
+    """Save the final weights and the kept checkpoints into ``tmp`` with ``teacher.json``
+    (written last: dev metrics, run id, checksums); log the checkpoints' epochs; return the
+    metadata."""
+    model.save_pretrained(tmp)
+    checkpoints = {}
+    for name, (_, epoch, dev, state) in keeper.best.items():
+        folder = tmp / "checkpoints" / name
+        model.save_pretrained(folder, state_dict=state)
+        checkpoints[name] = {"epoch": epoch, "dev_metrics": dev, "sha256": file_checksums(folder)}
+    tracker.log_metrics(run_id, [(f"{name}_epoch", c["epoch"], 0) for name, c in checkpoints.items()])
+    meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
+            "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "sha256": file_checksums(tmp), "checkpoints": checkpoints}
+    (tmp / "teacher.json").write_text(json.dumps(meta, indent=2))
+    return meta
 
 
 def _load_checkpoint(path: Path, meta: dict, checkpoint: str,

@@ -15,11 +15,12 @@ import shutil
 import time
 from pathlib import Path
 
+import mlflow.artifacts
 import torch
-from study.core import contract
 from filelock import FileLock
 
-from study.execution import locks as claims
+from study.core import contract
+from study.execution import locks
 from study.execution.datacache import DataCache
 from study.grid import TeacherSpec
 from study.execution.teacher import (
@@ -53,8 +54,6 @@ def download_teacher(tracker: Tracker, spec: TeacherSpec, run) -> Path:
         TeacherCacheError: a downloaded file does not match the SHA-256 in ``teacher.json`` (or is
             missing); nothing is kept, and the message names the run.
     """
-    import mlflow.artifacts
-
     path = teacher_dir(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -106,9 +105,9 @@ def obtain_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                 "checksums verified")
             source = "artifact store"
             break
-        got = claims.claim(tracker, TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}",
-                           {contract.TAG_KIND: contract.KIND_TEACHER, contract.TAG_TEACHER_ID: spec.teacher_id},
-                           lambda: _teacher_runs(tracker, spec), is_done=_stored, timeout_s=tracker.claim_timeout_s)
+        got = locks.claim(tracker, TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}",
+                          {contract.TAG_KIND: contract.KIND_TEACHER, contract.TAG_TEACHER_ID: spec.teacher_id},
+                          lambda: _teacher_runs(tracker, spec), is_done=_stored, timeout_s=tracker.claim_timeout_s)
         if got.state == "claimed":
             try:
                 teacher = ensure_teacher(spec, data, tracker, device, log=log, checkpoint=checkpoint,
@@ -118,7 +117,7 @@ def obtain_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
                     tracker.fail(got.run_id, exc)  # failed before fine-tuning began
                 raise
             if teacher.run_id != got.run_id:  # another process of this machine cached it meanwhile
-                claims.withdraw(tracker, got.run_id, "the teacher was found in this machine's cache")
+                locks.withdraw(tracker, got.run_id, "the teacher was found in this machine's cache")
                 return _published(tracker, teacher), "local cache"
             return teacher, "fine-tuned"
         if got.state == "busy":

@@ -22,13 +22,15 @@ from pathlib import Path
 from unittest import mock
 from urllib.parse import unquote, urlparse
 
+import torch
+import transformers
 from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import study
 from study.core import contract
-from study.execution import locks as claims
+from study.execution import locks
 from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.core.errors import StudyConfigError
 
@@ -57,9 +59,6 @@ def _git_commit() -> str:
 
 def environment_tags(device: str) -> dict[str, str]:
     """Provenance tags: package versions, git commit, device, host."""
-    import torch
-    import transformers
-
     return {
         "study.version": study.__version__,
         "study.git_commit": _git_commit(),
@@ -80,7 +79,7 @@ class Tracker:
     reading (``read_only`` is True).
     """
 
-    def __init__(self, uri: str | None = None, claim_timeout_s: float = claims.DEFAULT_CLAIM_TIMEOUT_S):
+    def __init__(self, uri: str | None = None, claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S):
         self.uri = tracking_uri(uri)
         self.read_only = False
         #: seconds without a heartbeat after which another machine's RUNNING run is dead
@@ -218,12 +217,12 @@ class Tracker:
         return not self.uri.startswith("sqlite:")
 
     def start(self, experiment: str, run_name: str, tags: dict[str, str], params: dict[str, str]) -> str:
-        """Create a RUNNING run held by this process (``claims.holder_tags``, heartbeat renewed
+        """Create a RUNNING run held by this process (``locks.holder_tags``, heartbeat renewed
         until ``finish``/``fail``/``release``) with ``tags`` set atomically at creation, then its
         params; return its id."""
         run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
-                                     tags={**claims.holder_tags(), **{k: str(v) for k, v in tags.items()}})
-        claims.Heartbeat.of(self.uri).add(run.info.run_id)
+                                     tags={**locks.holder_tags(), **{k: str(v) for k, v in tags.items()}})
+        locks.Heartbeat.of(self.uri).add(run.info.run_id)
         self.annotate(run.info.run_id, {}, params)
         return run.info.run_id
 
@@ -236,7 +235,7 @@ class Tracker:
 
     def release(self, run_id: str) -> None:
         """Stop renewing the run's heartbeat (it is ending, or no longer ours)."""
-        claims.Heartbeat.of(self.uri).remove(run_id)
+        locks.Heartbeat.of(self.uri).remove(run_id)
 
     def store_teacher_files(self, run_id: str, folder: Path) -> None:
         """On a tracking server, log a teacher's folder as the artifacts ``teacher/`` of its run
@@ -278,19 +277,11 @@ class Tracker:
             pass
         self.client.set_terminated(run_id, "FAILED")
 
-    def record_failure(self, experiment: str, run_name: str, tags: dict[str, str],
-                       params: dict[str, str], exc: BaseException) -> str:
-        """Log a run that failed before it could start (e.g. its teacher could not be prepared),
-        so that ``study status`` counts it failed rather than pending; return its id."""
-        run_id = self.start(experiment, run_name, tags, params)
-        self.fail(run_id, exc)
-        return run_id
-
     def kill_orphans(self, runs: list) -> int:
-        """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``claims.dead_reason``:
+        """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``locks.dead_reason``:
         its process is gone from this machine, or another machine's heartbeat is older than
         ``claim_timeout_s``); a live run elsewhere is left alone. Returns how many."""
-        return len(claims.reap(self, runs, self.claim_timeout_s))
+        return len(locks.reap(self, runs, self.claim_timeout_s))
 
 
 _ALLOWED_URIS = ("allowed: http(s)://HOST:PORT of a running MLflow server, or sqlite:///PATH, given "

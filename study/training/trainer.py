@@ -1,5 +1,6 @@
-"""The training loop: one function a reader can follow top to bottom (``train_group``, with one
-student's step in ``_student_step`` and its end of epoch in ``_end_epoch``).
+"""The training loop: one function a reader can follow top to bottom (``train_group``: set-up in
+``_setup``, each batch in ``_train_batch`` with one student's step in ``_student_step``, the end of
+an epoch in ``_end_epoch``).
 
 AdamW, linear warm-up then linear decay, gradient clipping, evaluation on dev after each
 epoch. The teacher (if any) runs in eval mode under ``torch.no_grad`` so it is outside the
@@ -23,11 +24,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from study.core.hashing import derive_seed
 from study.core.device import autocast, peak_memory_mb
+from study.core.hashing import derive_seed
+from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
+from study.objectives.prediction import teacher_loss
 from study.tasks.catalogue import TaskSpec
 from study.tasks.metrics import compute_metrics
-from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
+from study.tasks.types import get_type
 from study.tasktypes.sequence_classification import TokenizedSplit, predict_with_loss
 
 
@@ -62,8 +65,6 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
     during a student's training: objectives that need only the logits read them from this cache
     instead of running the teacher on every step.
     """
-    from study.tasks.types import get_type
-
     ttype = get_type(getattr(data, "task_type", "classification"))
     teacher.to(device).eval()
     collate = ttype.collator(tokenizer)
@@ -339,6 +340,79 @@ def train_group(
     start, cpu_start = time.perf_counter(), time.process_time()
     if not students:
         return []
+    _check_shared(students)
+    seed, batch_size, epochs = students[0].seed, students[0].budget["batch_size"], students[0].budget["epochs"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ttype = get_type(task.task_type)
+    loader, dev_loader = _loaders(train_data, dev_data, ttype.collator(tokenizer), batch_size, seed)
+    if teacher is not None:
+        teacher.to(device).eval()
+    results: list[TrainResult | Exception | None] = [None] * len(students)
+    members = _setup_all(students, results, teacher, len(loader), device)
+    t_pass = _TeacherPass.for_students(teacher, members)
+    train_time = 0.0
+    try:
+        for epoch in range(1, epochs + 1):
+            live = [s for s in members if s.error is None]
+            if not live:
+                break
+            batches = _open_epoch(live, loader)
+            t0 = time.perf_counter()
+            desc = live[0].spec.desc if len(students) == 1 else f"{live[0].spec.desc} (+{len(live) - 1})"
+            bar = tqdm(batches, total=len(loader), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, unit="batch")
+            for batch in bar:
+                _train_batch(live, batch, t_pass, ttype, device)
+                if live[0].error is None and live[0].step % CHECK_EVERY == 0:
+                    bar.set_postfix(loss=f"{live[0].recorded['train_loss'][-1].item():.4f}")
+            train_time += time.perf_counter() - t0
+            for s in live:
+                if s.error is None:
+                    try:
+                        with s.rng.active():
+                            _end_epoch(s, epoch, dev_loader, dev_data, dev_labels, task, ttype, device)
+                    except Exception as exc:
+                        _drop(s, exc)
+    finally:
+        for tap in [s.tap for s in members] + [t_pass.tap]:
+            if tap is not None:
+                tap.remove()
+    wall, cpu, memory = time.perf_counter() - start, time.process_time() - cpu_start, peak_memory_mb(device)
+    for s in members:
+        results[s.position] = s.error if s.error is not None else TrainResult(
+            dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
+            train_examples_per_s=s.seen / train_time if train_time else float("nan"),
+            peak_memory_mb=memory, history=s.history, group_size=len(students), cpu_time_s=cpu,
+            cpu_threads=torch.get_num_threads())
+    return results
+
+
+def _loaders(train_data: TokenizedSplit, dev_data: TokenizedSplit, collate, batch_size: int,
+             seed: int) -> tuple[DataLoader, DataLoader]:
+    """The training loader (batches of similar length, in the order of the ``data_order`` stream
+    of ``seed``) and the dev loader (in order, 128 a batch)."""
+    # Batches of similar length (HF's group_by_length) cut padding about in half on GLUE: ~1.7x faster.
+    sampler = LengthGroupedSampler(batch_size, lengths=train_data.lengths,
+                                   generator=torch.Generator().manual_seed(derive_seed(seed, "data_order")))
+    loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+    return loader, DataLoader(dev_data, batch_size=128, shuffle=False, collate_fn=collate)
+
+
+def _setup_all(students: list[Student], results: list, teacher: torch.nn.Module | None, total_batches: int,
+               device: torch.device) -> list[_Live]:
+    """Each student's training state (``_setup``); a student whose set-up raises gets the
+    exception as its entry of ``results`` and is left out."""
+    members = []
+    for i, spec in enumerate(students):
+        try:
+            members.append(_setup(spec, i, teacher, total_batches, device))
+        except Exception as exc:
+            results[i] = exc
+    return members
+
+
+def _check_shared(students: list[Student]) -> None:
+    """Raise ValueError unless every student shares the first one's seed, batch size and epochs."""
     first = students[0]
     for spec in students[1:]:
         for what, a, b in (("seed", first.seed, spec.seed),
@@ -346,119 +420,88 @@ def train_group(
                            ("epochs", first.budget["epochs"], spec.budget["epochs"])):
             if a != b:
                 raise ValueError(f"students of a group share their {what}: {a!r} and {b!r} ({spec.desc})")
-    seed, batch_size, epochs = first.seed, first.budget["batch_size"], first.budget["epochs"]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    from study.tasks.types import get_type
 
-    ttype = get_type(task.task_type)
-    collate = ttype.collator(tokenizer)
-    # Batches of similar length (HF's group_by_length) cut padding about in half on GLUE: ~1.7x faster.
-    sampler = LengthGroupedSampler(batch_size, lengths=train_data.lengths,
-                                   generator=torch.Generator().manual_seed(derive_seed(seed, "data_order")))
-    loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler, collate_fn=collate)
-    dev_loader = DataLoader(dev_data, batch_size=128, shuffle=False, collate_fn=collate)
-    if teacher is not None:
-        teacher.to(device).eval()
 
-    members: list[_Live] = []
-    results: list[TrainResult | Exception | None] = [None] * len(students)
-    for i, spec in enumerate(students):
-        try:
-            members.append(_setup(spec, i, teacher, len(loader), device))
-        except Exception as exc:
-            results[i] = exc
-    # One teacher pass serves every student that reads features: the union of what they read.
-    forward = [s for s in members if s.run_teacher]
-    t_needs_hidden = any(s.spec.objective.needs_hidden for s in forward)
-    t_layers: dict[int, set[str]] = {}
-    for s in forward:
-        for layer, names in s.spec.objective.taps()[1].items():
-            t_layers.setdefault(layer, set()).update(names)
-    t_tap = FeatureTap(teacher, set(t_layers), set().union(*t_layers.values())) if t_layers else None
+@dataclass
+class _TeacherPass:
+    """The teacher's one forward pass per batch for every student that reads its features: the
+    union of the hidden states and Q/K/V taps they read."""
 
-    def drop(s: _Live, exc: Exception) -> None:
-        s.error = exc
-        if s.tap is not None:
-            s.tap.remove()
-            s.tap = None
+    model: torch.nn.Module | None
+    tap: FeatureTap | None
+    needs_hidden: bool
 
-    train_time = 0.0
-    try:
-        for epoch in range(1, epochs + 1):
-            live = [s for s in members if s.error is None]
-            if not live:
-                break
-            # Each opening of the loader draws its base seed from the global generator, so each
-            # student makes, from its own stream, the LOADER_OPENS draws it made alone; the batches
-            # come from the first student's iterator (the sampler is consumed once).
-            batches = None
-            for s in live:
-                s.spec.model.train()
-                # Losses stay on the device and reach the host once per epoch (each .item() would
-                # be a GPU synchronisation); finiteness is read every CHECK_EVERY steps.
-                s.recorded = {}
-                s.first_step = s.step + 1
-                with s.rng.active():
-                    for _ in range(LOADER_OPENS):
-                        it = iter(loader)
-                batches = it if batches is None else batches
-            t0 = time.perf_counter()
-            desc = live[0].spec.desc if len(students) == 1 else f"{live[0].spec.desc} (+{len(live) - 1})"
-            bar = tqdm(batches, total=len(loader), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, unit="batch")
-            for batch in bar:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
-                idx = batch.pop("idx")
-                mask = batch["attention_mask"].bool()  # (B, T)
-                shared = _TeacherBatch()
-                if any(s.run_teacher and s.error is None for s in live):
-                    if t_tap is not None:
-                        t_tap.clear()
-                    with autocast(device), torch.no_grad():
-                        t_out = teacher(**batch, output_hidden_states=t_needs_hidden)
-                        shared.logits = ttype.logits(t_out).float()  # (B, C), (B, T, C) or (B, T, 2)
-                    shared.source = FeatureSource(mask, teacher.config.num_attention_heads, t_out.hidden_states,
-                                                  t_tap.projections if t_tap else {})
-                    if t_tap is not None:
-                        t_tap.clear()  # a student's mix-up pass through the teacher must not overwrite them
-                for s in live:
-                    if s.error is not None:
-                        continue
-                    try:
-                        with s.rng.active():
-                            _student_step(s, batch, labels, positions, idx, mask, shared, teacher, ttype, device)
-                    except Exception as exc:  # one student's failure never stops the others
-                        drop(s, exc)
-                if live[0].error is None and live[0].step % CHECK_EVERY == 0:
-                    bar.set_postfix(loss=f"{live[0].recorded['train_loss'][-1].item():.4f}")
-            train_time += time.perf_counter() - t0
-            for s in live:
-                if s.error is not None:
-                    continue
-                try:
-                    with s.rng.active():
-                        _end_epoch(s, epoch, dev_loader, dev_data, dev_labels, task, ttype, device)
-                except Exception as exc:
-                    drop(s, exc)
-    finally:
-        for s in members:
-            if s.tap is not None:
-                s.tap.remove()
-        if t_tap is not None:
-            t_tap.remove()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    memory = peak_memory_mb(device)
-    for s in members:
+    @classmethod
+    def for_students(cls, teacher: torch.nn.Module | None, members: list[_Live]) -> _TeacherPass:
+        forward = [s for s in members if s.run_teacher]
+        layers: dict[int, set[str]] = {}
+        for s in forward:
+            for layer, names in s.spec.objective.taps()[1].items():
+                layers.setdefault(layer, set()).update(names)
+        tap = FeatureTap(teacher, set(layers), set().union(*layers.values())) if layers else None
+        return cls(teacher, tap, any(s.spec.objective.needs_hidden for s in forward))
+
+    def __call__(self, batch: dict, mask: torch.Tensor, ttype, device: torch.device) -> _TeacherBatch:
+        """The teacher's logits (float32) and features on ``batch`` (``mask``: (B, T) bool)."""
+        shared = _TeacherBatch()
+        if self.tap is not None:
+            self.tap.clear()
+        with autocast(device), torch.no_grad():
+            t_out = self.model(**batch, output_hidden_states=self.needs_hidden)
+            shared.logits = ttype.logits(t_out).float()  # (B, C), (B, T, C) or (B, T, 2)
+        shared.source = FeatureSource(mask, self.model.config.num_attention_heads, t_out.hidden_states,
+                                      self.tap.projections if self.tap else {})
+        if self.tap is not None:
+            self.tap.clear()  # a student's mix-up pass through the teacher must not overwrite them
+        return shared
+
+
+def _open_epoch(live: list[_Live], loader: DataLoader):
+    """Start an epoch for every live student; return the epoch's batch iterator.
+
+    Each opening of the loader draws its base seed from the global generator, so each student
+    makes, from its own stream, the ``LOADER_OPENS`` draws it made alone; the batches come from
+    the first student's iterator (the sampler is consumed once)."""
+    batches = None
+    for s in live:
+        s.spec.model.train()
+        # Losses stay on the device and reach the host once per epoch (each .item() would be a GPU
+        # synchronisation); finiteness is read every CHECK_EVERY steps.
+        s.recorded = {}
+        s.first_step = s.step + 1
+        with s.rng.active():
+            for _ in range(LOADER_OPENS):
+                it = iter(loader)
+        batches = it if batches is None else batches
+    return batches
+
+
+def _train_batch(live: list[_Live], batch: dict, t_pass: _TeacherPass, ttype, device: torch.device) -> None:
+    """One optimiser step of every live student on ``batch``, the teacher run once for all of
+    them when some student reads it; a student that raises leaves the group (``_drop``)."""
+    batch = {k: v.to(device) for k, v in batch.items()}
+    labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
+    idx = batch.pop("idx")
+    mask = batch["attention_mask"].bool()  # (B, T)
+    shared = _TeacherBatch()
+    if any(s.run_teacher and s.error is None for s in live):
+        shared = t_pass(batch, mask, ttype, device)
+    for s in live:
         if s.error is not None:
-            results[s.position] = s.error
             continue
-        results[s.position] = TrainResult(
-            dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
-            train_examples_per_s=s.seen / train_time if train_time else float("nan"),
-            peak_memory_mb=memory, history=s.history, group_size=len(students), cpu_time_s=cpu,
-            cpu_threads=torch.get_num_threads())
-    return results
+        try:
+            with s.rng.active():
+                _student_step(s, batch, labels, positions, idx, mask, shared, t_pass.model, ttype, device)
+        except Exception as exc:  # one student's failure never stops the others
+            _drop(s, exc)
+
+
+def _drop(s: _Live, exc: Exception) -> None:
+    """Take ``s`` out of the group with ``exc`` as its result, its feature hooks removed."""
+    s.error = exc
+    if s.tap is not None:
+        s.tap.remove()
+        s.tap = None
 
 
 def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: TokenizedSplit, dev_labels: list,
@@ -501,8 +544,6 @@ def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Dist
     params = objective.prediction
     if params["distance"] == "none":
         params = {"distance": "kl", "teacher_temperature": 1.0, "student_temperature": 1.0}
-    from study.objectives.prediction import teacher_loss
-
     return teacher_loss(s_logits, t_logits, params, objective.task_type)
 
 

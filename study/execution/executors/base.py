@@ -1,4 +1,5 @@
-"""The executor interface and its registry."""
+"""The executor interface and its registry (``EXECUTORS``: every module of this package but
+``base`` is an executor plug-in, imported the first time the registry is read)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from study.core.errors import StudyConfigError
-from study.core.registry import lookup
-from study.execution.work import CellOutcome, RunContext, WorkUnit
+from study.core.registry import Registry
+from study.execution.units import WorkUnit
+from study.execution.work import CellOutcome, RunContext
 
-#: name -> executor class; filled by ``register`` as each module of the package is imported.
-EXECUTORS: dict[str, type[Executor]] = {}
-
-
-def register(cls: type[Executor]) -> type[Executor]:
-    """Class decorator: make ``cls`` available as ``--executor cls.name``."""
-    EXECUTORS[cls.name] = cls
-    return cls
+#: name -> executor class; each plug-in module registers its class with ``register``.
+EXECUTORS: Registry[type[Executor]] = Registry("executor", "study.execution.executors")
+#: Class decorator: make ``cls`` available as ``--executor cls.name``.
+register = EXECUTORS.register()
 
 
 class Executor:
@@ -56,5 +54,5 @@ def make_executor(name: str, **options: Any) -> Executor:
     Raises:
         StudyConfigError: an unknown name (did-you-mean) or an option the executor does not take.
     """
-    cls = lookup(EXECUTORS, name, "executor")
+    cls = EXECUTORS.get(name)
     return cls(**{k: v for k, v in options.items() if v is not None})

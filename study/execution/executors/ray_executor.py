@@ -17,7 +17,8 @@ import time
 
 from study.execution.executors.base import Executor, register
 from study.core.errors import StudyConfigError
-from study.execution.work import CellOutcome, RunContext, WorkUnit, worker_for
+from study.execution.units import WorkUnit
+from study.execution.work import CellOutcome, RunContext, worker_for
 
 ADDRESS_HELP = ("allowed: HOST:PORT of a running cluster's head (what `ray start --head` prints), "
                 "`auto` for the cluster this machine belongs to, or no --address for a local cluster")
@@ -81,7 +82,7 @@ class RayExecutor(Executor):
         without GPUs per task."""
         s = self.settings
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401  (optional dependency, kd-study[ray]: imported only when used)
         except ImportError:
             raise StudyConfigError("--executor ray needs Ray, which is not installed: pip install "
                                    "'kd-study[ray]' (or `pip install ray`), or use --executor serial.") from None
@@ -114,7 +115,7 @@ class RayExecutor(Executor):
 
     def _start(self, ctx: RunContext, shared_store: bool) -> bool:
         """Connect to (or start) the cluster; True when this call started it."""
-        import ray
+        import ray  # optional dependency, kd-study[ray]: imported only when used
 
         s = self.settings
         if ray.is_initialized():
@@ -139,7 +140,7 @@ class RayExecutor(Executor):
         return True
 
     def run(self, units, ctx, report, log=print) -> None:
-        import ray
+        import ray  # optional dependency, kd-study[ray]: imported only when used
         from ray.exceptions import RayError
 
         s = self.settings

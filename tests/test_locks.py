@@ -1,6 +1,6 @@
-"""The claim protocol (``study.execution.locks``) on a real MLflow store, without training: processes
-racing for one cell, holders that died on this machine or went silent on another, heartbeats,
-duplicates at finish, and the executor registry's refusals.
+"""Run locks: the claim protocol (``study.execution.locks``) on a real MLflow store, without
+training: processes racing for one cell, holders that died on this machine or went silent on
+another, heartbeats, duplicates at finish, and the executor registry's refusals.
 
 Other machines are played by processes with another ``STUDY_NODE``; their liveness is then judged
 by heartbeat only, as it would be across hosts.
@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from study.core import contract
-from study.execution import locks as claims
 from study.core.errors import StudyConfigError
+from study.execution import locks
+from study.execution.executors import EXECUTORS, make_executor
 from study.execution.tracking import Tracker
+from study.execution.work import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "c0ffee"
@@ -41,16 +43,16 @@ def _tags(cell_id: str = CELL) -> dict[str, str]:
 def _claimer(uri: str, start_at: float, hold_s: float, env: dict[str, str]) -> subprocess.Popen:
     code = f"""
 import time
-from study.execution import locks as claims
+from study.execution import locks
 from study.execution.tracking import Tracker
 t = Tracker({uri!r}, claim_timeout_s=60)
 lookup = lambda: t.cell_runs({CELL!r}).get({CELL!r}, [])
 time.sleep(max(0.0, {start_at} - time.time()))
-got = claims.claim(t, "g", "cell", {_tags()!r}, lookup, timeout_s=60)
+got = locks.claim(t, "g", "cell", {_tags()!r}, lookup, timeout_s=60)
 print(got.state, flush=True)
 if got.state == "claimed":
     time.sleep({hold_s})
-    claims.finish(t, got.run_id, lookup)
+    locks.finish(t, got.run_id, lookup)
 """
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -60,6 +62,7 @@ def _env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
 
 
+@pytest.mark.slow  # spawns racing processes: about 20 s on 2 cores
 def test_racing_processes_on_two_machines_claim_a_cell_once(tracker):
     """Six processes, half of them 'on another machine', claim one cell at the same instant:
     exactly one trains it, one FINISHED run, nothing left RUNNING, withdrawn claims deleted."""
@@ -83,11 +86,11 @@ def test_holder_that_died_on_this_machine_is_reaped_at_once(tracker):
     assert subprocess.run([sys.executable, "-c", code], env=_env(), timeout=120).returncode == 9
     [dead] = _lookup(tracker)()
     assert dead.info.status == "RUNNING"
-    got = claims.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=3600)
+    got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=3600)
     assert got.state == "claimed" and len(got.reaped) == 1 and "died before finishing" in got.reaped[0]
     dead = tracker.client.get_run(dead.info.run_id)
     assert dead.info.status == "KILLED" and "pid" in dead.data.tags[contract.TAG_ERROR]
-    claims.finish(tracker, got.run_id, _lookup(tracker))
+    locks.finish(tracker, got.run_id, _lookup(tracker))
 
 
 def _foreign_run(tracker: Tracker, heartbeat_age_s: float) -> str:
@@ -101,27 +104,27 @@ def _foreign_run(tracker: Tracker, heartbeat_age_s: float) -> str:
 
 def test_live_claim_elsewhere_makes_the_cell_busy(tracker):
     _foreign_run(tracker, heartbeat_age_s=5)
-    got = claims.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=60)
+    got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=60)
     assert got.state == "busy" and "elsewhere:1" in got.holder
     assert [r.info.status for r in _lookup(tracker)()] == ["RUNNING"]  # nothing created
 
 
 def test_claim_with_a_stale_heartbeat_is_taken_over(tracker):
     stale = _foreign_run(tracker, heartbeat_age_s=120)
-    got = claims.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=60)
+    got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=60)
     assert got.state == "claimed" and "no heartbeat from elsewhere:1" in got.reaped[0]
     assert tracker.client.get_run(stale).info.status == "KILLED"
 
 
 def test_finished_cell_is_done_and_a_late_finisher_is_a_duplicate(tracker):
-    got = claims.claim(tracker, "g", "cell", _tags(), _lookup(tracker))
+    got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker))
     first = _foreign_run(tracker, heartbeat_age_s=0)
     tracker.client.set_terminated(first, "FINISHED")  # the stale-taken-over worker came back first
-    assert claims.finish(tracker, got.run_id, _lookup(tracker)) == first
+    assert locks.finish(tracker, got.run_id, _lookup(tracker)) == first
     mine = tracker.client.get_run(got.run_id)
     assert mine.info.status == "KILLED" and mine.data.tags[contract.TAG_DUPLICATE_OF] == first
     assert tracker.cell_status() == {CELL: "done"}
-    again = claims.claim(tracker, "g", "cell", _tags(), _lookup(tracker))
+    again = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker))
     assert again.state == "done" and again.run.info.run_id == first
 
 
@@ -141,22 +144,20 @@ def test_heartbeat_renews_until_the_run_ends(tracker, monkeypatch):
 
 def test_run_from_before_claims_counts_as_dead(tracker):
     run = tracker.client.create_run(tracker.experiment_id("g"), run_name="old", tags=_tags())
-    assert claims.dead_reason(tracker.client.get_run(run.info.run_id), 600) is not None
+    assert locks.dead_reason(tracker.client.get_run(run.info.run_id), 600) is not None
 
 
 def test_claim_timeout_shorter_than_three_heartbeats_is_refused(monkeypatch):
     monkeypatch.setenv("STUDY_HEARTBEAT_S", "30")
     with pytest.raises(StudyConfigError, match="at least 3 heartbeat intervals \\(90 s"):
-        claims.check_claim_timeout(60)
-    assert claims.check_claim_timeout(90) == 90
+        locks.check_claim_timeout(60)
+    assert locks.check_claim_timeout(90) == 90
 
 
 # --- the executor registry --------------------------------------------------------------------
 
 
 def test_executor_registry_names_what_is_allowed():
-    from study.execution.executors import EXECUTORS, make_executor
-
     assert {"serial", "ray"} <= set(EXECUTORS)
     with pytest.raises(StudyConfigError, match="Unknown executor 'rya'. Allowed: ray, serial. Did you mean 'ray'"):
         make_executor("rya")
@@ -166,9 +167,6 @@ def test_executor_registry_names_what_is_allowed():
 
 
 def _ray_check(ctx_uri: str = "http://127.0.0.1:5000", device: str = "auto", **options):
-    from study.execution.executors import make_executor
-    from study.execution.work import RunContext
-
     ctx = RunContext(grid="g", grid_version="v", tracking_uri=ctx_uri, data_dir=None, device=device)
     make_executor("ray", **options).check(ctx, not ctx_uri.startswith("sqlite:"))
 

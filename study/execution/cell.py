@@ -1,0 +1,189 @@
+"""Train one cell, or a group of cells that share their batches, each logged to its own run.
+
+A cell's run is tagged with the contract's names and given its params (``open_cell_run``), its
+student, data and objective are built from the cell's seed streams (``prepare_cell``), the group
+trains together on the same batches (``study.training.trainer.train_group``), and each run ends
+FINISHED with its costs (``finish_cell``), or FAILED with its error while the others go on
+(``run_group``). Claiming the runs is the worker's business (``study.execution.work``); this
+module trains what it is handed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from study.core import contract
+from study.core.hashing import derive_seed
+from study.execution import locks
+from study.execution.datacache import DataCache
+from study.execution.teacher import Teacher
+from study.execution.tracking import Tracker, environment_tags
+from study.execution.units import group_key
+from study.grid import Cell
+from study.models import StudentSize, build_student
+from study.objectives import ModelDims
+from study.tasks.catalogue import TASKS
+from study.tasks.types import get_type
+from study.tasktypes.sequence_classification import TokenizedSplit
+from study.training.trainer import Student, TrainResult, train_group
+
+
+def cell_tags(cell: Cell, grid_version: str | None = None) -> dict[str, str]:
+    """The contract's tags of a cell run: kind, id, grid, membership (name, factor values and the
+    grid's version), teacher."""
+    return {contract.TAG_KIND: contract.KIND_CELL, contract.TAG_CELL_ID: cell.cell_id,
+            contract.TAG_GRID: cell.grid,
+            contract.membership_tag(cell.grid): contract.encode_membership(cell.name, cell.factors, grid_version),
+            contract.TAG_TEACHER_ID: cell.teacher.teacher_id}
+
+
+@dataclass
+class PreparedCell:
+    """A cell ready to train: its run, the trainer's ``Student`` and its data."""
+
+    cell: Cell
+    run_id: str
+    student: Student
+    train_ds: TokenizedSplit
+    dev_ds: TokenizedSplit
+    dev_labels: list
+    needs_teacher: bool  # the teacher model is handed to the trainer (features, mix-up)
+
+
+def open_cell_run(cell: Cell, teacher: Teacher, tracker: Tracker, device: torch.device,
+                  grid_version: str | None = None, run_id: str | None = None,
+                  teacher_source: str | None = None) -> str:
+    """Tag (and give params to) the cell's claimed run ``run_id``, or start one; return its id."""
+    tags = {**cell_tags(cell, grid_version), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
+            # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
+            "study.augmentation_version": cell.identity["augmentation"]["version"],
+            **environment_tags(device.type)}
+    if teacher_source is not None:
+        tags[contract.TAG_TEACHER_SOURCE] = teacher_source
+    params = {**cell.params(), contract.PARAM_SCORE_METRIC: "+".join(TASKS[cell.dataset].score)}
+    if run_id is None:
+        return tracker.start(cell.grid, cell.name, tags, params)
+    tracker.annotate(run_id, tags, params)
+    return run_id
+
+
+def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
+                 run_id: str) -> PreparedCell:
+    """Build the cell's student (seeded by its ``init`` stream), data and objective (its
+    ``objective_init`` stream), and the teacher's cached logits where the objective reads only them."""
+    task = TASKS[cell.dataset]
+    tr = cell.training
+    size = StudentSize.parse(cell.student)
+    torch.manual_seed(derive_seed(cell.seed, "init"))
+    # Attention-like features come from Q/K/V hooks, so both models keep the fast sdpa kernel.
+    ttype = get_type(task.task_type)
+    student = build_student(teacher.model, size, cell.initialisation, ttype.num_labels(task), "sdpa",
+                            auto_class=ttype.auto_class)
+    train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
+                              max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
+                              augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)
+    dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
+                                            tr["max_eval_examples"])
+    torch.manual_seed(derive_seed(cell.seed, "objective_init"))  # learned projections, critics
+    objective = cell.build_objective(task.task_type, ModelDims.of(student.config),
+                                     ModelDims.of(teacher.model.config), train_size=len(train_ds))
+    cached = None
+    if objective.needs_teacher and not objective.needs_teacher_forward:
+        # Logit-only objectives read the frozen teacher's logits from a per-split cache.
+        cached = data.teacher_logits(f"{cell.teacher.teacher_id}:{cell.teacher.checkpoint}", teacher.model, train_ds,
+                                     teacher.tokenizer, device)
+    spec = Student(student, objective, tr, cell.seed, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
+                   desc=cell.name, cached_teacher_logits=cached, mixup=cell.mixup)
+    return PreparedCell(cell, run_id, spec, train_ds, dev_ds, dev_labels,
+                        needs_teacher=bool(objective.needs_teacher or cell.mixup))
+
+
+def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, tracker: Tracker,
+                lookup=None) -> float:
+    """Log the cell's costs and end its run FINISHED (``locks.finish`` with ``lookup``); return
+    its dev score (a fraction)."""
+    n_params = sum(p.numel() for p in prep.student.model.parameters())
+    tracker.log_metrics(prep.run_id, [
+        ("teacher_dev_score", teacher.dev_score, 0),
+        ("wall_time_s", result.wall_time_s, 0),
+        ("train_time_s", result.train_time_s, 0),
+        ("train_examples_per_s", result.train_examples_per_s, 0),
+        ("peak_memory_mb", result.peak_memory_mb, 0),
+        ("train_examples", len(prep.train_ds), 0),
+        ("student_parameters", n_params, 0),
+        ("group_size", result.group_size, 0),
+        ("cpu_time_s", result.cpu_time_s, 0),
+        ("cpu_threads", result.cpu_threads, 0),
+    ])
+    if lookup is None:
+        tracker.finish(prep.run_id)
+    else:
+        locks.finish(tracker, prep.run_id, lookup)
+    return result.dev_metrics["score"]
+
+
+def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
+              grid_version: str | None = None, run_ids: list[str | None] | None = None,
+              teacher_source: str | None = None, lookups: list | None = None) -> list[float | Exception]:
+    """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
+    logged to its own run; per cell, its dev score (a fraction) or the exception that ended its
+    run FAILED (the others go on). An interruption ends every open run KILLED and propagates.
+
+    Args:
+        run_ids: per cell, its claimed RUNNING run (``study.execution.locks``), or None to start one.
+        lookups: per cell, a function returning the cell's runs, to end its run as a duplicate if
+            another finished first (``locks.finish``), or None.
+
+    Raises:
+        ValueError: the cells do not share a ``group_key``.
+    """
+    if len({group_key(c) for c in cells}) > 1:
+        raise ValueError("cells of a group must share data, seed, budget shape and teacher (study.execution.units.group_key)")
+    run_ids = list(run_ids or [None] * len(cells))
+    lookups = list(lookups or [None] * len(cells))
+    outcomes: list[float | Exception | None] = [None] * len(cells)
+    prepared: dict[int, PreparedCell] = {}
+    opened: dict[int, str] = {}  # runs not yet ended
+
+    def fail(i: int, exc: BaseException) -> None:
+        tracker.fail(opened.pop(i), exc)
+        if isinstance(exc, Exception):
+            outcomes[i] = exc
+
+    try:
+        for i, cell in enumerate(cells):
+            try:
+                opened[i] = open_cell_run(cell, teacher, tracker, device, grid_version, run_ids[i], teacher_source)
+            except Exception as exc:  # the store refused this cell's run
+                if run_ids[i] is not None:
+                    opened[i] = run_ids[i]
+                    fail(i, exc)
+                else:
+                    outcomes[i] = exc
+                continue
+            try:
+                prepared[i] = prepare_cell(cell, teacher, data, tracker, device, opened[i])
+            except Exception as exc:
+                fail(i, exc)
+        if prepared:
+            first = next(iter(prepared.values()))
+            with_teacher = any(p.needs_teacher for p in prepared.values())
+            results = train_group([p.student for p in prepared.values()], first.train_ds, first.dev_ds,
+                                  first.dev_labels, TASKS[first.cell.dataset], teacher.tokenizer, device,
+                                  teacher=teacher.model if with_teacher else None)
+            for (i, prep), result in zip(prepared.items(), results):
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    outcomes[i] = finish_cell(prep, result, teacher, tracker, lookups[i])
+                    opened.pop(i)
+                except Exception as exc:
+                    fail(i, exc)
+        teacher.model.cpu()
+    except BaseException as exc:
+        for i in list(opened):
+            fail(i, exc)
+        raise
+    return outcomes
