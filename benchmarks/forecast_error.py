@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 
 from study.execution import forecast as fc
-from study.tasks.catalogue import resolve_data_dir
 from study.execution.datacache import DataCache
-from study.grid import load_grid
 from study.execution.tracking import Tracker
 from study.execution.units import work_units
+from study.grid import load_grid
+from study.tasks.catalogue import resolve_data_dir
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ import time
 import torch
 import transformers
 
-from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.core.device import select_device
+from study.core.hashing import derive_seed
 from study.execution.datacache import DataCache
+from study.execution.teacher import load_tokenizer
 from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
-from study.execution.teacher import load_tokenizer
-from study.core.hashing import derive_seed
-from study.core.device import select_device
+from study.tasks.catalogue import TASKS, resolve_data_dir
 from study.training.trainer import teacher_logits, train
 
 

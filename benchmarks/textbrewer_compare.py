@@ -36,15 +36,15 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from study.tasks.catalogue import TASKS, resolve_data_dir
+from study.core.device import select_device
+from study.core.hashing import derive_seed
 from study.execution.datacache import DataCache
+from study.execution.teacher import load_tokenizer
 from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
-from study.execution.teacher import load_tokenizer
-from study.core.hashing import derive_seed
+from study.tasks.catalogue import TASKS, resolve_data_dir
 from study.training.trainer import evaluate, teacher_logits, train
-from study.core.device import select_device
 
 TAU = 2.0
 
@@ -61,7 +61,11 @@ def _optimizer(model: torch.nn.Module, budget: dict) -> torch.optim.Optimizer:
 
 def run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching: bool) -> float:
     """Train ``student`` with TextBrewer's BasicDistiller; returns the wall seconds of ``train``."""
-    from textbrewer import BasicDistiller, DistillationConfig, TrainingConfig  # optional (dev extra): only this run needs it
+    from textbrewer import (  # optional (dev extra): only this run needs it
+        BasicDistiller,
+        DistillationConfig,
+        TrainingConfig,
+    )
 
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     sampler = LengthGroupedSampler(budget["batch_size"], lengths=train_ds.lengths,

@@ -19,8 +19,8 @@ from study.augment import (
     synonym_replacement,
     wordnet,
 )
-from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
+from study.tasks.spec import Split
 
 WORDS = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun".split()
 

@@ -12,8 +12,8 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizer, MarianConfi
 
 from study.augment import augment, augment_pipeline, resolve_pipeline, step_cache_path
 from study.augment.models import load_masked_lm, load_seq2seq
-from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
+from study.tasks.spec import Split
 
 WORDS = "the quick brown fox jumps over lazy dog cat sleeps in warm sun".split()
 PIVOT = "der schnelle braune fuchs springt ueber faulen hund katze schlaeft".split()

@@ -23,8 +23,8 @@ from study.augment import (
     wordnet,
 )
 from study.augment.params import PolicyParams, PositiveInt
-from study.tasks.catalogue import Split
 from study.core.errors import StudyConfigError
+from study.tasks.spec import Split
 
 WORDS = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun".split()
 

@@ -24,8 +24,8 @@ import warnings
 
 import pytest
 import torch
-
 from kd_tensors import fixed
+
 from study.objectives import INTERMEDIATE_LOSSES, prediction
 from study.objectives.losses import LossContext
 

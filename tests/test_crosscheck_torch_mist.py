@@ -31,11 +31,11 @@ import math
 
 import pytest
 import torch
+from kd_tensors import fixed
 from torch_mist.baseline import LearnableBaseline
 from torch_mist.critic import SeparableCritic
 from torch_mist.estimators.discriminative.implementations import NWJ, TUBA, AlphaTUBA
 
-from kd_tensors import fixed
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
 from study.objectives.losses.mi_alpha import interpolated_bound

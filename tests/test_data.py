@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from study.core.errors import StudyConfigError
 from study.tasks import catalogue as data
 from study.tasks.catalogue import TASKS, load_task, resolve_data_dir
 from study.tasks.formats import read_tsv
 from study.tasks.spec import Split
 from study.tasks.splits import subsample
-from study.core.errors import StudyConfigError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GLUE = SHARED_DATA / "glue"

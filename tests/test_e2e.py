@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from study.execution.forecast import cpu_share
 
-
 TINY = {
     "name": "tiny",
     "axes": {"dataset": ["sst2"], "student": ["L2_H384"], "objective": ["ce", "attention_kl"],
@@ -217,8 +216,8 @@ def test_teacher_logit_cache_matches_the_teacher(shared_data):
     import torch
 
     from study.execution.datacache import DataCache
-    from study.models import load_pretrained_classifier
     from study.execution.teacher import load_tokenizer
+    from study.models import load_pretrained_classifier
     from study.training.trainer import teacher_logits
 
     tokenizer = load_tokenizer("all-MiniLM-L6-v2")

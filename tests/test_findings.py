@@ -14,8 +14,8 @@ import pytest
 
 from analysis import claim_tests, claims, findings
 from analysis.claims import Claim
-from study.grid import load_grid
 from study.core.errors import StudyConfigError
+from study.grid import load_grid
 
 
 def table(effects: dict[str, dict[str, float]], datasets=("sst2", "mrpc"), seeds=(0, 1, 2),

@@ -8,10 +8,10 @@ import hashlib
 import pytest
 import yaml
 
-from study.grid import available_grids, load_grid, parse_grid
+from study.core.errors import StudyConfigError
 from study.core.hashing import stable_hash
 from study.core.paths import grids_dir
-from study.core.errors import StudyConfigError
+from study.grid import available_grids, load_grid, parse_grid
 
 SPEC = {
     "name": "t",

@@ -10,16 +10,16 @@ on 96 examples, as ``tests/test_e2e.py`` does: about 40 s.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from study.tasks.catalogue import TASKS, Split
 from study.execution.datacache import DataCache
 from study.models import resolve_teacher_path
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
+from study.tasks.catalogue import TASKS
+from study.tasks.spec import Split
 from study.training.trainer import (
     Student,
     TokenizedSplit,
@@ -195,9 +195,9 @@ def test_study_run_trains_groups_as_cells_alone_and_isolates_a_failure(tmp_path,
     gives them in another store."""
     import os
 
-    import study.execution.cell
     from mlflow.tracking import MlflowClient
 
+    import study.execution.cell
     from tests.test_e2e import TINY, cell_runs, invoke, write_grid
 
     threads = torch.get_num_threads()

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
-
 from kd_tensors import MASK4, fixed
+
+from study.core.errors import StudyConfigError
 from study.objectives import INTERMEDIATE_LOSSES
 from study.objectives.losses import LossContext
-from study.core.errors import StudyConfigError
 
 B, T, H, H_S = 4, 5, 6, 4
 MASK = MASK4

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from study.core.errors import StudyConfigError
 from study.objectives import LAYER_MAPPINGS, Distillation, FeatureSource, KDInputs, ModelDims
 from study.objectives.mappings.emd import reweight, transport
-from study.core.errors import StudyConfigError
 
 # Student layer 1 is cheapest against teacher layer 1, student layer 2 against teacher layer 3.
 COST = [[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]

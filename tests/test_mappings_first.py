@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.objectives import LAYER_MAPPINGS
 from study.core.errors import StudyConfigError
+from study.objectives import LAYER_MAPPINGS
 
 
 def pairs(ls, lt, embeddings=False):

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from study.tasks.catalogue import TASKS, get_task
-from study.tasks.metrics import METRIC_DIRECTION, compute_metrics, metric_names
 from study.core.errors import StudyConfigError
+from study.tasks.catalogue import TASKS, get_task
+from study.tasks.metrics import compute_metrics
 
 
 def test_accuracy_three_of_four():
@@ -75,10 +75,8 @@ def test_stsb_constant_predictions_give_zero_not_nan():
     assert out == {"pearson": 0.0, "spearman": 0.0, "score": 0.0}
 
 
-def test_metric_names_and_directions():
-    assert metric_names(TASKS["mrpc"]) == ("f1", "accuracy", "score")
-    assert metric_names(TASKS["stsb"]) == ("pearson", "spearman", "score")
-    assert metric_names(TASKS["cola"]) == ("matthews_corr", "score")
+def test_each_task_gets_its_declared_metrics_then_score():
+    assert TASKS["mrpc"].metrics == ("f1", "accuracy")
     rng = np.random.default_rng(0)
     for task, spec in TASKS.items():
         if spec.task_type not in ("classification", "regression"):
@@ -90,8 +88,7 @@ def test_metric_names_and_directions():
         else:
             preds, labels = rng.integers(0, 2, 20), rng.integers(0, 2, 20)
         out = compute_metrics(spec, preds, labels)
-        assert tuple(out) == metric_names(spec)
-        assert all(METRIC_DIRECTION[name] is True for name in out)
+        assert tuple(out) == (*spec.metrics, "score")
 
 
 def test_bad_inputs():

@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
+from study.core.errors import StudyConfigError
 from study.grid import parse_grid
 from study.objectives import Distillation, ModelDims
 from study.objectives import mixup as mixup_mod
 from study.objectives.prediction import teacher_loss
-from study.core.errors import StudyConfigError
 from study.training.trainer import mixup_loss
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from study.core.errors import StudyConfigError
 from study.models import (
     StudentSize,
     build_student,
@@ -14,7 +15,6 @@ from study.models import (
     student_config,
     teacher_layer_indices,
 )
-from study.core.errors import StudyConfigError
 
 
 @pytest.fixture(scope="module")

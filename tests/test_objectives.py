@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from study.core.errors import StudyConfigError
 from study.objectives import (
     LAYER_MAPPINGS,
     PRESETS,
@@ -21,11 +22,10 @@ from study.objectives import (
     FeatureSource,
     KDInputs,
     ModelDims,
+    prediction,
 )
-from study.objectives import prediction
 from study.objectives.losses.kl import distribution_kl
 from study.objectives.presets import legacy_params
-from study.core.errors import StudyConfigError
 
 
 def attention_kl(teacher, student, mask):

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.execution.interrupt import Terminated, exit_code, signals_as_interrupt
 from study.core.errors import StudyConfigError
+from study.execution.interrupt import Terminated, exit_code, signals_as_interrupt
 from study.execution.tracking import Tracker, relocate_artifacts
 
 ROOT = Path(__file__).resolve().parents[1]

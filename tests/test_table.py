@@ -132,10 +132,10 @@ def test_a_grid_edited_after_it_ran_shows_only_its_current_cells(tmp_path):
     """Membership tags carry the grid's version (hash of its cell ids); the runner re-tags the
     cells still in the grid, so cells an edit removed drop out of its table."""
     from mlflow.tracking import MlflowClient
-
-    from study.core import contract
     from mlflow_fixtures import Cell as FixtureCell
     from mlflow_fixtures import log_cells, sqlite_uri
+
+    from study.core import contract
 
     uri = sqlite_uri(tmp_path / "edited")
     kept, removed = FixtureCell(objective="ce"), FixtureCell(objective="logit_kd")

@@ -19,7 +19,6 @@ from study.tasks.metrics import compute_metrics
 from study.tasks.splits import subsample
 from study.tasks.types import get_type
 from study.tasktypes.sequence_regression import SequenceRegression
-
 from tests.conftest import DATA
 
 needs_stsb = pytest.mark.skipif(not (DATA / "glue" / "STS-B" / "train.tsv").is_file(), reason=f"no STS-B under {DATA}")

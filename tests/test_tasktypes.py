@@ -8,13 +8,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
+from study.core.errors import StudyConfigError
+from study.execution.teacher import load_tokenizer
+from study.objectives.prediction import prediction_loss
 from study.tasks import catalogue as data
 from study.tasks.catalogue import resolve_dataset
 from study.tasks.spec import Split
-from study.objectives.prediction import prediction_loss
-from study.core.errors import StudyConfigError
 from study.tasks.types import get_type, names
 from study.tasktypes import _squad_v1 as squad
 from study.tasktypes.extractive_qa import (
@@ -31,7 +36,6 @@ from study.tasktypes.token_classification import (
     entity_scores,
     read_conll,
 )
-from study.execution.teacher import load_tokenizer
 
 KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
 

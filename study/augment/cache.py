@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from study.core.errors import StudyConfigError
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 _CACHE_KEY = re.compile(r"^[A-Za-z0-9._-]+$")
 

@@ -18,7 +18,7 @@ from study.augment.cache import (
 from study.augment.policy import AUGMENTATIONS, Augmentation, resolve, version
 from study.core.errors import StudyConfigError
 from study.core.registry import lookup
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 
 def _copies(

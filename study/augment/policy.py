@@ -11,7 +11,7 @@ from study.augment.params import PolicyParams
 from study.core.errors import StudyConfigError
 from study.core.registry import Registry
 from study.core.schema import validate_settings
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 VERSION = "1"  # of EDA and of the table's conventions (layout, cache format)
 

@@ -26,7 +26,7 @@ from study.models import StudentSize, build_student
 from study.objectives import ModelDims
 from study.tasks.catalogue import TASKS
 from study.tasks.types import get_type
-from study.tasktypes.sequence_classification import TokenizedSplit
+from study.tasktypes.sequence import TokenizedSplit
 from study.training.trainer import Student, TrainResult, train_group
 
 
@@ -62,7 +62,11 @@ def open_cell_run(cell: Cell, teacher: Teacher, tracker: Tracker, device: torch.
             **environment_tags(device.type)}
     if teacher_source is not None:
         tags[contract.TAG_TEACHER_SOURCE] = teacher_source
-    params = {**cell.params(), contract.PARAM_SCORE_METRIC: "+".join(TASKS[cell.dataset].score)}
+    task = TASKS[cell.dataset]
+    # what the task is, so that the analysis (which imports no task catalogue) can describe it
+    params = {**cell.params(), contract.PARAM_SCORE_METRIC: "+".join(task.score),
+              contract.PARAM_N_LABELS: str(get_type(task.task_type).num_labels(task)),
+              contract.PARAM_TASK_TYPE: task.task_type}
     if run_id is None:
         return tracker.start(cell.grid, cell.name, tags, params)
     tracker.annotate(run_id, tags, params)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study import augment as augment_mod
-from study.tasks.catalogue import TASKS, Split, load_task, subsample
-from study.core.hashing import stable_hash
-from study.core.paths import runs_dir
 import torch
 
+from study import augment as augment_mod
+from study.core.hashing import stable_hash
+from study.core.paths import runs_dir
+from study.tasks.catalogue import TASKS, load_task
+from study.tasks.spec import Split
+from study.tasks.splits import subsample
 from study.tasks.types import get_type
-from study.tasktypes.sequence_classification import TokenizedSplit
+from study.tasktypes.sequence import TokenizedSplit
 from study.training.trainer import teacher_logits
 
 

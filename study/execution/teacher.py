@@ -19,16 +19,17 @@ import torch
 from filelock import FileLock
 from transformers import AutoTokenizer
 
-from study.tasks.catalogue import TASKS, TaskSpec
+from study.core.errors import StudyConfigError
+from study.core.hashing import derive_seed
+from study.core.paths import runs_dir
 from study.execution.datacache import DataCache
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
 from study.grid import TeacherSpec
 from study.models import load_pretrained_classifier, resolve_teacher_path, teacher_identity
 from study.objectives import Distillation, ModelDims
-from study.core.paths import runs_dir
-from study.core.errors import StudyConfigError
+from study.tasks.catalogue import TASKS
+from study.tasks.spec import TaskSpec
 from study.tasks.types import get_type
-from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, environment_tags
-from study.core.hashing import derive_seed
 from study.training.trainer import TrainResult, train
 
 

@@ -22,7 +22,6 @@ from filelock import FileLock
 from study.core import contract
 from study.execution import locks
 from study.execution.datacache import DataCache
-from study.grid import TeacherSpec
 from study.execution.teacher import (
     Teacher,
     TeacherCacheError,
@@ -31,6 +30,7 @@ from study.execution.teacher import (
     verify_teacher,
 )
 from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
+from study.grid import TeacherSpec
 
 #: Seconds between two looks at a teacher another worker is fine-tuning.
 POLL_S = 5.0

@@ -18,21 +18,20 @@ import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from unittest import mock
 from urllib.parse import unquote, urlparse
 
-import torch
-import transformers
 from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 import study
 from study.core import contract
-from study.execution import locks
-from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.core.errors import StudyConfigError
+from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
+from study.execution import locks
 
 TEACHER_EXPERIMENT = "teachers"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -63,8 +62,8 @@ def environment_tags(device: str) -> dict[str, str]:
         "study.version": study.__version__,
         "study.git_commit": _git_commit(),
         "study.device": device,
-        "study.versions.torch": torch.__version__,
-        "study.versions.transformers": transformers.__version__,
+        "study.versions.torch": version("torch"),
+        "study.versions.transformers": version("transformers"),
         "study.versions.python": platform.python_version(),
         "study.host": platform.node(),
     }

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from study.core.registry import Registry
-from study.core.schema import integer, number, settings_model, validate_settings
+from study.core.schema import settings_model, validate_settings
 
-__all__ = ["Component", "integer", "number"]
+__all__ = ["Component"]
 
 
 class Component:

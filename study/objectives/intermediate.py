@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from study.objectives.features import FEATURE_PARAMS, FEATURES, check_feature_params
-from study.objectives.losses import INTERMEDIATE_LOSSES
-from study.objectives.mappings import LAYER_MAPPINGS
 from study.core.errors import StudyConfigError
 from study.core.registry import did_you_mean, lookup
 from study.core.schema import NonNegativeNumber, validate_settings
+from study.objectives.features import FEATURE_PARAMS, FEATURES, check_feature_params
+from study.objectives.losses import INTERMEDIATE_LOSSES
+from study.objectives.mappings import LAYER_MAPPINGS
 
 ENTRY_DEFAULTS: dict[str, Any] = {"features": "hidden", "loss": "mse", "mapping": "skip", "weight": 1.0}
 

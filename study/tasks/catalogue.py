@@ -34,17 +34,11 @@ from typing import Any
 
 from study.core.errors import StudyConfigError
 from study.core.registry import lookup
-from study.tasks.hub import DATA_DIR_ENV, HUB_DATASET  # noqa: F401  (HUB_DATASET re-exported until the merge)
+from study.tasks.hub import DATA_DIR_ENV
 from study.tasks.schema import read_task_yaml
 from study.tasks.spec import Split, TaskSpec
 from study.tasks.splits import apply_split
 from study.tasks.types import get_type
-
-# re-exported until the merge: their homes are study.tasks.spec, .splits, .formats, .schema
-from study.tasks.formats import FORMATS, LINE_FORMATS, read_tsv  # noqa: E402,F401
-from study.tasks.schema import parse_task  # noqa: E402,F401
-from study.tasks.spec import FileEntry, HubSource, SplitRule  # noqa: E402,F401
-from study.tasks.splits import subsample  # noqa: E402,F401
 
 #: Version of the loaders (parsing, label mapping); part of every cell's identity. Moving the
 #: GLUE tasks to YAML kept their parsing byte for byte (tests/test_tasks.py pins it), so it stays.

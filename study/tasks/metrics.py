@@ -62,22 +62,6 @@ def metrics_of(inputs: str) -> tuple[str, ...]:
     """Names of the 1-D metrics taking ``inputs`` ("classes" or "scores"), in ``METRICS`` order."""
     return tuple(name for name, m in METRICS.items() if m.inputs == inputs)
 
-# "score" is the per-task aggregate (mean of the official metrics), also higher-is-better.
-# precision, recall (entity-level, token classification) and exact_match (extractive QA) are
-# computed by their task types (``study.tasktypes``) over whole sequences, not from 1-D predictions;
-# there ``f1`` is the entity-level or the SQuAD token F1.
-METRIC_DIRECTION: dict[str, bool] = {
-    **{name: m.higher_is_better for name, m in METRICS.items()},
-    "precision": True, "recall": True, "exact_match": True,
-    "score": True,
-}
-
-
-def metric_names(spec: TaskSpec) -> tuple[str, ...]:
-    """Keys that ``compute_metrics(spec, ...)`` returns, in order: the task's metrics, then "score"."""
-    return (*spec.metrics, "score")
-
-
 def compute_metrics(spec: TaskSpec, predictions: Sequence, labels: Sequence) -> dict[str, float]:
     """The metrics task ``spec`` declares plus ``score`` (the mean of its score metrics), as fractions.
 

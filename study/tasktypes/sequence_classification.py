@@ -19,10 +19,7 @@ from study.tasks.metrics import metrics_of
 from study.tasks.schema import SequenceDoc, names_list, validate_task
 from study.tasks.spec import TaskSpec
 from study.tasks.types import register
-from study.tasktypes._sequence import SequenceTaskType, TokenizedSplit, predict_with_loss
-
-__all__ = ["ClassificationDoc", "SequenceClassification", "TokenizedSplit", "predict_with_loss"]
-# TokenizedSplit and predict_with_loss live in study.tasktypes._sequence: re-exported until the merge
+from study.tasktypes.sequence import SequenceTaskType
 
 
 class ClassificationDoc(SequenceDoc):

@@ -22,7 +22,7 @@ from study.tasks.metrics import metrics_of
 from study.tasks.schema import SequenceDoc, validate_task
 from study.tasks.spec import TaskSpec
 from study.tasks.types import register
-from study.tasktypes._sequence import SequenceTaskType
+from study.tasktypes.sequence import SequenceTaskType
 
 
 class RegressionDoc(SequenceDoc):

@@ -136,7 +136,11 @@ class TokenizedWords(FeatureDataset):
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
     """Entity-level micro precision, recall and F1 (fractions) of tag sequences, seqeval's default
     (conlleval) mode: an entity counts when its type and both boundaries are right."""
-    from seqeval.metrics import f1_score, precision_score, recall_score  # lazy: only scoring NER needs seqeval
+    from seqeval.metrics import (  # lazy: only scoring NER needs seqeval
+        f1_score,
+        precision_score,
+        recall_score,
+    )
 
     return {"f1": float(f1_score(gold, predicted, zero_division=0)),
             "precision": float(precision_score(gold, predicted, zero_division=0)),

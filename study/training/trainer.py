@@ -28,10 +28,10 @@ from study.core.device import autocast, peak_memory_mb
 from study.core.hashing import derive_seed
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
 from study.objectives.prediction import teacher_loss
-from study.tasks.catalogue import TaskSpec
 from study.tasks.metrics import compute_metrics
+from study.tasks.spec import TaskSpec
 from study.tasks.types import get_type
-from study.tasktypes.sequence_classification import TokenizedSplit, predict_with_loss
+from study.tasktypes.sequence import TokenizedSplit, predict_with_loss
 
 
 @dataclass

@@ -11,7 +11,7 @@ from study.augment.models import BATCH, load_seq2seq, max_length, torch_rng
 from study.augment.params import ModelName, PolicyParams, PositiveInt, Temperature
 from study.augment.policy import AUGMENTATIONS, Augmentation
 from study.core.device import select_device
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 
 class BacktranslationParams(PolicyParams):

@@ -7,7 +7,7 @@ import random
 from study.augment.operations import eda_operation_names, eda_operations, n_changed
 from study.augment.params import Fraction, PolicyParams, PositiveInt
 from study.augment.policy import AUGMENTATIONS, Augmentation
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 
 class EdaParams(PolicyParams):

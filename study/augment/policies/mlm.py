@@ -11,7 +11,7 @@ from study.augment.operations import Words, n_changed
 from study.augment.params import Fraction, ModelName, PolicyParams, PositiveInt
 from study.augment.policy import AUGMENTATIONS, Augmentation
 from study.core.device import select_device
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 # One masked text field of one copy: (copy, field, words, masked positions).
 Job = tuple[int, int, Words, list[int]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from study.augment.policy import AUGMENTATIONS, Augmentation
-from study.tasks.catalogue import Split
+from study.tasks.spec import Split
 
 
 def no_copies(split: Split, rng: random.Random, params: dict) -> tuple[Split, dict]:

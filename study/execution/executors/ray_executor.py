@@ -15,8 +15,8 @@ import math
 import socket
 import time
 
-from study.execution.executors.base import Executor, register
 from study.core.errors import StudyConfigError
+from study.execution.executors.base import Executor, register
 from study.execution.units import WorkUnit
 from study.execution.work import CellOutcome, RunContext, worker_for
 

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from study.objectives.component import Component
 from study.core.errors import StudyConfigError
 from study.core.registry import Registry
+from study.objectives.component import Component
 
 #: Every intermediate loss, by name; its package's modules are imported on first read.
 INTERMEDIATE_LOSSES: Registry = Registry("intermediate loss", "study.objectives.losses")

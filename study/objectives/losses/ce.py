@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from study.core.errors import StudyConfigError
 from study.objectives.losses.base import (
     IntermediateLoss,
     Projection,
@@ -14,7 +15,6 @@ from study.objectives.losses.base import (
     query_rows,
     real_tokens,
 )
-from study.core.errors import StudyConfigError
 
 # Student probabilities are clamped to EPS before the log (as ``kl`` does), so a key the teacher
 # attends to and the student gives exactly 0 costs a large finite amount, not inf.

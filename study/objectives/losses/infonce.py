@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from study.objectives.component import integer, number
+from study.core.errors import StudyConfigError
+from study.core.schema import integer, number
 from study.objectives.losses.base import IntermediateLoss
 from study.objectives.losses.mi_alpha import pool
-from study.core.errors import StudyConfigError
 
 NEGATIVES = ("batch", "memory")
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from study.objectives.component import integer, number
+from study.core.schema import integer, number
 from study.objectives.losses.base import IntermediateLoss
 
 

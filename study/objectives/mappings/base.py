@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from study.objectives.component import Component
 from study.core.errors import StudyConfigError
 from study.core.registry import Registry
+from study.objectives.component import Component
 
 #: Every layer mapping, by name; its package's modules are imported on first read.
 LAYER_MAPPINGS: Registry = Registry("layer mapping", "study.objectives.mappings")

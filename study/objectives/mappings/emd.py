@@ -10,8 +10,8 @@ import torch
 from scipy.optimize import linprog
 from torch import Tensor
 
-from study.objectives.mappings.base import LayerMapping
 from study.core.errors import StudyConfigError
+from study.objectives.mappings.base import LayerMapping
 
 # A layer whose transport cost is 0 would get an infinite weight; its unit cost is floored here.
 EPS = 1e-12
