@@ -44,7 +44,8 @@ from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.tasks.catalogue import TASKS, resolve_data_dir
-from study.training.trainer import evaluate, teacher_logits, train
+from study.tasks.types import get_type
+from study.training.trainer import teacher_logits, train
 
 TAU = 2.0
 
@@ -144,7 +145,7 @@ def main() -> None:
     def brewer(caching: bool) -> tuple[float, float]:
         student = fresh_student()
         wall = run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching)
-        return wall, evaluate(student, dev_loader, dev_labels, task, device)["accuracy"]
+        return wall, get_type(task.task_type).evaluate(student, dev_loader, dev_ds, dev_labels, task, device)["accuracy"]
 
     plan = [("ours, teacher forward", lambda: ours(False)), ("ours, cached logits", lambda: ours(True)),
             ("TextBrewer, teacher forward", lambda: brewer(False)),

@@ -201,7 +201,7 @@ def test_every_test_kind_has_a_schema_and_an_implementation():
      r"Unknown key 'margn' in claim 'x' \(test contrast\) params. Allowed: factor, a, b, where, expect, margin."
      r" Did you mean 'margin'\?"),
     ("{factor: init, a: lower, b: upper, margin: wide}", r"claim 'x' \(test contrast\) params.margin: .*got 'wide'"),
-    ("{factor: init, a: lower}", r"claim 'x' \(test contrast\) params.b: Field required"),
+    ("{factor: init, a: lower}", r"claim 'x' \(test contrast\) params needs 'b' \(required keys: factor, a, b\)"),
 ])
 def test_bad_claim_parameters_are_refused_in_one_line(tmp_path, params, expected):
     bad = tmp_path / "claims.yaml"

@@ -48,8 +48,8 @@ def setup():
     raw = DataCache(DATA).raw("sst2")
     train_split = Split(raw["train"].texts[:64], raw["train"].labels[:64])
     dev_split = Split(raw["dev"].texts[:32], raw["dev"].labels[:32])
-    train_ds = TokenizedSplit(train_split, tokenizer, 32, regression=False)
-    dev_ds = TokenizedSplit(dev_split, tokenizer, 32, regression=False)
+    train_ds = TokenizedSplit(train_split, tokenizer, 32)
+    dev_ds = TokenizedSplit(dev_split, tokenizer, 32)
     teacher = bert(tokenizer.vocab_size, layers=4, hidden=32, seed=100)
     cached = teacher_logits(teacher, train_ds, tokenizer, CPU)
     yield tokenizer, train_ds, dev_ds, list(dev_split.labels), teacher, cached

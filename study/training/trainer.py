@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -28,10 +27,9 @@ from study.core.device import autocast, peak_memory_mb
 from study.core.hashing import derive_seed
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
 from study.objectives.prediction import teacher_loss
-from study.tasks.metrics import compute_metrics
 from study.tasks.spec import TaskSpec
 from study.tasks.types import get_type
-from study.tasktypes.sequence import TokenizedSplit, predict_with_loss
+from study.tasktypes.sequence import TokenizedSplit
 
 
 @dataclass
@@ -88,13 +86,6 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
             real = batch["attention_mask"].bool().cpu()[..., None]  # (B, T, 1)
             out[idx, :logits.shape[1]] = logits.masked_fill(~real, 0.0)
     return out
-
-
-def evaluate(model: torch.nn.Module, loader: DataLoader, labels: list, task: TaskSpec, device: torch.device) -> dict[str, float]:
-    """The task's official dev metrics (fractions), ``score``, and ``loss`` (the mean dev loss:
-    cross-entropy in nats per example, or squared error for regression)."""
-    preds, loss = predict_with_loss(model, loader, task, device)
-    return {**compute_metrics(task.name, preds, np.asarray(labels)), "loss": loss}
 
 
 @dataclass
