@@ -37,7 +37,7 @@ ID_COLUMNS = ("cell_id", "name", "grid", *FACTORS)
 DEV_METRICS = contract.DEV_METRICS
 """Per-metric dev columns; ``load_runs`` keeps those present in the grid, each a fraction."""
 
-COST_COLUMNS = (*contract.COST_METRICS, "student_parameters")
+COST_COLUMNS = (*contract.COST_METRICS, contract.METRIC_STUDENT_PARAMETERS)
 
 BUDGET_PARAMS = ("epochs", "learning_rate", "batch_size", "max_length", "max_train_examples")
 
@@ -239,7 +239,7 @@ def _row(run, cell_id: str, name: str, grid: str, factor_values: dict, include_f
     if include_failed:
         row["status"] = run.info.status
         row["error"] = tags.get(contract.TAG_ERROR)
-    row["teacher"] = params.get("teacher")
+    row["teacher"] = params.get(contract.PARAM_TEACHER)
     row.update({p: params.get(p) for p in TASK_PARAMS})
     row.update({p: params.get(p) for p in BUDGET_PARAMS})
     row.update({k: v for k, v in params.items() if k.startswith("objective.")})

@@ -28,6 +28,8 @@ from pathlib import Path
 import psutil
 from mlflow.tracking import MlflowClient
 
+from study.core import contract
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,10 +78,11 @@ def measure(entry: str, grid: str, data_dir: str | None, workers: int, base: Pat
         raise SystemExit(f"{entry}: study run exited {proc.returncode}:\n{''.join(output)[-3000:]}")
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     exps = [e.experiment_id for e in client.search_experiments()]
-    cells = client.search_runs(exps, "tags.`study.kind` = 'cell' and attributes.status = 'FINISHED'")
-    teachers = client.search_runs(exps, "tags.`study.kind` = 'teacher'")
-    teacher_s = sum(t.data.metrics.get("wall_time_s", 0.0) for t in teachers)
-    sizes = [int(c.data.metrics.get("group_size", 1)) for c in cells]
+    kind = f"tags.`{contract.TAG_KIND}`"
+    cells = client.search_runs(exps, f"{kind} = '{contract.KIND_CELL}' and attributes.status = 'FINISHED'")
+    teachers = client.search_runs(exps, f"{kind} = '{contract.KIND_TEACHER}'")
+    teacher_s = sum(t.data.metrics.get(contract.METRIC_WALL_TIME, 0.0) for t in teachers)
+    sizes = [int(c.data.metrics.get(contract.METRIC_GROUP_SIZE, 1)) for c in cells]
     return {"executor": entry, "cells": len(cells), "wall_s": wall, "teacher_s": teacher_s,
             "cells_per_hour": len(cells) / max(wall - teacher_s, 1e-9) * 3600, "peak_mib": peak,
             "largest_group": max(sizes, default=0)}

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 
+from study.core import contract
 from study.execution import forecast as fc
 from study.execution.datacache import DataCache
-from study.execution.tracking import Tracker
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 from study.execution.units import work_units
 from study.grid import load_grid
 from study.tasks.catalogue import resolve_data_dir
@@ -37,7 +38,8 @@ def main() -> None:
     data = DataCache(resolve_data_dir(args.data_dir))
     cal = fc.shipped_calibration()
     runs = tracker.cell_runs()
-    teacher_runs = {tid: rs for tid, rs in tracker.runs("teachers", "teacher", "study.teacher_id").items()}
+    teacher_runs = {tid: rs for tid, rs in tracker.runs(TEACHER_EXPERIMENT, contract.KIND_TEACHER,
+                                                                contract.TAG_TEACHER_ID).items()}
     print(f"{'grid':<18}{'cells':>6}{'group':>6}{'forecast min':>14}{'measured min':>14}{'error %':>9}{'runs alone':>12}")
     for name in args.grid:
         grid = load_grid(name)
@@ -47,7 +49,7 @@ def main() -> None:
         keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in grid.teachers()}
         finished = [c for c in cells if any(r.info.status == "FINISHED" for r in runs.get(c.cell_id, []))]
         trained = {c.teacher.teacher_id for c in finished}
-        group_size = max([int(r.data.metrics.get("group_size", 1)) for c in finished
+        group_size = max([int(r.data.metrics.get(contract.METRIC_GROUP_SIZE, 1)) for c in finished
                           for r in runs[c.cell_id] if r.info.status == "FINISHED"] or [1])
         f = fc.forecast(finished, [t for t in grid.teachers() if t.teacher_id in trained], sizes, cal,
                         args.device, groups=work_units(finished, group_size), tokens=fc.example_tokens(keys, data))
@@ -56,7 +58,7 @@ def main() -> None:
             done = [r for r in runs.get(cell.cell_id, []) if r.info.status == "FINISHED"]
             if done:
                 m = done[0].data.metrics
-                measured += m.get("wall_time_s", 0.0) / max(int(m.get("group_size", 1)), 1)
+                measured += m.get(contract.METRIC_WALL_TIME, 0.0) / max(int(m.get(contract.METRIC_GROUP_SIZE, 1)), 1)
                 shares.append(fc.cpu_share(m))
             else:
                 missing += 1
@@ -65,7 +67,7 @@ def main() -> None:
                 continue
             done = [r for r in teacher_runs.get(spec.teacher_id, []) if r.info.status == "FINISHED"]
             if done:
-                measured += done[0].data.metrics.get("wall_time_s", 0.0)
+                measured += done[0].data.metrics.get(contract.METRIC_WALL_TIME, 0.0)
                 shares.append(fc.cpu_share(m))
         known = [x for x in shares if x is not None]
         alone = f"{sum(x >= fc.MIN_CPU_SHARE for x in known)}/{len(shares)}" if known else "?"

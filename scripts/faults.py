@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from study.core import contract
+
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {
     "name": "faults",
@@ -133,7 +135,7 @@ class Workspace:
                 con.close()
         except sqlite3.OperationalError:  # no schema yet
             return []
-        return [(tags.get(r, {}).get("study.kind", ""), r, s, tags.get(r, {})) for r, s in rows]
+        return [(tags.get(r, {}).get(contract.TAG_KIND, ""), r, s, tags.get(r, {})) for r, s in rows]
 
     def statuses(self, kind: str) -> list[str]:
         return [s for k, _, s, _ in self.runs_by_kind() if k == kind]
@@ -159,13 +161,14 @@ class Workspace:
         if trains:
             finished: dict[str, int] = {}
             for kind, _, status, tags in runs:
-                if kind == "cell" and status == "FINISHED":
-                    finished[tags["study.cell_id"]] = finished.get(tags["study.cell_id"], 0) + 1
+                if kind == contract.KIND_CELL and status == "FINISHED":
+                    cell_id = tags[contract.TAG_CELL_ID]
+                    finished[cell_id] = finished.get(cell_id, 0) + 1
             out.lost = N_CELLS - len(finished)
             out.duplicated = sum(n - 1 for n in finished.values())
-            teacher_runs = {r for k, r, s, _ in runs if k == "teacher" and s == "FINISHED"}
-            dangling = [t for k, _, s, t in runs if k == "cell" and s == "FINISHED"
-                        and t.get("study.teacher_run_id") not in teacher_runs]
+            teacher_runs = {r for k, r, s, _ in runs if k == contract.KIND_TEACHER and s == "FINISHED"}
+            dangling = [t for k, _, s, t in runs if k == contract.KIND_CELL and s == "FINISHED"
+                        and t.get(contract.TAG_TEACHER_RUN_ID) not in teacher_runs]
             if dangling:
                 out.problems.append(f"{len(dangling)} finished cell(s) point at a missing teacher run")
         out.running = sum(s == "RUNNING" for _, _, s, _ in runs)
@@ -206,7 +209,7 @@ def concurrent_workers(base, data, warm, workers: int = 3) -> Outcome:
     codes = [p.wait(timeout=900) for p in procs]
     errors = [p.stderr.read() for p in procs]
     expect(out, codes == [0] * workers, f"exit codes {codes}: {[e[-300:] for e in errors if e]}")
-    teachers = ws.statuses("teacher")
+    teachers = ws.statuses(contract.KIND_TEACHER)
     expect(out, teachers == ["FINISHED"], f"teacher runs {teachers} (want one FINISHED)")
     out.outcome = f"exit codes {codes}; teacher fine-tuned once"
     return ws.check(out)
@@ -217,21 +220,21 @@ def sigkill_teacher(base, data, warm) -> Outcome:
     ws = Workspace(base, "kill_teacher", data)
     proc = ws.start()
     try:
-        ws.wait_for(lambda: "RUNNING" in ws.statuses("teacher"), "the teacher run started", proc)
+        ws.wait_for(lambda: "RUNNING" in ws.statuses(contract.KIND_TEACHER), "the teacher run started", proc)
         time.sleep(1.0)  # mid-epoch
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    teacher_id = next(t["study.teacher_id"] for k, _, _, t in ws.runs_by_kind() if k == "teacher")
+    teacher_id = next(t[contract.TAG_TEACHER_ID] for k, _, _, t in ws.runs_by_kind() if k == contract.KIND_TEACHER)
     # The window in which save_pretrained writes <id>.tmp<pid> is too short to hit reliably: plant
     # what a kill there leaves, a partial weights file in a folder named after a dead process.
     stale = ws.runs / "teachers" / f"{teacher_id}.tmp{proc.pid}"
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "model.safetensors").write_bytes(b"\0" * 4096)
-    before = ws.statuses("teacher")
+    before = ws.statuses(contract.KIND_TEACHER)
     result = ws.train()
     expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
-    after = sorted(ws.statuses("teacher"))
+    after = sorted(ws.statuses(contract.KIND_TEACHER))
     expect(out, after == ["FINISHED", "KILLED"], f"teacher runs after recovery {after}")
     out.outcome = f"teacher run {before} -> {after}; stale .tmp removed; rerun exit {result.returncode}"
     return ws.check(out)
@@ -242,12 +245,12 @@ def _interrupt_mid_cell(base, data, warm, sig: int, label: str, code: int) -> Ou
     ws = Workspace(base, f"signal{sig}", data)
     seed_teacher(ws, warm)
     proc = ws.start()
-    ws.wait_for(lambda: ws.statuses("cell").count("FINISHED") >= 1 and "RUNNING" in ws.statuses("cell"),
+    ws.wait_for(lambda: ws.statuses(contract.KIND_CELL).count("FINISHED") >= 1 and "RUNNING" in ws.statuses(contract.KIND_CELL),
                 "one cell finished and one mid-training", proc)
     proc.send_signal(sig)  # to the main process only, as `timeout` and a scheduler do
     rc = proc.wait(timeout=120)
     stderr = proc.stderr.read()
-    cells = ws.statuses("cell")
+    cells = ws.statuses(contract.KIND_CELL)
     expect(out, rc == code, f"exit {rc}, want {code}")
     expect(out, "RUNNING" not in cells and "KILLED" in cells and "FAILED" not in cells,
            f"cell runs right after the signal: {sorted(cells)}")
@@ -274,7 +277,7 @@ def _damaged_teacher(base, data, warm, label: str, damage) -> Outcome:
     folder = ws.teacher_dirs()[0]
     damage(folder / "model.safetensors")
     first = ws.train()
-    cells = ws.statuses("cell")
+    cells = ws.statuses(contract.KIND_CELL)
     expect(out, first.returncode == 1, f"run on the damaged teacher exit {first.returncode}")
     expect(out, cells.count("FAILED") == N_CELLS and "FINISHED" not in cells,
            f"cell runs on the damaged teacher: {sorted(cells)}")
@@ -315,8 +318,8 @@ def store_deleted(base, data, warm) -> Outcome:
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     second = ws.train()
     expect(out, second.returncode == 0, f"rerun exit {second.returncode}: {second.stderr[-300:]}")
-    teachers = [t for k, _, s, t in ws.runs_by_kind() if k == "teacher" and s == "FINISHED"]
-    expect(out, len(teachers) == 1 and "study.restored_from" in teachers[0],
+    teachers = [t for k, _, s, t in ws.runs_by_kind() if k == contract.KIND_TEACHER and s == "FINISHED"]
+    expect(out, len(teachers) == 1 and contract.TAG_RESTORED_FROM in teachers[0],
            f"teacher record not restored: {teachers}")
     out.outcome = "teacher record restored (tag study.restored_from); cells retrained against it"
     return ws.check(out)

@@ -3,7 +3,9 @@
 The runner writes runs with these tags, params and metrics; ``analysis.table`` reads them. The
 analysis never keeps its own list of factors: each run says, per grid that contains it, which
 factors that grid varies and the cell's value of each (``membership_tag``). This module imports
-nothing from ``study`` (the analysis imports no part of the runner); the runner imports it.
+nothing from ``study`` (the analysis imports no part of the runner); the runner imports it, and so
+do ``benchmarks/`` and ``scripts/faults.py`` where they read a store. No other module spells one of
+these names as a string literal; the values are what stores already hold, so they never change.
 
 Tags:
 - ``study.kind``: ``cell`` or ``teacher``
@@ -16,20 +18,30 @@ Tags:
 - experiment tag ``study.grid_version`` on a grid's experiment: the hash of its current cell ids.
   A grid edited after it ran keeps old members tagged with an older version: the analysis reads
   only the members of the current version (the runner re-tags the cells still in the grid)
-- ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs)
+- ``study.teacher_run_id``, ``study.error`` (on FAILED/KILLED runs), ``study.failed_stage``
+  (``teacher`` on a cell run that failed for want of its teacher)
 - claims (``study.execution.locks``): ``study.claim.node`` (host and boot), ``study.claim.pid``,
   ``study.claim.process_start`` (the process that holds a RUNNING run), ``study.claim.state``
   (``pending``/``confirmed``), ``study.heartbeat`` (Unix seconds, renewed while it runs),
-  ``study.duplicate_of`` (on a KILLED run whose cell another run finished first)
+  ``study.duplicate_of`` (on a KILLED run whose cell another run finished first),
+  ``study.claim.withdrawn`` (why a claim that trained nothing was given up, before its run is deleted)
 - ``study.teacher_source`` on a cell: where its worker got the teacher (``fine-tuned``,
   ``local cache``, ``artifact store``); ``study.teacher_artifacts`` on a teacher run: the
-  artifact folder holding the teacher's files
+  artifact folder holding the teacher's files; ``study.restored_from`` on a teacher run recreated
+  from a cached ``teacher.json`` (the run id it recorded)
+- ``study.augmentation_version`` on a cell: which EDA operations its machine offered
+- provenance, on every run: ``study.version``, ``study.git_commit``, ``study.device``,
+  ``study.host``, ``study.versions.<package>`` (torch, transformers, python)
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
-metric (``DEV_METRICS``), ``teacher_dev_score``, ``wall_time_s``, ``train_examples_per_s``,
-``peak_memory_mb``, ``student_parameters``, ``train_examples``, ``group_size`` (students trained
-together on the same batches, ``study run --group-size``; a grouped cell's time and throughput are
-its group's).
+metric (``DEV_METRICS``; step = epoch), ``train_loss`` and ``train_<component>`` (step = optimiser
+step), ``teacher_dev_score``, ``wall_time_s``, ``train_time_s``, ``train_examples_per_s``,
+``peak_memory_mb``, ``cpu_time_s``, ``cpu_threads``, ``student_parameters``, ``train_examples``,
+``group_size`` (students trained together on the same batches, ``study run --group-size``; a
+grouped cell's time and throughput are its group's); ``<checkpoint>_epoch`` on teacher runs.
+
+Params ``dataset`` and ``teacher`` (the teacher's identity) on every run; a cell's other params are
+its grid slots (``study.grid``'s names, e.g. ``student``, ``epochs``, ``prediction.alpha``).
 
 Param ``score_metric``: the metric(s) the task's ``score`` averages (its YAML's ``score``, e.g.
 ``accuracy``, ``f1``, ``pearson+spearman``), so tables name what each dataset's score is.
@@ -63,6 +75,22 @@ TAG_DUPLICATE_OF = "study.duplicate_of"
 TAG_TEACHER_SOURCE = "study.teacher_source"
 TAG_TEACHER_ARTIFACTS = "study.teacher_artifacts"
 TEACHER_ARTIFACT_PATH = "teacher"
+#: Why a claim that trained nothing was given up (on the run, just before it is deleted).
+TAG_CLAIM_WITHDRAWN = "study.claim.withdrawn"
+#: ``teacher`` on a cell run that failed because its teacher could not be had (``study status``).
+TAG_FAILED_STAGE = "study.failed_stage"
+#: On a teacher run restored from a cached ``teacher.json``: the run id the cache recorded.
+TAG_RESTORED_FROM = "study.restored_from"
+#: The cell's augmentation version (which EDA operations the machine offered).
+TAG_AUGMENTATION_VERSION = "study.augmentation_version"
+
+# Provenance tags (``study.execution.tracking.environment_tags``), on cell and teacher runs.
+TAG_VERSION = "study.version"
+TAG_GIT_COMMIT = "study.git_commit"
+TAG_DEVICE = "study.device"
+TAG_HOST = "study.host"
+#: ``study.versions.<package>``: torch, transformers, python.
+TAG_VERSIONS_PREFIX = "study.versions."
 
 METRIC_SCORE = "dev_score"
 #: Per-metric dev columns, each a fraction. ``dev_f1`` is the task's F1: binary (MRPC), entity-level
@@ -74,7 +102,31 @@ PARAM_SCORE_METRIC = "score_metric"
 PARAM_N_LABELS = "n_labels"
 PARAM_TASK_TYPE = "task_type"
 METRIC_TEACHER_SCORE = "teacher_dev_score"
-COST_METRICS = ("wall_time_s", "train_examples_per_s", "peak_memory_mb")
+#: Prefix of the per-epoch dev metrics (``dev_<metric>``, step = epoch) and of training losses
+#: (``train_<component>``, step = optimiser step; ``train_loss`` is the total).
+DEV_PREFIX = "dev_"
+TRAIN_PREFIX = "train_"
+METRIC_TRAIN_LOSS = "train_loss"
+#: ``<checkpoint>_epoch`` on a teacher run: the epoch of each kept checkpoint.
+EPOCH_SUFFIX = "_epoch"
+
+# Costs (step 0). A grouped cell's time and throughput are its group's.
+METRIC_WALL_TIME = "wall_time_s"
+METRIC_EXAMPLES_PER_S = "train_examples_per_s"
+METRIC_PEAK_MEMORY = "peak_memory_mb"
+COST_METRICS = (METRIC_WALL_TIME, METRIC_EXAMPLES_PER_S, METRIC_PEAK_MEMORY)
+METRIC_TRAIN_TIME = "train_time_s"
+METRIC_TRAIN_EXAMPLES = "train_examples"
+METRIC_STUDENT_PARAMETERS = "student_parameters"
+METRIC_GROUP_SIZE = "group_size"
+#: CPU seconds of the process (all threads) and its thread count: with ``wall_time_s``, the share
+#: of its cores a run had (``study.execution.forecast.cpu_share``).
+METRIC_CPU_TIME = "cpu_time_s"
+METRIC_CPU_THREADS = "cpu_threads"
+
+#: Params every teacher and cell run logs: the dataset and the teacher's identity.
+PARAM_DATASET = "dataset"
+PARAM_TEACHER = "teacher"
 
 #: Factors with a fixed role in the analysis: datasets are blocks, seeds are replicates.
 BLOCK_FACTORS = ("dataset",)

@@ -58,7 +58,7 @@ def open_cell_run(cell: Cell, teacher: Teacher, tracker: Tracker, device: torch.
     """Tag (and give params to) the cell's claimed run ``run_id``, or start one; return its id."""
     tags = {**cell_tags(cell, grid_version), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
-            "study.augmentation_version": cell.identity["augmentation"]["version"],
+            contract.TAG_AUGMENTATION_VERSION: cell.identity["augmentation"]["version"],
             **environment_tags(device.type)}
     if teacher_source is not None:
         tags[contract.TAG_TEACHER_SOURCE] = teacher_source
@@ -110,16 +110,16 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
     its dev score (a fraction)."""
     n_params = sum(p.numel() for p in prep.student.model.parameters())
     tracker.log_metrics(prep.run_id, [
-        ("teacher_dev_score", teacher.dev_score, 0),
-        ("wall_time_s", result.wall_time_s, 0),
-        ("train_time_s", result.train_time_s, 0),
-        ("train_examples_per_s", result.train_examples_per_s, 0),
-        ("peak_memory_mb", result.peak_memory_mb, 0),
-        ("train_examples", len(prep.train_ds), 0),
-        ("student_parameters", n_params, 0),
-        ("group_size", result.group_size, 0),
-        ("cpu_time_s", result.cpu_time_s, 0),
-        ("cpu_threads", result.cpu_threads, 0),
+        (contract.METRIC_TEACHER_SCORE, teacher.dev_score, 0),
+        (contract.METRIC_WALL_TIME, result.wall_time_s, 0),
+        (contract.METRIC_TRAIN_TIME, result.train_time_s, 0),
+        (contract.METRIC_EXAMPLES_PER_S, result.train_examples_per_s, 0),
+        (contract.METRIC_PEAK_MEMORY, result.peak_memory_mb, 0),
+        (contract.METRIC_TRAIN_EXAMPLES, len(prep.train_ds), 0),
+        (contract.METRIC_STUDENT_PARAMETERS, n_params, 0),
+        (contract.METRIC_GROUP_SIZE, result.group_size, 0),
+        (contract.METRIC_CPU_TIME, result.cpu_time_s, 0),
+        (contract.METRIC_CPU_THREADS, result.cpu_threads, 0),
     ])
     if lookup is None:
         tracker.finish(prep.run_id)

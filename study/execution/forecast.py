@@ -35,6 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from study.core import contract
 from study.execution.teacher import load_tokenizer
 from study.models import StudentSize
 from study.tasks.catalogue import TASKS
@@ -52,7 +53,8 @@ def cpu_share(metrics: dict[str, float]) -> float | None:
     seconds of the process, all threads, over the wall seconds of the same span), or None when
     the run did not log them."""
     try:
-        share = metrics["cpu_time_s"] / (metrics["wall_time_s"] * metrics["cpu_threads"])
+        share = metrics[contract.METRIC_CPU_TIME] / (metrics[contract.METRIC_WALL_TIME]
+                                                       * metrics[contract.METRIC_CPU_THREADS])
     except (KeyError, ZeroDivisionError):
         return None
     return share if share == share else None
@@ -174,7 +176,7 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
 
     def factor(p: dict, teacher: bool = False) -> float:
         try:
-            return ref.token_factor(tokens.get((p["dataset"], int(p["max_length"]))), teacher)
+            return ref.token_factor(tokens.get((p[contract.PARAM_DATASET], int(p["max_length"]))), teacher)
         except (KeyError, ValueError):
             return 1.0
 
@@ -184,18 +186,18 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
             if run.info.status != "FINISHED":
                 continue
             p, m, t = run.data.params, run.data.metrics, run.data.tags
-            if m.get("group_size", 1) > 1 or not _alone(m, t.get("study.device", "cpu")):
+            if m.get(contract.METRIC_GROUP_SIZE, 1) > 1 or not _alone(m, t.get(contract.TAG_DEVICE, "cpu")):
                 continue
             try:
-                n = m["train_examples"] * int(p["epochs"])
-                wall = m["wall_time_s"]
+                n = m[contract.METRIC_TRAIN_EXAMPLES] * int(p["epochs"])
+                wall = m[contract.METRIC_WALL_TIME]
             except (KeyError, ValueError):
                 continue
             if p.get("intermediate.count", "0") != "0" or p.get("mixup.alpha", "0.0") not in ("0.0", "0"):
                 kind = "features"
             else:
                 kind = "plain" if float(p.get("prediction.alpha", "0.5")) == 0 else "logits"
-            samples[(t.get("study.device", "cpu"), p["student"], kind)].append(wall / (n * factor(p)))
+            samples[(t.get(contract.TAG_DEVICE, "cpu"), p["student"], kind)].append(wall / (n * factor(p)))
             break
     teachers: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in teacher_runs:
@@ -204,9 +206,10 @@ def store_calibration(runs: dict[str, list], teacher_runs: list,
             n = int(p["max_train_examples"]) * int(p["epochs"])
         except (KeyError, ValueError):
             continue  # the whole training set: its size is not logged with the run
-        device = run.data.tags.get("study.device", "cpu")
-        if run.info.status == "FINISHED" and "wall_time_s" in m and _alone(m, device):
-            teachers[(device, p.get("teacher", ""))].append(m["wall_time_s"] / (n * factor(p, teacher=True)))
+        device = run.data.tags.get(contract.TAG_DEVICE, "cpu")
+        if run.info.status == "FINISHED" and contract.METRIC_WALL_TIME in m and _alone(m, device):
+            per_example = m[contract.METRIC_WALL_TIME] / (n * factor(p, teacher=True))
+            teachers[(device, p.get(contract.PARAM_TEACHER, ""))].append(per_example)
     return replace(ref, train={k: statistics.median(v) for k, v in samples.items()},
                    teacher={k: statistics.median(v) for k, v in teachers.items()}, source="this store's runs")
 

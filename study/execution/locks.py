@@ -261,7 +261,7 @@ def withdraw(tracker, run_id: str, reason: str) -> None:
     """Give up a claim that trained nothing: tag why, then delete its run (a deleted run is
     invisible to searches, so it never counts as a cell's state)."""
     tracker.release(run_id)
-    tracker.client.set_tag(run_id, "study.claim.withdrawn", reason[:4000])
+    tracker.client.set_tag(run_id, contract.TAG_CLAIM_WITHDRAWN, reason[:4000])
     tracker.client.set_terminated(run_id, "KILLED")
     tracker.client.delete_run(run_id)
 

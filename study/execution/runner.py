@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from study.core import contract
 from study.core.device import select_device
 from study.core.errors import StudyConfigError
 from study.execution import forecast as fc
@@ -31,7 +32,7 @@ from study.execution import locks
 from study.execution.datacache import DataCache
 from study.execution.executors import Executor, make_executor
 from study.execution.teacher import teacher_dir
-from study.execution.tracking import Tracker
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 from study.execution.units import work_units
 from study.execution.work import CellOutcome, RunContext, data_dir_arg
 from study.grid import Cell, Grid
@@ -191,14 +192,15 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
     except StudyConfigError as exc:
         console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: the data cannot be read ({exc})")
         return
-    teacher_runs = [r for runs in tracker.runs("teachers", "teacher", "study.teacher_id").values() for r in runs]
+    teacher_runs = [r for runs in tracker.runs(TEACHER_EXPERIMENT, contract.KIND_TEACHER,
+                                               contract.TAG_TEACHER_ID).values() for r in runs]
     cell_runs = tracker.cell_runs()
     keys = {(c.dataset, c.training["max_length"], c.teacher.settings["model"]) for c in pending}
     keys |= {(t.dataset, t.settings["max_length"], t.settings["model"]) for t in to_fit}
     for run in [r for rs in cell_runs.values() for r in rs] + teacher_runs:  # the store's, to calibrate
         p = run.data.params
-        if run.info.status == "FINISHED" and {"dataset", "max_length", "teacher"} <= set(p):
-            keys.add((p["dataset"], int(p["max_length"]), p["teacher"]))
+        if run.info.status == "FINISHED" and {contract.PARAM_DATASET, "max_length", contract.PARAM_TEACHER} <= set(p):
+            keys.add((p[contract.PARAM_DATASET], int(p["max_length"]), p[contract.PARAM_TEACHER]))
     tokens = fc.example_tokens(keys, data)
     shipped = fc.shipped_calibration()
     calibration = fc.merged(fc.store_calibration(cell_runs, teacher_runs, tokens, shipped), shipped)

@@ -19,6 +19,7 @@ import torch
 from filelock import FileLock
 from transformers import AutoTokenizer
 
+from study.core import contract
 from study.core.errors import StudyConfigError
 from study.core.hashing import derive_seed
 from study.core.paths import runs_dir
@@ -121,9 +122,9 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _record(spec: TeacherSpec, device: torch.device) -> tuple[dict[str, str], dict[str, str]]:
     """The teacher run's (tags, params)."""
-    params = {"dataset": spec.dataset, "teacher": teacher_identity(spec.model),
+    params = {contract.PARAM_DATASET: spec.dataset, contract.PARAM_TEACHER: teacher_identity(spec.model),
               **{k: str(v) for k, v in spec.settings.items() if k not in ("model", "checkpoint")}}
-    tags = {"study.kind": "teacher", "study.teacher_id": spec.teacher_id,
+    tags = {contract.TAG_KIND: contract.KIND_TEACHER, contract.TAG_TEACHER_ID: spec.teacher_id,
             **environment_tags(device.type)}
     return tags, params
 
@@ -132,19 +133,20 @@ def teacher_run_id(spec: TeacherSpec, meta: dict, tracker: Tracker, device: torc
     """The id of this store's FINISHED run for the cached teacher: the one in ``teacher.json``,
     else another FINISHED run with its ``study.teacher_id``, else a restored record (params, tags,
     dev metrics from ``teacher.json``, tag ``study.restored_from``) created now."""
-    runs = tracker.runs(TEACHER_EXPERIMENT, "teacher", "study.teacher_id", spec.teacher_id).get(spec.teacher_id, [])
+    runs = tracker.runs(TEACHER_EXPERIMENT, contract.KIND_TEACHER, contract.TAG_TEACHER_ID,
+                        spec.teacher_id).get(spec.teacher_id, [])
     finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
     if meta["run_id"] in finished:
         return meta["run_id"]
     if finished:
         return finished[0]
     tags, params = _record(spec, device)
-    tags["study.restored_from"] = meta["run_id"]
+    tags[contract.TAG_RESTORED_FROM] = meta["run_id"]
     run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
     epochs = int(spec.settings.get("epochs", 1))
-    points = [(f"dev_{k}", v, epochs) for k, v in meta["dev_metrics"].items()]
+    points = [(contract.DEV_PREFIX + k, v, epochs) for k, v in meta["dev_metrics"].items()]
     if "wall_time_s" in meta:
-        points.append(("wall_time_s", meta["wall_time_s"], 0))
+        points.append((contract.METRIC_WALL_TIME, meta["wall_time_s"], 0))
     tracker.log_metrics(run_id, points)
     tracker.finish(run_id)
     log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: this store had no record of the "
@@ -196,7 +198,7 @@ def ensure_teacher(spec: TeacherSpec, data: DataCache, tracker: Tracker, device:
         # Holding the lock, nothing else works on this teacher: what a killed worker left is stale.
         for stale in path.parent.glob(path.name + ".tmp*"):
             shutil.rmtree(stale, ignore_errors=True)
-        orphans = tracker.runs(TEACHER_EXPERIMENT, "teacher", "study.teacher_id", spec.teacher_id)
+        orphans = tracker.runs(TEACHER_EXPERIMENT, contract.KIND_TEACHER, contract.TAG_TEACHER_ID, spec.teacher_id)
         if tracker.kill_orphans(orphans.get(spec.teacher_id, [])):
             log(f"teacher {spec.dataset}/{spec.model} [{spec.teacher_id}]: an earlier fine-tuning "
                 "died; its run is marked KILLED")
@@ -266,11 +268,11 @@ def _fine_tune(spec: TeacherSpec, task: TaskSpec, path: Path, data: DataCache, t
         result = train(model, objective, train_ds, dev_ds, dev_labels, task, tokenizer, s, s["seed"],
                        device, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
                        desc=f"teacher {spec.dataset}", on_epoch_end=keeper)
-        tracker.log_metrics(run_id, [("wall_time_s", result.wall_time_s, 0),
-                                     ("train_examples_per_s", result.train_examples_per_s, 0),
-                                     ("peak_memory_mb", result.peak_memory_mb, 0),
-                                     ("cpu_time_s", result.cpu_time_s, 0),
-                                     ("cpu_threads", result.cpu_threads, 0)])
+        tracker.log_metrics(run_id, [(contract.METRIC_WALL_TIME, result.wall_time_s, 0),
+                                     (contract.METRIC_EXAMPLES_PER_S, result.train_examples_per_s, 0),
+                                     (contract.METRIC_PEAK_MEMORY, result.peak_memory_mb, 0),
+                                     (contract.METRIC_CPU_TIME, result.cpu_time_s, 0),
+                                     (contract.METRIC_CPU_THREADS, result.cpu_threads, 0)])
         meta = _save(model, keeper, result, spec, run_id, tmp, tracker)
         os.replace(tmp, path)
         tracker.store_teacher_files(run_id, path)  # for workers on other machines
@@ -299,7 +301,7 @@ def _save(model: torch.nn.Module, keeper: _Keeper, result: TrainResult, spec: Te
         folder = tmp / "checkpoints" / name
         model.save_pretrained(folder, state_dict=state)
         checkpoints[name] = {"epoch": epoch, "dev_metrics": dev, "sha256": file_checksums(folder)}
-    tracker.log_metrics(run_id, [(f"{name}_epoch", c["epoch"], 0) for name, c in checkpoints.items()])
+    tracker.log_metrics(run_id, [(name + contract.EPOCH_SUFFIX, c["epoch"], 0) for name, c in checkpoints.items()])
     meta = {"dev_metrics": result.dev_metrics, "run_id": run_id, "identity": spec.identity,
             "wall_time_s": result.wall_time_s, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "sha256": file_checksums(tmp), "checkpoints": checkpoints}

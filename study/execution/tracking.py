@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils import get_results_from_paginated_fn
 
 import study
 from study.core import contract
@@ -59,13 +60,13 @@ def _git_commit() -> str:
 def environment_tags(device: str) -> dict[str, str]:
     """Provenance tags: package versions, git commit, device, host."""
     return {
-        "study.version": study.__version__,
-        "study.git_commit": _git_commit(),
-        "study.device": device,
-        "study.versions.torch": version("torch"),
-        "study.versions.transformers": version("transformers"),
-        "study.versions.python": platform.python_version(),
-        "study.host": platform.node(),
+        contract.TAG_VERSION: study.__version__,
+        contract.TAG_GIT_COMMIT: _git_commit(),
+        contract.TAG_DEVICE: device,
+        contract.TAG_VERSIONS_PREFIX + "torch": version("torch"),
+        contract.TAG_VERSIONS_PREFIX + "transformers": version("transformers"),
+        contract.TAG_VERSIONS_PREFIX + "python": platform.python_version(),
+        contract.TAG_HOST: platform.node(),
     }
 
 
@@ -160,16 +161,14 @@ class Tracker:
         query = f"tags.`{contract.TAG_KIND}` = '{kind}'"
         if value is not None:
             query += f" and tags.`{key}` = '{value}'"
-        token = None
-        while True:
-            page = self.client.search_runs(exp_ids, filter_string=query,
-                                           max_results=1000, page_token=token,
-                                           order_by=["attributes.start_time DESC"])
-            for run in page:
-                out[run.data.tags.get(key, "")].append(run)
-            token = page.token
-            if not token:
-                return out
+        found = get_results_from_paginated_fn(
+            lambda n, token: self.client.search_runs(exp_ids, filter_string=query, max_results=n,
+                                                     page_token=token, order_by=["attributes.start_time DESC"]),
+            max_results_per_page=1000,
+        )
+        for run in found:
+            out[run.data.tags.get(key, "")].append(run)
+        return out
 
     def cell_runs(self, cell_id: str | None = None) -> dict[str, list]:
         """Every cell run in the store (any grid's experiment), by cell id, newest first: a cell
@@ -265,11 +264,11 @@ class Tracker:
         """
         self.release(run_id)
         if isinstance(exc, KeyboardInterrupt):
-            self.client.set_tag(run_id, "study.error", f"interrupted ({type(exc).__name__}: {exc})"[:4000])
+            self.client.set_tag(run_id, contract.TAG_ERROR, f"interrupted ({type(exc).__name__}: {exc})"[:4000])
             self.client.set_terminated(run_id, "KILLED")
             return
         message = f"{type(exc).__name__}: {exc}"[:4000]
-        self.client.set_tag(run_id, "study.error", message)
+        self.client.set_tag(run_id, contract.TAG_ERROR, message)
         try:
             self.client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
         except Exception:  # the error tag is what matters; an artifact store problem must not hide it

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
+from study.core import contract
 from study.core.device import select_device
 from study.core.paths import runs_dir
 from study.execution import locks
@@ -146,7 +147,7 @@ class Worker:
         for i, _, run_id, _ in held:
             if tracker.client.get_run(run_id).info.status == "RUNNING":
                 if stage == "teacher" and isinstance(exc, Exception):  # so `study status` counts it failed
-                    tracker.client.set_tag(run_id, "study.failed_stage", "teacher")
+                    tracker.client.set_tag(run_id, contract.TAG_FAILED_STAGE, "teacher")
                 tracker.fail(run_id, exc)
             if isinstance(exc, Exception):
                 outs[i].state, outs[i].error = "failed", f"{type(exc).__name__}: {exc}"

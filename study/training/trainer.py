@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from study.core import contract
 from study.core.device import autocast, peak_memory_mb
 from study.core.hashing import derive_seed
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
@@ -294,9 +295,9 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
     s.step += 1
     s.seen += labels.shape[0]
     for k, v in losses.items():
-        s.recorded.setdefault("train_loss" if k == "loss" else f"train_{k}", []).append(v.detach())
+        s.recorded.setdefault(contract.TRAIN_PREFIX + k, []).append(v.detach())  # "loss": train_loss
     if s.step % CHECK_EVERY == 0:
-        _check_finite(s.recorded["train_loss"], s.first_step)
+        _check_finite(s.recorded[contract.METRIC_TRAIN_LOSS], s.first_step)
 
 
 def train_group(
@@ -499,13 +500,13 @@ def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: Tokenized
                task: TaskSpec, ttype, device: torch.device) -> None:
     """A student's end of epoch: the finiteness check, its losses and dev metrics logged in one
     batch, its ``on_epoch_end``."""
-    _check_finite(s.recorded.get("train_loss", []), s.first_step)
+    _check_finite(s.recorded.get(contract.METRIC_TRAIN_LOSS, []), s.first_step)
     points: list[tuple[str, float, int]] = []
     for key, values in s.recorded.items():
         host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
         points += [(key, v, s.first_step + i) for i, v in enumerate(host)]
     s.dev_metrics = ttype.evaluate(s.spec.model, dev_loader, dev_data, dev_labels, task, device)
-    points += [(f"dev_{k}", float(v), epoch) for k, v in s.dev_metrics.items()]
+    points += [(contract.DEV_PREFIX + k, float(v), epoch) for k, v in s.dev_metrics.items()]
     s.history.append({"epoch": epoch, **s.dev_metrics})
     if s.spec.log_metrics:
         s.spec.log_metrics(points)
