@@ -78,6 +78,7 @@ def run(
     local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
     claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1: one cell at a time. Default: the grid's group_size, else 1."),
+    keep_student: Optional[str] = typer.Option(None, "--keep-student", help="none or all: save every trained student (safetensors, with its tokenizer) as an artifact of its run, for `study export`. Default: the grid's keep_student, else none."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained)."""
     _quiet_libraries()
@@ -102,7 +103,8 @@ def run(
         with signals_as_interrupt():
             summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
                                retry_failed=retry_failed, console=err, executor=ex,
-                               claim_timeout_s=claim_timeout, group_size=group_size)
+                               claim_timeout_s=claim_timeout, group_size=group_size,
+                               keep_student=keep_student)
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:
@@ -288,6 +290,10 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
 from study.cli.analysis import register as _register_analysis  # noqa: E402
 
 _register_analysis(app)
+
+from study.cli.export import register as _register_export  # noqa: E402
+
+_register_export(app)
 
 
 if __name__ == "__main__":

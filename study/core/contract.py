@@ -29,6 +29,9 @@ Tags:
   ``local cache``, ``artifact store``); ``study.teacher_artifacts`` on a teacher run: the
   artifact folder holding the teacher's files; ``study.restored_from`` on a teacher run recreated
   from a cached ``teacher.json`` (the run id it recorded)
+- ``study.student_artifacts`` on a cell whose student was kept: its artifact folder (``student``);
+  ``study.student_sha256``: the SHA-256 of its ``model.safetensors``. A registered model version
+  (``study export --register``) carries ``study.cell_id``
 - ``study.augmentation_version`` on a cell: which EDA operations its machine offered
 - provenance, on every run: ``study.version``, ``study.git_commit``, ``study.device``,
   ``study.host``, ``study.versions.<package>`` (torch, transformers, python)
@@ -75,6 +78,11 @@ TAG_DUPLICATE_OF = "study.duplicate_of"
 TAG_TEACHER_SOURCE = "study.teacher_source"
 TAG_TEACHER_ARTIFACTS = "study.teacher_artifacts"
 TEACHER_ARTIFACT_PATH = "teacher"
+#: On a cell run whose student was kept (``keep_student: all``): the artifact folder holding it
+#: (``save_pretrained`` with its tokenizer and ``student.json``), and the SHA-256 of its weights.
+TAG_STUDENT_ARTIFACTS = "study.student_artifacts"
+STUDENT_ARTIFACT_PATH = "student"
+TAG_STUDENT_SHA256 = "study.student_sha256"
 #: Why a claim that trained nothing was given up (on the run, just before it is deleted).
 TAG_CLAIM_WITHDRAWN = "study.claim.withdrawn"
 #: ``teacher`` on a cell run that failed because its teacher could not be had (``study status``).

@@ -18,6 +18,7 @@ from study.core import contract
 from study.core.hashing import derive_seed
 from study.execution import locks
 from study.execution.datacache import DataCache
+from study.execution.students import keep_student
 from study.execution.teacher import Teacher
 from study.execution.tracking import Tracker, environment_tags
 from study.execution.units import group_key
@@ -105,9 +106,13 @@ def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker
 
 
 def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, tracker: Tracker,
-                lookup=None) -> float:
-    """Log the cell's costs and end its run FINISHED (``locks.finish`` with ``lookup``); return
-    its dev score (a fraction)."""
+                lookup=None, keep: bool = False) -> float:
+    """Log the cell's costs, keep its student as the run's artifacts with ``keep``
+    (``study.execution.students``), and end its run FINISHED (``locks.finish`` with ``lookup``);
+    return its dev score (a fraction)."""
+    if keep:
+        keep_student(tracker, prep.run_id, prep.cell.cell_id, prep.student.model, teacher.tokenizer,
+                     result.dev_metrics)
     n_params = sum(p.numel() for p in prep.student.model.parameters())
     tracker.log_metrics(prep.run_id, [
         (contract.METRIC_TEACHER_SCORE, teacher.dev_score, 0),
@@ -130,7 +135,8 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
 
 def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
               grid_version: str | None = None, run_ids: list[str | None] | None = None,
-              teacher_source: str | None = None, lookups: list | None = None) -> list[float | Exception]:
+              teacher_source: str | None = None, lookups: list | None = None,
+              keep_students: bool = False) -> list[float | Exception]:
     """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
     logged to its own run; per cell, its dev score (a fraction) or the exception that ended its
     run FAILED (the others go on). An interruption ends every open run KILLED and propagates.
@@ -139,6 +145,7 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         run_ids: per cell, its claimed RUNNING run (``study.execution.locks``), or None to start one.
         lookups: per cell, a function returning the cell's runs, to end its run as a duplicate if
             another finished first (``locks.finish``), or None.
+        keep_students: save each trained student as an artifact of its run (``keep_student: all``).
 
     Raises:
         ValueError: the cells do not share a ``group_key``.
@@ -181,7 +188,7 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
                 try:
                     if isinstance(result, Exception):
                         raise result
-                    outcomes[i] = finish_cell(prep, result, teacher, tracker, lookups[i])
+                    outcomes[i] = finish_cell(prep, result, teacher, tracker, lookups[i], keep_students)
                     opened.pop(i)
                 except Exception as exc:
                     fail(i, exc)

@@ -36,6 +36,7 @@ from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 from study.execution.units import work_units
 from study.execution.work import CellOutcome, RunContext, data_dir_arg
 from study.grid import Cell, Grid
+from study.grid.schema import KEEP_STUDENT
 from study.tasks.catalogue import TASKS, resolve_data_dir
 
 
@@ -77,11 +78,14 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = 
 def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto",
              tracking_uri: str | None = None, retry_failed: bool = True,
              console: Console | None = None, executor: Executor | None = None,
-             claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S, group_size: int = 1) -> RunSummary:
+             claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S, group_size: int = 1,
+             keep_student: str | None = None) -> RunSummary:
     """Train every pending cell of ``grid`` with ``executor`` (default ``serial``); see the
     module docstring for the guarantees. ``claim_timeout_s``: seconds without a heartbeat after
     which another machine's RUNNING run of a cell counts as dead; ``group_size``: cells that
-    share their batches (``study.execution.units.group_key``) train together, up to this many at once.
+    share their batches (``study.execution.units.group_key``) train together, up to this many at once;
+    ``keep_student``: ``all`` keeps every trained student as an artifact of its run, ``none`` none
+    (default: the grid's ``keep_student``).
 
     Raises:
         StudyConfigError: a bad grid, data directory, device, executor setting, claim timeout or
@@ -93,6 +97,9 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     locks.check_claim_timeout(claim_timeout_s)
     if group_size < 1:
         raise StudyConfigError(f"--group-size must be at least 1, got {group_size}")
+    keep_student = grid.keep_student if keep_student is None else keep_student
+    if keep_student not in KEEP_STUDENT:
+        raise StudyConfigError(f"--keep-student must be one of {', '.join(KEEP_STUDENT)}, got {keep_student!r}")
     dev = select_device(device)
     cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
     data = DataCache(resolve_data_dir(data_dir))
@@ -102,13 +109,14 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     tracker.require_writable()
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
-                     tasks={c.dataset: TASKS[c.dataset] for c in cells})
+                     tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student)
     executor.check(ctx, tracker.shared)
     pending, done, status = plan(grid, tracker, retry_failed, cells=cells)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
                          tracking_uri=tracker.uri)
     console.print(f"[bold]grid {grid.name}[/]: {summary.total} cells, {len(done)} already done, "
-                  f"{len(pending)} to train on {dev.type} ({executor.name} executor); store {tracker.uri}")
+                  f"{len(pending)} to train on {dev.type} ({executor.name} executor); store {tracker.uri}"
+                  + ("; students kept" if keep_student == "all" else ""))
     if not pending:
         console.print("Nothing to train: every cell is already finished.")
         summary.wall_time_s = time.perf_counter() - start

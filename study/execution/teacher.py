@@ -60,11 +60,13 @@ def teacher_dir(spec: TeacherSpec) -> Path:
     return runs_dir() / "teachers" / spec.teacher_id
 
 
-def file_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 (hex) of every file in ``folder`` except ``teacher.json`` (and its temp copies), by name."""
+def file_checksums(folder: Path, skip: tuple[str, ...] = ("teacher.json",)) -> dict[str, str]:
+    """SHA-256 (hex) of every file in ``folder`` except those named in ``skip`` (and their temp
+    copies: a name starting with one of them), by name. Students use it too
+    (``study.execution.students``, with ``student.json``)."""
     out = {}
     for f in sorted(Path(folder).iterdir()):
-        if f.is_file() and not f.name.startswith("teacher.json"):
+        if f.is_file() and not f.name.startswith(skip):
             h = hashlib.sha256()
             with f.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
@@ -103,15 +105,23 @@ def verify_teacher(path: Path) -> dict:
         _write_json(meta_file, meta)
         meta["checksums_adopted"] = True
         return meta
+    problem = checksum_problem(found, expected, "the teacher")
+    if problem:
+        raise _damaged(path, problem)
+    return meta
+
+
+def checksum_problem(found: dict[str, str], expected: dict[str, str], what: str) -> str | None:
+    """The first difference between a folder's checksums (``file_checksums``) and the saved ones,
+    in words (a file missing, extra, or changed), or None when they match."""
     for name in sorted(set(expected) | set(found)):
         if name not in found:
-            raise _damaged(path, f"{name} is missing")
+            return f"{name} is missing"
         if name not in expected:
-            raise _damaged(path, f"{name} was not there when the teacher was saved")
+            return f"{name} was not there when {what} was saved"
         if found[name] != expected[name]:
-            raise _damaged(path, f"{name} has SHA-256 {found[name][:12]}..., saved as "
-                                 f"{expected[name][:12]}...")
-    return meta
+            return f"{name} has SHA-256 {found[name][:12]}..., saved as {expected[name][:12]}..."
+    return None
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -41,8 +41,8 @@ STATES = ("finished", "failed", "skipped", "busy")
 class RunContext:
     """Everything a worker needs besides its unit, as plain values (sent to other machines):
     the grid's name and version, the tracking URI, the data folder (None: the worker's
-    ``STUDY_DATA_DIR`` or the hub), the device, the claim timeout in seconds, and the task specs
-    of the grid's datasets (a task YAML outside the package is registered where it runs)."""
+    ``STUDY_DATA_DIR`` or the hub), the device, the claim timeout in seconds, the task specs
+    of the grid's datasets, which students to keep (a task YAML outside the package is registered where it runs)."""
 
     grid: str
     grid_version: str
@@ -51,6 +51,8 @@ class RunContext:
     device: str
     claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S
     tasks: dict = field(default_factory=dict, hash=False, compare=False)
+    #: ``keep_student``: ``all`` saves every trained student as an artifact of its run
+    keep_student: str = "none"
     #: one per ``study run``: a worker process keeps its teachers for one run only
     run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -112,7 +114,7 @@ class Worker:
                 t0 = time.perf_counter()
                 scores = run_group([unit.cells[i] for i, *_ in held], teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
-                                   [lookup for *_, lookup in held])
+                                   [lookup for *_, lookup in held], self.ctx.keep_student == "all")
             except BaseException as exc:
                 self._end_held(held, outs, exc, stage)
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid

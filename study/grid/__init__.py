@@ -36,6 +36,7 @@ A grid file (``study/grids/NAME.yaml``)::
     overrides:                         # a budget per dataset: these settings replace the grid's
       - {when: {dataset: squad-devsplit}, training: {max_length: 256}, teacher: {max_length: 256}}
     group_size: 8                      # cells trained together by default (not part of any cell)
+    keep_student: all                  # none | all: save each trained student (not part of any cell)
 
 ``overrides`` give some datasets their own budget (settings, not factors): each entry's
 ``training``/``teacher`` values replace the grid's fixed ones for the datasets its ``when``
@@ -46,6 +47,9 @@ may not set the same key for one dataset.
 ``group_size`` is how many cells ``study run`` trains together on shared batches when
 ``--group-size`` is not given (default 1: one at a time). It is how the grid is run, not what it
 holds: no cell's identity or result depends on it (grouped training is bit-identical on CPU).
+``keep_student`` likewise (``none`` by default; ``study run --keep-student`` overrides it):
+``all`` saves every student it trains as an artifact of its run (``study.execution.students``),
+which ``study export`` turns into a folder ``from_pretrained`` loads.
 
 Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
 ``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,

@@ -49,6 +49,8 @@ class Grid:
     overrides: list[tuple[list[str], dict[str, dict[str, Any]]]] = field(default_factory=list)
     #: cells ``study run`` trains together when ``--group-size`` is not given
     group_size: int = 1
+    #: which students ``study run`` keeps as artifacts when ``--keep-student`` is not given
+    keep_student: str = "none"
 
     @property
     def axis_order(self) -> list[str]:

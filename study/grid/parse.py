@@ -47,7 +47,8 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
                 intermediate=top["intermediate"], mixup=top["mixup"],
                 objective_params=top["objective_params"], augmentation_params=top["augmentation_params"],
                 exclude=[_exclude(ex, axes, f"exclude[{i}]") for i, ex in enumerate(top["exclude"])],
-                source=source, overrides=_overrides(top["overrides"], axes, base), group_size=top["group_size"])
+                source=source, overrides=_overrides(top["overrides"], axes, base), group_size=top["group_size"],
+                keep_student=top["keep_student"])
     grid.cells()  # resolve every cell now: bad values fail before anything else happens
     return grid
 

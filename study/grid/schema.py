@@ -62,6 +62,9 @@ class TeacherSettings(TrainingSettings):
 TRAINING_DEFAULTS: dict[str, Any] = TrainingSettings().model_dump()
 TEACHER_DEFAULTS: dict[str, Any] = TeacherSettings().model_dump()
 
+#: ``keep_student``: which trained students are saved as their runs' artifacts (not part of any cell).
+KEEP_STUDENT = ("none", "all")
+
 GroupSize = integer(1, "an integer >= 1 (how many cells `study run` trains together unless "
                        "--group-size says otherwise)")
 
@@ -84,6 +87,7 @@ class GridFile(BaseModel):
     exclude: list[Any] | None = Field(default_factory=list)
     overrides: Any = Field(default_factory=list)
     group_size: GroupSize = 1
+    keep_student: Literal[KEEP_STUDENT] = "none"
 
     @field_validator("name")
     @classmethod
