@@ -96,6 +96,9 @@ def test_stale_staging_folders_go(isolated_runs):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"half")
     assert remove_stale("abc") == 1 and not dead.exists() and alive.exists()
+    other = students_dir() / "def.tmp999999999"
+    other.mkdir()
+    assert remove_stale() == 1 and not other.exists() and alive.exists()  # what `study run` sweeps
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from study.execution import forecast as fc
 from study.execution import locks
 from study.execution.datacache import DataCache
 from study.execution.executors import Executor, make_executor
+from study.execution.students import remove_stale
 from study.execution.teacher import teacher_dir
 from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 from study.execution.units import work_units
@@ -107,6 +108,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
     tracker = Tracker(tracking_uri, claim_timeout_s=claim_timeout_s)
     tracker.require_writable()
+    remove_stale()  # students' staging folders that a killed process left
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student)

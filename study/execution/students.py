@@ -6,7 +6,7 @@ with the teacher's tokenizer and ``student.json`` (dev metrics, run and cell id,
 every file, written last), staged in ``runs/students/<cell_id>.tmp<pid>``, logged as the run's
 artifacts ``student/`` and tagged (``study.student_artifacts``, ``study.student_sha256``). The
 staging folder goes once logged; one a killed process left is removed by the next save of that
-cell, as a teacher's ``.tmp`` folders are. The checksums are the teachers'
+cell, or at the start of the next ``study run``, as a teacher's ``.tmp`` folders are. The checksums are the teachers'
 (``study.execution.teacher.file_checksums``); ``fetch_student`` downloads and checks them.
 """
 
@@ -58,9 +58,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(cell_id: str) -> int:
-    """Remove the staging folders of ``cell_id`` that a dead process (or this one) left; return
-    how many."""
+def remove_stale(cell_id: str = "*") -> int:
+    """Remove the staging folders of ``cell_id`` (default: of every cell) that a dead process (or
+    this one) left; return how many."""
     n = 0
     for stale in students_dir().glob(f"{cell_id}.tmp*"):
         pid = stale.name.rsplit(".tmp", 1)[1]
