@@ -74,7 +74,10 @@ def units_needed(effect: float, unit_sd: float, power: float = POWER, alpha: flo
     if effect == 0:
         return most
     nobs = np.arange(MIN_UNITS, most + 1)
-    reached = TTestPower().power(effect_size=abs(effect) / unit_sd, nobs=nobs, alpha=alpha) >= power
+    d = abs(effect) / unit_sd
+    got = TTestPower().power(effect_size=d, nobs=nobs, alpha=alpha)
+    got = np.where(np.isnan(got) & (d * np.sqrt(nobs) > 8), 1.0, got)  # statsmodels' nct gives nan far out
+    reached = np.nan_to_num(got) >= power
     return int(nobs[np.argmax(reached)]) if reached.any() else most
 
 

@@ -124,9 +124,10 @@ def decide(units: pd.DataFrame, expect: str, rng: np.random.Generator, margin: f
     detectable = None if paper_effect is None else bool(abs(paper_effect) >= floor)
     note = ""
     if verdict in ("inconclusive", "underpowered"):
-        target, what = (paper_effect, "the paper's effect") if paper_effect is not None else \
-            (float(x.mean()) - (margin if expect == "positive" else -margin if expect == "negative" else 0.0),
-             "the effect observed here")
-        note = power_note(target, sd, units, what)
+        observed = float(x.mean()) - (margin if expect == "positive" else -margin if expect == "negative" else 0.0)
+        if paper_effect is not None and units_needed(paper_effect, sd) > g:
+            note = power_note(paper_effect, sd, units, "the paper's effect")
+        else:  # no paper effect, or this design already detects it: size for the effect seen here
+            note = power_note(observed, sd, units, "the effect observed here")
     return UnitResult(float(x.mean()) if g else float("nan"), low, high, p, verdict, rule, g, sd, floor,
                       detectable, note)
