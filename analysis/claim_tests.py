@@ -115,7 +115,7 @@ def _from_units(claim: Claim, res: UnitResult, reason: str, **kw) -> Finding:
         reason += f"; the interval is decisive but the sign-flip test is not (p {res.p_value:.3g})"
     return Finding(claim, res.verdict, reason, res.rule, res.estimate, res.low, res.high, n_units=res.n_units,
                    mde=res.mde, paper_effect=claim_params(claim).paper_effect,
-                   detectable=res.detectable, power_note=res.note, **kw)
+                   detectable=res.detectable, power_note=res.note, units=res.units, **kw)
 
 
 def _interval(res: UnitResult) -> str:

@@ -50,7 +50,8 @@ class Finding:
     ``detectable`` whether ``mde`` ≤ ``paper_effect``, ``power_note`` the seeds or datasets a
     conclusive test would need. Seed noise (Bouthillier et al. 2021): ``seed_sd`` the seed-to-seed
     s.d. per dataset (points, dataset -> s.d.), ``seed_share`` the share of the within-dataset
-    variance that seeds explain."""
+    variance that seeds explain. ``units``: the unit-level values (points, one row per (dataset,
+    seed): ``dataset``, ``seed``, ``value``) a unit-based test decided on, for ``study plan``."""
 
     claim: Claim
     verdict: str
@@ -72,6 +73,7 @@ class Finding:
     power_note: str = ""
     seed_sd: dict[str, float] = field(default_factory=dict)
     seed_share: float | None = None
+    units: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- parameter schemas

@@ -15,30 +15,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.claim_tests import _subset, held_fixed
+from analysis.claim_tests import TESTS
+from analysis.claims import Claim
 from analysis.power import POWER, first_reaching, mde, plan_design, variance_components
-from analysis.verdicts import unit_values
 
 
 def contrast_units(df: pd.DataFrame, factor: str, a: str, b: str,
                    where: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Unit-level values (points) of ``factor`` = ``a`` − ``b``: one row per (dataset, seed).
+    """Unit-level values (points) of ``factor`` = ``a`` − ``b``, paired within every combination
+    of the other factors as the ``contrast`` claim test pairs them: one row per (dataset, seed).
 
     Raises:
         ValueError: ``factor`` is not a column, or no unit ran both levels.
     """
     if factor not in df.columns:
         raise ValueError(f"the pilot has no factor {factor!r} (its columns: {', '.join(map(str, df.columns))})")
-    data = _subset(df, where).assign(_level=lambda d: d[factor].astype(str))
-    keys = held_fixed(data, factor)
-    wide = data[data["_level"].isin([a, b])].pivot_table(index=keys, columns="_level", values="score",
-                                                            aggfunc="mean", observed=True)
-    if a not in wide.columns or b not in wide.columns:
-        raise ValueError(f"the pilot did not run both {factor}={a} and {factor}={b}")
-    wide = wide.dropna(subset=[a, b]).reset_index()
-    if wide.empty:
-        raise ValueError(f"no unit of the pilot ran both {factor}={a} and {factor}={b}")
-    return unit_values(wide, 100 * (wide[a] - wide[b]).to_numpy())
+    params = {"factor": factor, "a": a, "b": b, **({"where": where} if where else {})}
+    return claim_units(df, Claim("plan", "-", f"{factor}={a} − {factor}={b}", "pilot", "contrast", params))
+
+
+#: Claim tests whose verdict rests on a mean of unit values with a natural effect size in points.
+PLANNABLE = ("contrast", "best_level", "interaction")
+
+
+def claim_units(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """The unit-level values (points) the claim's test decides on, computed on the pilot ``df``.
+
+    Raises:
+        ValueError: a test kind outside ``PLANNABLE``, or a pilot the test cannot use (its reason).
+    """
+    if claim.test not in PLANNABLE:
+        raise ValueError(f"claim {claim.id!r} is a {claim.test} test; study plan sizes {', '.join(PLANNABLE)} "
+                         f"claims (use --grid {claim.grid} --contrast FACTOR=A:B for one of its contrasts)")
+    finding = TESTS[claim.test](df, claim)
+    if finding.units is None:
+        raise ValueError(f"claim {claim.id!r} on the pilot: {finding.reason}")
+    return finding.units
 
 
 def factor_of(df: pd.DataFrame, a: str, b: str) -> str:
@@ -74,6 +86,8 @@ def plan_contrast(units: pd.DataFrame, effect: float | None, rng: np.random.Gene
                   max_datasets: int = 20) -> Plan:
     """Simulated power of more seeds or more datasets for the contrast of ``units``
     (``contrast_units``) at ``effect`` points (None: the pilot's own estimate, optimistic)."""
+    if len(units) < 2:
+        raise ValueError("the pilot has one (dataset, seed) unit: run at least 2 seeds to estimate the noise")
     comps = variance_components(units)
     estimate = float(units["value"].mean())
     source = "given"

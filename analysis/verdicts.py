@@ -39,6 +39,7 @@ class UnitResult:
     mde: float
     detectable: bool | None
     note: str
+    units: pd.DataFrame | None = None
 
 
 def unit_values(frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
@@ -130,4 +131,4 @@ def decide(units: pd.DataFrame, expect: str, rng: np.random.Generator, margin: f
         else:  # no paper effect, or this design already detects it: size for the effect seen here
             note = power_note(observed, sd, units, "the effect observed here")
     return UnitResult(float(x.mean()) if g else float("nan"), low, high, p, verdict, rule, g, sd, floor,
-                      detectable, note)
+                      detectable, note, units)

@@ -27,7 +27,7 @@ def test_plan_for_a_claim_prints_a_resized_grid(pilot, tmp_path):
     res = CliRunner().invoke(app, ["plan", "--claim", "wang-lower-beats-upper-logit-kd", "--effect", "1.0",
                                    "--tracking-uri", pilot, "--out", str(out), "--no-forecast"])
     assert res.exit_code == 0, res.output
-    assert "pilot: grid wang2023-cpu, initialisation=teacher_lower − initialisation=teacher_upper" in res.output
+    assert "pilot: grid wang2023-cpu, claim wang-lower-beats-upper-logit-kd (contrast): +0.40 points" in res.output
     assert "4 units (2 datasets × 2 seeds)" in res.output and "planning for 1.00 points (given)" in res.output
     assert "more seeds:" in res.output and "more datasets:" in res.output
     import yaml
@@ -40,6 +40,7 @@ def test_plan_for_a_grid_contrast_with_forecast(pilot):
     res = CliRunner().invoke(app, ["plan", "--grid", "wang2023-cpu", "--contrast", "teacher_lower:teacher_upper",
                                    "--tracking-uri", pilot])
     assert res.exit_code == 0, res.output
+    assert "pilot: grid wang2023-cpu, initialisation=teacher_lower − initialisation=teacher_upper" in res.output
     assert "the pilot's own estimate" in res.output and "resized grid" in res.output
     assert "forecast of wang2023-cpu (" in res.output or "no forecast" in res.output
 
@@ -52,4 +53,4 @@ def test_plan_without_pilot_runs_says_what_to_run(tmp_path):
     assert res.exit_code == 2
     assert "no pilot runs of grid wang2023-cpu in this store: run `study run --grid wang2023-cpu`" in res.output
     res = CliRunner().invoke(app, ["plan", "--claim", "sultan-one-recipe", "--tracking-uri", uri])
-    assert res.exit_code == 2 and "sizes contrast claims" in res.output
+    assert res.exit_code == 2 and "sizes contrast, best_level, interaction claims" in res.output

@@ -25,26 +25,26 @@ def _fail(message: object) -> typer.Exit:
 
 
 def _target(claim: Optional[str], grid: Optional[str], contrast: Optional[str], effect: Optional[float]):
-    """(grid, factor or None, a, b, where, effect) from --claim or --grid/--contrast."""
+    """(grid, the Claim or None, factor or None, a, b, effect) from --claim or --grid/--contrast."""
     if (claim is None) == (grid is None):
         raise ValueError("give --claim ID, or --grid NAME with --contrast [FACTOR=]A:B")
     if claim is not None:
         from analysis.claims import claim_params, load_claims
+        from analysis.planning import PLANNABLE
 
         found = {c.id: c for c in load_claims()}
         if claim not in found:
             raise ValueError(f"no claim {claim!r}; claims: {', '.join(found)}")
         c = found[claim]
-        if c.test != "contrast":
-            raise ValueError(f"claim {claim!r} is a {c.test} test; study plan sizes contrast claims "
-                             f"(use --grid {c.grid} --contrast FACTOR=A:B for one of its contrasts)")
-        p = claim_params(c)
-        return c.grid, p.factor, str(p.a), str(p.b), p.where, effect if effect is not None else p.paper_effect
+        if c.test not in PLANNABLE:
+            raise ValueError(f"claim {claim!r} is a {c.test} test; study plan sizes {', '.join(PLANNABLE)} "
+                             f"claims (use --grid {c.grid} --contrast FACTOR=A:B for one of its contrasts)")
+        return c.grid, c, None, "", "", effect if effect is not None else claim_params(c).paper_effect
     if not contrast or ":" not in contrast:
         raise ValueError("--grid needs --contrast [FACTOR=]A:B (two levels of one factor)")
     factor, _, levels = contrast.rpartition("=")
     a, _, b = levels.partition(":")
-    return grid, factor or None, a, b, None, effect
+    return grid, None, factor or None, a, b, effect
 
 
 def _resized(grid_name: str, n_seeds: int, n_datasets: int) -> tuple[dict, list[str]]:
@@ -93,11 +93,11 @@ def plan_command(
     import numpy as np
     import yaml
 
-    from analysis.planning import contrast_units, factor_of, plan_contrast
+    from analysis.planning import claim_units, contrast_units, factor_of, plan_contrast
     from analysis.table import load_runs
 
     try:
-        grid_name, factor, a, b, where, target = _target(claim, grid, contrast, effect)
+        grid_name, the_claim, factor, a, b, target = _target(claim, grid, contrast, effect)
         from study.cli.analysis import _check_store
 
         _check_store(tracking_uri)
@@ -108,12 +108,15 @@ def plan_command(
         if df is None or df.empty:
             raise _fail(f"no pilot runs of grid {grid_name} in this store: run `study run --grid {grid_name}` "
                         f"(two seeds are enough) and plan again")
-        factor = factor or factor_of(df, a, b)
-        units = contrast_units(df, factor, a, b, where)
+        if the_claim is not None:
+            units, label = claim_units(df, the_claim), f"claim {the_claim.id} ({the_claim.test})"
+        else:
+            factor = factor or factor_of(df, a, b)
+            units, label = contrast_units(df, factor, a, b), f"{factor}={a} − {factor}={b}"
         plan = plan_contrast(units, target, np.random.default_rng(0), power)
     except (ValueError, KeyError) as exc:
         raise _fail(exc) from None
-    _print_plan(plan, grid_name, factor, a, b, power)
+    _print_plan(plan, grid_name, label, power)
     pick = plan.seeds if plan.seeds is not None else plan.datasets
     if pick is None:
         typer.echo("no design within 20 seeds or 20 datasets reaches that power: the effect is too small "
@@ -139,9 +142,9 @@ def plan_command(
             typer.echo(f"no forecast: {' '.join(str(exc).split())}")
 
 
-def _print_plan(plan, grid: str, factor: str, a: str, b: str, power: float) -> None:
+def _print_plan(plan, grid: str, label: str, power: float) -> None:
     c = plan.components
-    typer.echo(f"pilot: grid {grid}, {factor}={a} − {factor}={b}: {plan.units['value'].mean():+.2f} points over "
+    typer.echo(f"pilot: grid {grid}, {label}: {plan.units['value'].mean():+.2f} points over "
                f"{len(plan.units)} units ({int(c['n_datasets'])} datasets × {c['n_seeds']:g} seeds); seed s.d. "
                f"{c['seed_sd']:.2f}, dataset s.d. {c['dataset_sd']:.2f}, unit s.d. {c['unit_sd']:.2f} points")
     mde = "∞ (too few units for a verdict)" if math.isinf(plan.pilot_mde) else f"{plan.pilot_mde:.2f} points"
