@@ -23,6 +23,7 @@ measures the interval methods' coverage by simulation (``tests/test_smallsample.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -56,6 +57,12 @@ def t_interval(values: np.ndarray, alpha: float = ALPHA) -> tuple[float, float]:
     return float(x.mean() - half), float(x.mean() + half)
 
 
+@functools.cache
+def _all_signs(g: int) -> np.ndarray:
+    """Every sign pattern of ``g`` units, shape (2**g, g)."""
+    return np.array(list(itertools.product((1.0, -1.0), repeat=g)))
+
+
 def sign_flip_test(values: np.ndarray, rng: np.random.Generator, null: float = 0.0,
                    n_perm: int = 20_000) -> float:
     """Two-sided p-value of H0 "the mean of ``values`` is ``null``" by flipping unit signs.
@@ -73,7 +80,7 @@ def sign_flip_test(values: np.ndarray, rng: np.random.Generator, null: float = 0
         return 1.0
     observed = abs(x.mean())
     if g <= EXACT_MAX:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=g)))
+        signs = _all_signs(g)
     else:
         signs = np.vstack([np.ones(g), rng.choice((1.0, -1.0), size=(n_perm, g))])
     flipped = np.abs(signs @ x) / g
