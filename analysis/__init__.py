@@ -10,7 +10,13 @@ the names in ``study.core.contract``), and it imports nothing of ``study`` beyon
 - ``analysis.anova``: contributions of each factor (type-II ANOVA with partial eta squared and
   omega squared, mixed effects with datasets as random intercepts, seed bootstrap intervals,
   pairwise comparisons, slopes of numeric factors).
-- ``analysis.bootstrap``: the cluster bootstrap (replicate units resampled) behind every interval.
+- ``analysis.bootstrap``: the cluster bootstrap (replicate units resampled), for refitted statistics.
+- ``analysis.smallsample``: the t-interval on unit values (G − 1 df) and the exact sign-flip test
+  over units behind the claims' verdicts, and their coverage by simulation;
+  ``analysis.verdicts``: the verdict rule (interval and test agree, at least ``MIN_UNITS`` units).
+- ``analysis.power``: minimum detectable effect, units needed, simulated power of a design;
+  ``analysis.planning``: sizing a grid for a contrast from a pilot (``study plan``).
+- ``analysis.seednoise``: seed-to-seed s.d. per dataset and the seeds' share of the variance.
 - ``analysis.cost``: what committing to a level costs when the rest is tuned (``tuned_cost``),
   and on balanced grids the averaged cost (Sultan et al. 2024's question).
 - ``analysis.recipe``: the best single recipe across blocks and the best level per factor.

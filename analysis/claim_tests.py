@@ -6,14 +6,17 @@ grid's other factors and the dataset as terms), and a verdict with its reason. I
 its schema in ``analysis.claims.PARAMS``.
 
 Verdicts follow one rule per test, stated in the finding's ``rule``: ``reproduced`` when the
-interval lies on the paper's side, ``not reproduced`` when it lies on the other side,
-``inconclusive`` when it straddles (too few seeds or datasets at this scale), ``not testable``
-when the grid's runs lack the factor or the design cannot answer the claim (e.g. too few
-datasets).
+interval lies on the paper's side and the test agrees, ``not reproduced`` when both say the other
+side, ``inconclusive`` when the interval straddles, ``underpowered`` when the interval is decisive
+but the test is not, or the design has fewer than ``analysis.smallsample.MIN_UNITS`` replicate
+units, ``not testable`` when the grid's runs lack the factor or the design cannot answer the claim.
 
-Intervals come from a cluster bootstrap (``analysis.bootstrap.cluster_bootstrap_ci``): the
-replicate units are the (dataset, seed) pairs of the grid, resampled with replacement (2,000 draws,
-``numpy.random.default_rng(0)``), every comparison made within a unit.
+Tests of a mean over units (contrast, best_level, interaction, recipe_regret) reduce each
+(dataset, seed) unit to one value and use a t-interval with G − 1 df and an exact sign-flip test
+over units (``analysis.verdicts``; the percentile bootstrap undercovers at 4 to 8 units). Refitted
+statistics (largest_share's η² gap, worst_cost) keep the cluster bootstrap
+(``analysis.bootstrap.cluster_bootstrap_ci``, 500 draws, seeded), with the factor's F-test as the
+test and the same floor on units. Every finding states its minimum detectable effect (80% power).
 
 Adding a test = a schema in ``analysis.claims.PARAMS`` and one function decorated with
 ``@test("name")`` here.
@@ -32,8 +35,16 @@ from analysis.bootstrap import cluster_bootstrap_ci
 from analysis.claims import Claim, Finding, claim_params
 from analysis.cost import tuned_cost
 from analysis.lodo import grid_lodo
+from analysis.power import mde as t_mde
+from analysis.smallsample import ALPHA, MIN_UNITS
+from analysis.verdicts import UnitResult, decide, unit_values
 
 UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples
+
+
+def _rng() -> np.random.Generator:
+    """The seeded generator of a claim test (sign-flip patterns above 16 units)."""
+    return np.random.default_rng(0)
 
 TESTS: dict[str, Callable[[pd.DataFrame, Claim], Finding]] = {}
 
@@ -91,29 +102,46 @@ def _eta(df: pd.DataFrame, factor: str, metric: str = "score") -> tuple[float | 
     return float(table.loc[factor, "partial_eta_sq"]), float(table.loc[factor, "p_value"])
 
 
+def _anova_p(factor: str, p: float | None) -> str:
+    return "" if p is None else f"; type-II ANOVA F-test of {factor}: p {p:.3g}"
+
+
+def _from_units(claim: Claim, res: UnitResult, reason: str, **kw) -> Finding:
+    """A Finding carrying :func:`analysis.verdicts.decide`'s interval, verdict and power."""
+    if res.n_units < MIN_UNITS:
+        reason += (f"; only {res.n_units} replicate units: below {MIN_UNITS} the exact sign-flip test cannot "
+                   "reach p < 0.05, so no verdict")
+    elif res.verdict == "underpowered":
+        reason += f"; the interval is decisive but the sign-flip test is not (p {res.p_value:.3g})"
+    return Finding(claim, res.verdict, reason, res.rule, res.estimate, res.low, res.high, n_units=res.n_units,
+                   mde=res.mde, paper_effect=claim_params(claim).paper_effect,
+                   detectable=res.detectable, power_note=res.note, units=res.units, **kw)
+
+
+def _interval(res: UnitResult) -> str:
+    return f"95% t-interval {res.low:+.2f} to {res.high:+.2f}, sign-flip p {res.p_value:.3g}"
+
+
+def _anova_mde(df: pd.DataFrame, factor: str, metric: str = "score") -> float | None:
+    """The smallest difference (points) between two levels of ``factor`` that a t-test at the
+    ANOVA's residual s.d. detects with 80% power over the G (dataset, seed) units, each unit's
+    level mean resting on its runs at that level (Card et al. 2020: MDE from the fitted model)."""
+    others = [c for c in held_fixed(df, factor) if c != "seed" and df[c].nunique() > 1]
+    try:
+        fit = anova_table(df, metric, [factor] + [c for c in others if c != "dataset"],
+                          blocks=[c for c in others if c == "dataset"])
+    except ValueError:
+        return None
+    if "Residual" not in fit.index or fit.loc["Residual", "df"] <= 0:
+        return None
+    resid_sd = float(np.sqrt(fit.loc["Residual", "sum_sq"] / fit.loc["Residual", "df"]))
+    g = _units(df).nunique()
+    runs_per_unit = len(df) / max(g, 1) / max(df[factor].nunique(), 1)  # runs per level per unit
+    return 100 * t_mde(resid_sd * np.sqrt(2 / max(runs_per_unit, 1)), g)
+
+
 def _not_testable(claim: Claim, reason: str) -> Finding:
     return Finding(claim, "not testable", reason)
-
-
-def _sided(claim: Claim, low: float, high: float, expect: str, margin: float = 0.0) -> tuple[str, str]:
-    """The verdict for an interval [low, high] (points) against the expected sign."""
-    if expect == "negligible":
-        rule = f"reproduced if the 95% interval lies within ±{margin:g} points, not reproduced if it excludes that band"
-        if -margin <= low and high <= margin:
-            return "reproduced", rule
-        if low > margin or high < -margin:
-            return "not reproduced", rule
-        return "inconclusive", rule
-    sign = 1 if expect == "positive" else -1
-    rule = f"reproduced if the 95% interval is above {margin:g} points" if sign > 0 else \
-        f"reproduced if the 95% interval is below {-margin:g} points"
-    rule += "; not reproduced if it lies wholly on the other side of 0"
-    lo, hi = sorted((sign * low, sign * high))
-    if lo > margin:
-        return "reproduced", rule
-    if hi < 0:
-        return "not reproduced", rule
-    return "inconclusive", rule
 
 
 # --------------------------------------------------------------------------- tests
@@ -142,15 +170,12 @@ def contrast(df: pd.DataFrame, claim: Claim) -> Finding:
     if wide.empty:
         return _not_testable(claim, f"no matched pairs of {factor}={a} and {factor}={b}")
     diff = (wide[a] - wide[b]).to_numpy()
-    low, high = cluster_bootstrap_ci(_units(wide), lambda rows: diff[rows].mean())
-    verdict, rule = _sided(claim, _points(low), _points(high), p.expect, p.margin)
+    res = decide(unit_values(wide, 100 * diff), p.expect, _rng(), p.margin, p.paper_effect)
     eta, pv = _eta(data, factor)
     per = wide.assign(diff=100 * diff).groupby("dataset", observed=True)["diff"].mean().rename("points")
-    est = _points(diff.mean())
-    reason = (f"{factor}={a} − {factor}={b}: {est:+.2f} points over {len(diff)} matched pairs "
-              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f})")
-    return Finding(claim, verdict, reason, rule, est, _points(low), _points(high), eta_sq=eta, p_value=pv,
-                   n_units=_units(wide).nunique(), n_runs=2 * len(diff), detail=per.reset_index())
+    reason = (f"{factor}={a} − {factor}={b}: {res.estimate:+.2f} points over {len(diff)} matched pairs in "
+              f"{res.n_units} units ({_interval(res)})" + _anova_p(factor, pv))
+    return _from_units(claim, res, reason, eta_sq=eta, p_value=pv, n_runs=2 * len(diff), detail=per.reset_index())
 
 
 @test("best_level")
@@ -170,27 +195,19 @@ def best_level(df: pd.DataFrame, claim: Claim) -> Finding:
     keys = held_fixed(data, factor)
     wide = data.pivot_table(index=keys, columns="_level", values="score", aggfunc="mean", observed=True)
     wide = wide.dropna().reset_index()
-    units = _units(wide)
     scores = wide[levels].to_numpy()  # (rows, levels)
     j = levels.index(level)
-
-    def gap(rows):
-        means = scores[rows].mean(axis=0)
-        return means[j] - np.delete(means, j).max()
-
-    low, high = cluster_bootstrap_ci(units, gap)
-    est = gap(np.arange(len(wide)))
-    means = pd.Series(scores.mean(axis=0) * 100, index=levels).sort_values(ascending=False)
-    verdict, _ = _sided(claim, _points(low), _points(high), "positive")
-    rule = (f"reproduced if the 95% interval of {level} minus the best other level is above 0; not reproduced "
-            "if it is below 0")
+    overall = scores.mean(axis=0)
+    rival = int(np.argmax(np.where(np.arange(len(levels)) == j, -np.inf, overall)))
+    res = decide(unit_values(wide, 100 * (scores[:, j] - scores[:, rival])), "positive", _rng(),
+                 paper_effect=p.paper_effect)
+    means = pd.Series(overall * 100, index=levels).sort_values(ascending=False)
     eta, pv = _eta(data, factor)
     ranking = ", ".join(f"{k} {v:.2f}" for k, v in means.items())
-    reason = (f"{level} minus the best other level: {_points(est):+.2f} points "
-              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f}); mean scores: {ranking}")
-    return Finding(claim, verdict, reason, rule, _points(est), _points(low), _points(high), eta_sq=eta,
-                   p_value=pv, n_units=units.nunique(), n_runs=int(scores.size),
-                   detail=means.rename("mean_points").rename_axis(factor).reset_index())
+    reason = (f"{level} minus the best other level ({levels[rival]}, chosen on all units): {res.estimate:+.2f} "
+              f"points in {res.n_units} units ({_interval(res)}); mean scores: {ranking}" + _anova_p(factor, pv))
+    return _from_units(claim, res, reason, eta_sq=eta, p_value=pv, n_runs=int(scores.size),
+                       detail=means.rename("mean_points").rename_axis(factor).reset_index())
 
 
 @test("largest_share")
@@ -236,10 +253,23 @@ def largest_share(df: pd.DataFrame, claim: Claim) -> Finding:
     rule = ("reproduced if the interval of the largest η² among "
             f"{', '.join(mine)} minus the largest η² among the other factors is above 0; not reproduced if below")
     verdict = "reproduced" if low > 0 else "not reproduced" if high < 0 else "inconclusive"
+    ftest = anova_table(data, "score", factors, blocks=blocks)["p_value"]
+    top = str(full.reindex(mine).idxmax() if verdict != "not reproduced" else full.reindex(rest).idxmax())
+    g = units.nunique()
+    rule += (f"; the decisive factor's F-test must reject at α = {ALPHA:g} too (else underpowered), "
+             f"on at least {MIN_UNITS} units")
     listing = ", ".join(f"{k} {v:.2f}" for k, v in full.sort_values(ascending=False).items())
-    reason = f"partial η²: {listing}; difference {est:+.2f} (95% interval {low:+.2f} to {high:+.2f})"
+    reason = (f"partial η²: {listing}; difference {est:+.2f} (95% cluster-bootstrap interval {low:+.2f} to "
+              f"{high:+.2f}); F-test of {top}: p {ftest[top]:.3g}")
+    if verdict != "inconclusive" and (g < MIN_UNITS or ftest[top] >= ALPHA):
+        verdict = "underpowered"
+        reason += (f"; only {g} units (a percentile bootstrap over so few undercovers)" if g < MIN_UNITS
+                   else "; the interval and the F-test disagree")
+    floor = _anova_mde(data, top)
+    note = "" if floor is None else f"detects a difference of {floor:.2f} points between two levels of {top}"
     return Finding(claim, verdict, reason, rule, est, low, high, unit="η²", eta_sq=float(full.reindex(mine).max()),
-                   n_units=units.nunique(), n_runs=len(data),
+                   p_value=float(ftest[top]), n_units=g, n_runs=len(data), mde=floor,
+                   mde_unit=f"points ({top})", power_note=note,
                    detail=full.rename("partial_eta_sq").rename_axis("factor").reset_index())
 
 
@@ -280,8 +310,19 @@ def worst_cost(df: pd.DataFrame, claim: Claim) -> Finding:
     listing = ", ".join(f"{k} {v:.2f}%" for k, v in full.sort_values(ascending=False).items())
     reason = (f"worst-level cost (others tuned), mean over units: {listing}; the largest {est:.2f}% "
               f"(95% interval {low:.2f} to {high:.2f}) against the published {published:g}%")
-    return Finding(claim, verdict, reason, rule, est, low, high, unit="% of best", n_units=units.nunique(),
-                   n_runs=len(data), detail=full.rename("worst_level_cost_pct").rename_axis("factor").reset_index())
+    g = units.nunique()
+    rule += f"; at least {MIN_UNITS} units (else underpowered)"
+    if g < MIN_UNITS:
+        verdict = "underpowered"
+        reason += f"; only {g} units: a percentile bootstrap over so few undercovers"
+    worst = str(full.idxmax())
+    floor = _anova_mde(data, worst)
+    floor = None if floor is None else floor / (100 * float(data["score"].max())) * 100  # points -> % of best
+    detectable = None if floor is None else bool(published >= floor)
+    return Finding(claim, verdict, reason, rule, est, low, high, unit="% of best", n_units=g,
+                   n_runs=len(data), mde=floor, mde_unit=f"% of best ({worst})", paper_effect=published,
+                   detectable=detectable,
+                   detail=full.rename("worst_level_cost_pct").rename_axis("factor").reset_index())
 
 
 @test("recipe_regret")
@@ -304,18 +345,18 @@ def recipe_regret(df: pd.DataFrame, claim: Claim) -> Finding:
     per_unit = data.groupby(block, observed=True).agg(
         recipe=("_regret", lambda s: s[data.loc[s.index, "_recipe"]].min()),
         average=("_regret", "mean")).reset_index()
-    units = _units(per_unit)
     r, avg = per_unit["recipe"].to_numpy(), per_unit["average"].to_numpy()
-    low, high = cluster_bootstrap_ci(units, lambda rows: r[rows].mean())
     margin = p.margin
-    est = _points(r.mean())
-    rule = f"reproduced if the recipe's 95% regret interval lies below {margin:g} points; not reproduced if it lies above"
-    verdict = "reproduced" if _points(high) < margin else "not reproduced" if _points(low) > margin else "inconclusive"
-    reason = (f"regret of {', '.join(f'{k}={v}' for k, v in recipe.items())} (others tuned): {est:.2f} points "
-              f"(95% interval {_points(low):.2f} to {_points(high):.2f}); an average configuration's: "
-              f"{_points(avg.mean()):.2f}")
-    return Finding(claim, verdict, reason, rule, est, _points(low), _points(high), n_units=units.nunique(),
-                   n_runs=len(data), detail=per_unit.assign(recipe=100 * r, average=100 * avg))
+    # the margin minus the regret, expected positive: reproduced when the regret is below the margin
+    res = decide(unit_values(per_unit, margin - 100 * r), "positive", _rng(), paper_effect=p.paper_effect)
+    res.estimate, res.low, res.high = margin - res.estimate, margin - res.high, margin - res.low
+    res.rule = (f"reproduced if the recipe's 95% t-interval of regret (G − 1 df) lies below {margin:g} points and "
+                f"an exact sign-flip test over units rejects {margin:g} at α = {ALPHA:g}; not reproduced if it "
+                f"lies above and the test rejects; at least {MIN_UNITS} units")
+    reason = (f"regret of {', '.join(f'{k}={v}' for k, v in recipe.items())} (others tuned): {res.estimate:.2f} "
+              f"points in {res.n_units} units (95% t-interval {res.low:.2f} to {res.high:.2f}, sign-flip p "
+              f"{res.p_value:.3g}); an average configuration's: {_points(avg.mean()):.2f}")
+    return _from_units(claim, res, reason, n_runs=len(data), detail=per_unit.assign(recipe=100 * r, average=100 * avg))
 
 
 @test("interaction")
@@ -344,14 +385,11 @@ def interaction(df: pd.DataFrame, claim: Claim) -> Finding:
     small = (wide[need[0]] - wide[need[1]]).to_numpy()
     large = (wide[need[2]] - wide[need[3]]).to_numpy()
     diff = small - large
-    units = _units(wide.reset_index())
-    low, high = cluster_bootstrap_ci(units, lambda rows: diff[rows].mean())
-    verdict, rule = _sided(claim, _points(low), _points(high), "positive")
+    res = decide(unit_values(wide.reset_index(), 100 * diff), "positive", _rng(), paper_effect=p.paper_effect)
     reason = (f"{factor}={a} − {b}: {_points(small.mean()):+.2f} points at {by}={low_level}, "
-              f"{_points(large.mean()):+.2f} at {by}={high_level}; difference {_points(diff.mean()):+.2f} "
-              f"(95% interval {_points(low):+.2f} to {_points(high):+.2f})")
-    return Finding(claim, verdict, reason, rule, _points(diff.mean()), _points(low), _points(high),
-                   n_units=units.nunique(), n_runs=4 * len(diff))
+              f"{_points(large.mean()):+.2f} at {by}={high_level}; difference {res.estimate:+.2f} "
+              f"in {res.n_units} units ({_interval(res)})")
+    return _from_units(claim, res, reason, n_runs=4 * len(diff))
 
 
 @test("recommender")

@@ -22,7 +22,8 @@ from study.core.registry import lookup
 from study.core.schema import validate_settings
 
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable", "not run", "incomplete")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "underpowered", "not testable", "not run",
+            "incomplete")
 REQUIRED_KEYS = ("id", "paper", "statement", "grid", "test")
 
 
@@ -43,7 +44,14 @@ class Claim:
 class Finding:
     """What a test found. ``estimate``, ``ci_low``, ``ci_high`` in points (score × 100) unless
     ``unit`` says otherwise; ``eta_sq``: partial η² of the factor (None when not computed);
-    ``n_units``: replicate units (dataset × seed) the estimate rests on."""
+    ``n_units``: replicate units (dataset × seed) the estimate rests on. Power (Card et al. 2020):
+    ``mde`` the minimum effect the design detects with 80% power at α = 0.05 (in ``mde_unit``),
+    ``paper_effect`` the effect the paper claims (same unit; None where its record gives none),
+    ``detectable`` whether ``mde`` ≤ ``paper_effect``, ``power_note`` the seeds or datasets a
+    conclusive test would need. Seed noise (Bouthillier et al. 2021): ``seed_sd`` the seed-to-seed
+    s.d. per dataset (points, dataset -> s.d.), ``seed_share`` the share of the within-dataset
+    variance that seeds explain. ``units``: the unit-level values (points, one row per (dataset,
+    seed): ``dataset``, ``seed``, ``value``) a unit-based test decided on, for ``study plan``."""
 
     claim: Claim
     verdict: str
@@ -58,6 +66,14 @@ class Finding:
     n_units: int = 0
     n_runs: int = 0
     detail: pd.DataFrame | None = None
+    mde: float | None = None
+    mde_unit: str = "points"
+    paper_effect: float | None = None
+    detectable: bool | None = None
+    power_note: str = ""
+    seed_sd: dict[str, float] = field(default_factory=dict)
+    seed_share: float | None = None
+    units: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- parameter schemas
@@ -67,7 +83,11 @@ Level = Union[bool, int, float, str]
 
 
 class _Params(BaseModel):
+    """Every test's parameters include ``paper_effect``: the effect the paper reports (points of
+    the estimate's unit, as a magnitude, from the paper's public record), None where it reports none."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    paper_effect: float | None = Field(None, ge=0)
 
 
 class ContrastParams(_Params):

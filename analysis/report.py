@@ -24,6 +24,7 @@ import pandas as pd
 import seaborn as sns
 
 from analysis import anova
+from analysis.seednoise import seed_noise
 from analysis.table import (
     PROJECT_ROOT,
     grid_factors,
@@ -140,6 +141,31 @@ def anova_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Data
         )
         return note, table
     return f"No ANOVA: {reason}", None
+
+
+def seed_noise_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.DataFrame | None]:
+    """Seed noise beside each factor's effect, per dataset (Bouthillier et al. 2021).
+
+    Returns:
+        ``(note, table)``: one row per dataset, ``seed_sd`` (the s.d. of one configuration's
+        score across seeds, points; ``analysis.seednoise.seed_noise``) and, per varying treatment
+        factor, ``<factor> effect``: its largest level mean minus its smallest on that dataset
+        (points); ``note`` gives the share of the within-dataset variance the seeds explain. The
+        table is None with fewer than 2 seeds.
+    """
+    noise, share = seed_noise(df, metric)
+    if noise.empty:
+        return "No seed noise: the grid has fewer than 2 seeds per configuration.", None
+    table = noise.set_index("dataset")[["seed_sd"]]
+    data = df.assign(dataset=df["dataset"].astype(str))
+    for factor in treatment_factors(df):
+        means = data.groupby(["dataset", factor], observed=True)[metric].mean().mul(100)
+        table[f"{factor} effect"] = means.groupby(level="dataset").agg(lambda m: m.max() - m.min())
+    note = ("Seed-to-seed s.d. of one configuration's score per dataset, beside the spread of each factor's "
+            "level means (points). An effect not well above the seed s.d. needs more seeds to be told apart "
+            "from noise." + ("" if share is None else
+                             f" Seeds explain {100 * share:.0f}% of the within-dataset variance of {metric}."))
+    return note, table.reset_index()
 
 
 def slopes_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.DataFrame | None]:

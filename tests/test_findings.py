@@ -101,16 +101,23 @@ def test_recipe_regret_against_the_best_per_unit():
     assert f.estimate == pytest.approx(4.0) and f.verdict == "not reproduced"
 
 
-def test_interaction_gain_larger_on_small_data():
+def _aug_table(seeds):
     rows = []
-    for ds, seed, aug, n in itertools.product(["a", "b"], [0, 1], ["none", "eda"], [1000, 4000]):
+    for ds, seed, aug, n in itertools.product(["a", "b"], seeds, ["none", "eda"], [1000, 4000]):
         gain = {1000: 0.03, 4000: 0.01}[n] if aug == "eda" else 0.0
         rows.append({"dataset": ds, "seed": seed, "augmentation": aug, "n": n, "score": 0.7 + gain})
     df = pd.DataFrame(rows)
     df.attrs["factors"] = ["dataset", "augmentation", "n", "seed"]
-    f = claim_tests.interaction(df, claim("interaction", factor="augmentation", a="eda", b="none", by="n",
-                                       low=1000, high=4000))
-    assert f.estimate == pytest.approx(2.0) and f.verdict == "reproduced"
+    return df
+
+
+def test_interaction_gain_larger_on_small_data():
+    c = claim("interaction", factor="augmentation", a="eda", b="none", by="n", low=1000, high=4000)
+    f = claim_tests.interaction(_aug_table([0, 1, 2]), c)
+    assert f.estimate == pytest.approx(2.0) and f.verdict == "reproduced" and f.n_units == 6
+    # 2 datasets x 2 seeds: 4 units, below MIN_UNITS: the same exact effect is only underpowered
+    f = claim_tests.interaction(_aug_table([0, 1]), c)
+    assert f.estimate == pytest.approx(2.0) and f.verdict == "underpowered" and "only 4 replicate units" in f.reason
 
 
 def test_missing_factor_and_unreadable_grid_are_not_testable():
@@ -139,7 +146,7 @@ def test_one_unit_is_never_a_verdict():
     df = table({"init": {"lower": 0.03, "upper": 0.0}}, datasets=("sst2",), seeds=(0,))
     out = findings.evaluate([Claim("c", "p", "s", "g", "contrast", {"factor": "init", "a": "lower", "b": "upper"})],
                             loader=lambda g, u: df)
-    assert out[0].verdict == "inconclusive" and "one replicate unit" in out[0].reason
+    assert out[0].verdict == "underpowered" and "only 1 replicate units" in out[0].reason
 
 
 def test_bad_claims_file(tmp_path):
@@ -198,7 +205,8 @@ def test_every_test_kind_has_a_schema_and_an_implementation():
     ("{factor: init, a: lower, b: upper, expect: postive}",
      r"claim 'x' \(test contrast\) params.expect: .*'positive', 'negative' or 'negligible'.*got 'postive'"),
     ("{factor: init, a: lower, b: upper, margn: 1.0}",
-     r"Unknown key 'margn' in claim 'x' \(test contrast\) params. Allowed: factor, a, b, where, expect, margin."
+     r"Unknown key 'margn' in claim 'x' \(test contrast\) params. Allowed: paper_effect, factor, a, b, where, expect,"
+     r" margin."
      r" Did you mean 'margin'\?"),
     ("{factor: init, a: lower, b: upper, margin: wide}", r"claim 'x' \(test contrast\) params.margin: .*got 'wide'"),
     ("{factor: init, a: lower}", r"claim 'x' \(test contrast\) params needs 'b' \(required keys: factor, a, b\)"),
@@ -222,3 +230,26 @@ def test_other_kinds_check_their_parameters(tmp_path):
         bad.write_text(f"- {{id: x, paper: p, statement: s, grid: g, test: {test}, params: {params}}}\n")
         with pytest.raises(StudyConfigError, match=expected):
             claims.load_claims(bad)
+
+
+def test_four_units_never_give_a_verdict_from_a_bootstrap():
+    # the distiller-cpu shape: 2 datasets x 2 seeds; the family explains more, but on 4 units only
+    df = table({"loss": {"a": 0.0, "b": 0.01}, "mapping": {"skip": 0.0, "upper": 0.0},
+                "distance": {"ce": 0.0, "mse": 0.002}}, seeds=(0, 1), noise=0.01)
+    f = claim_tests.largest_share(df, claim("largest_share", factor=["loss", "mapping"], n_boot=100))
+    assert f.n_units == 4 and f.verdict in ("underpowered", "inconclusive") and f.mde is not None
+
+
+def test_power_and_seed_noise_reach_the_markdown():
+    df = table({"init": {"lower": 0.01, "upper": 0.0}}, seeds=range(10), noise=0.02)
+    c = Claim("c", "p", "s", "g", "contrast", {"factor": "init", "a": "lower", "b": "upper", "paper_effect": 17.8})
+    f = findings.evaluate([c], loader=lambda g, u: df)[0]
+    assert f.mde is not None and f.mde > 0 and f.paper_effect == 17.8 and f.detectable is (17.8 >= f.mde)
+    assert set(f.seed_sd) == {"sst2", "mrpc"} and 0 < f.seed_share <= 1
+    assert all(1.2 < sd < 3.0 for sd in f.seed_sd.values())  # noise 0.02 -> about 2 points
+    text = findings.to_markdown([f])
+    for col in ("MDE", "paper effect", "detectable", "seed SD", "units"):
+        assert col in text.splitlines()[4]
+    assert "minimum detectable effect" in text and "Seed noise" in text
+    if f.verdict in ("inconclusive", "underpowered"):
+        assert "needs about" in f.power_note and "80% power" in f.power_note

@@ -89,6 +89,14 @@ def test_anova_section_explains_the_model(uri):
     assert anova_result.loc["Residual", "df"] == 8 - 4
 
 
+def test_seed_noise_beside_each_factor(uri):
+    note, noise = report.seed_noise_section(table.load_runs("smoke", uri))
+    assert noise is not None and "seed_sd" in noise.columns and "objective effect" in noise.columns
+    assert (noise["seed_sd"] >= 0).all() and "Seeds explain" in note
+    one_seed = pd.DataFrame({"dataset": ["a", "a"], "seed": [0, 0], "objective": ["x", "y"], "score": [0.8, 0.9]})
+    assert report.seed_noise_section(one_seed)[1] is None
+
+
 def test_anova_section_says_why_not():
     one_cell = pd.DataFrame({"objective": ["logit_kd"], "score": [0.8]})
     note, anova_result = report.anova_section(one_cell)

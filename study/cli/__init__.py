@@ -288,8 +288,10 @@ def report(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
 # The analysis commands (analyze, recommend) live in their own module; an import error there
 # must surface, not silently drop the commands.
 from study.cli.analysis import register as _register_analysis  # noqa: E402
+from study.cli.plan import plan_command as _plan_command  # noqa: E402
 
 _register_analysis(app)
+app.command("plan")(_plan_command)
 
 from study.cli.export import register as _register_export  # noqa: E402
 

@@ -295,7 +295,7 @@ def findings_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "study findings" + (f" --claims {claims}" if claims else "")
     out.write_text(fmod.to_markdown(results, command))
-    Console().print(_frame_table(fmod.summary_table(results)[["claim", "estimate", "95% interval", "unit", "verdict"]], "Findings"))
+    Console().print(_frame_table(fmod.summary_table(results)[["claim", "estimate", "95% interval", "unit", "units", "MDE", "verdict"]], "Findings"))
     typer.echo(f"wrote {out}")
 
 

@@ -1,0 +1,134 @@
+"""Verdicts from unit-level values: interval and test must agree, on enough units.
+
+A claim test (``analysis.claim_tests``) reduces each (dataset, seed) unit to one value in points
+(e.g. the paired difference a − b averaged within the unit). :func:`decide` then draws the verdict
+with ``analysis.smallsample``: the t-interval on the G unit values (G − 1 df) and the exact
+sign-flip test over units. ``reproduced`` / ``not reproduced`` need the interval on one side AND
+the test rejecting the boundary at α = 0.05 AND at least ``MIN_UNITS`` units; a decisive interval
+without the rest, or fewer units, is ``underpowered``. It also gives the minimum detectable effect
+(``analysis.power.mde``, 80% power) and, for a verdict short of one, the seeds or datasets that
+would detect the paper's effect (or, lacking one, the effect observed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.power import POWER, mde, units_needed
+from analysis.smallsample import ALPHA, MIN_UNITS, sign_flip_test, t_interval
+
+UNIT = ("dataset", "seed")
+
+
+@dataclass
+class UnitResult:
+    """What :func:`decide` found; numbers in the unit of the values (points)."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    verdict: str
+    rule: str
+    n_units: int
+    unit_sd: float
+    mde: float
+    detectable: bool | None
+    note: str
+    units: pd.DataFrame | None = None
+
+
+def unit_values(frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """``values`` (one per row of ``frame``) averaged within (dataset, seed) units.
+
+    Returns:
+        one row per unit: the unit columns ``frame`` has (``dataset``, ``seed``) and ``value``.
+    """
+    cols = [c for c in UNIT if c in frame.columns]
+    data = frame[cols].astype(str).assign(value=np.asarray(values, dtype=float))
+    if not cols:
+        return pd.DataFrame({"dataset": ["all"], "value": [float(data["value"].mean())]})
+    out = data.groupby(cols, observed=True, sort=True)["value"].mean().reset_index()
+    return out if "dataset" in out.columns else out.assign(dataset="all")
+
+
+def power_note(effect: float, unit_sd: float, units: pd.DataFrame, what: str) -> str:
+    """"needs about N seeds or M datasets to detect X points with 80% power" for ``units``'
+    design (``dataset`` column, one row per unit) at unit s.d. ``unit_sd``."""
+    if not np.isfinite(unit_sd) or effect == 0 or not np.isfinite(effect):
+        return ""
+    need = units_needed(effect, unit_sd)
+    n_ds = max(units["dataset"].nunique(), 1)
+    n_seeds = max(int(round(len(units) / n_ds)), 1)
+    return (f"needs about {math.ceil(need / n_ds)} seeds (on {n_ds} datasets) or {math.ceil(need / n_seeds)} "
+            f"datasets (at {n_seeds} seeds) to detect {abs(effect):.2f} points ({what}) with "
+            f"{POWER:.0%} power")
+
+
+def _sides(x: np.ndarray, low: float, high: float, expect: str, margin: float,
+           rng: np.random.Generator) -> tuple[str, float, str]:
+    """(verdict by interval and test, the test's p, the rule) before the unit-count floor."""
+    a = f"α = {ALPHA:g}"
+    if expect == "negligible":
+        rule = (f"reproduced if the 95% t-interval lies within ±{margin:g} points and sign-flip tests reject "
+                f"both ±{margin:g} at {a}; not reproduced if it excludes that band and the test rejects its edge")
+        p_hi, p_lo = sign_flip_test(x, rng, margin), sign_flip_test(x, rng, -margin)
+        if -margin <= low and high <= margin:
+            p = max(p_hi, p_lo)
+            return ("reproduced" if p < ALPHA else "underpowered"), p, rule
+        if low > margin or high < -margin:
+            p = p_hi if low > margin else p_lo
+            return ("not reproduced" if p < ALPHA else "underpowered"), p, rule
+        return "inconclusive", min(p_hi, p_lo), rule
+    sign = 1.0 if expect == "positive" else -1.0
+    side = "above" if sign > 0 else "below"
+    rule = (f"reproduced if the 95% t-interval over units (G − 1 df) is {side} {sign * margin:g} points and an "
+            f"exact sign-flip test over units rejects it at {a}; not reproduced if the interval lies wholly on "
+            f"the other side of 0 and the test rejects 0; at least {MIN_UNITS} units")
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > margin:
+        p = sign_flip_test(x, rng, sign * margin)
+        return ("reproduced" if p < ALPHA else "underpowered"), p, rule
+    p = sign_flip_test(x, rng, 0.0)
+    if hi < 0:
+        return ("not reproduced" if p < ALPHA else "underpowered"), p, rule
+    return "inconclusive", p, rule
+
+
+def decide(units: pd.DataFrame, expect: str, rng: np.random.Generator, margin: float = 0.0,
+           paper_effect: float | None = None) -> UnitResult:
+    """The verdict on the mean of ``units["value"]`` (points, one row per unit, with ``dataset``).
+
+    Args:
+        expect: ``positive``, ``negative`` (sign of the mean beyond ``margin``) or ``negligible``
+            (within ±``margin``).
+        paper_effect: the effect the paper claims (points, its magnitude), or None.
+
+    Returns:
+        a :class:`UnitResult`; ``verdict`` one of reproduced, not reproduced, inconclusive,
+        underpowered (a decisive interval without the test, or fewer than ``MIN_UNITS`` units).
+    """
+    x = units["value"].to_numpy(dtype=float)
+    g = len(x)
+    low, high = t_interval(x)
+    if g < 2:
+        low = high = float(x.mean()) if g else float("nan")
+    verdict, p, rule = _sides(x, low, high, expect, margin, rng)
+    sd = float(x.std(ddof=1)) if g > 1 else float("nan")
+    if g < MIN_UNITS:
+        verdict = "underpowered"
+    floor = mde(sd, g)
+    detectable = None if paper_effect is None else bool(abs(paper_effect) >= floor)
+    note = ""
+    if verdict in ("inconclusive", "underpowered"):
+        observed = float(x.mean()) - (margin if expect == "positive" else -margin if expect == "negative" else 0.0)
+        if paper_effect is not None and units_needed(paper_effect, sd) > g:
+            note = power_note(paper_effect, sd, units, "the paper's effect")
+        else:  # no paper effect, or this design already detects it: size for the effect seen here
+            note = power_note(observed, sd, units, "the effect observed here")
+    return UnitResult(float(x.mean()) if g else float("nan"), low, high, p, verdict, rule, g, sd, floor,
+                      detectable, note, units)
