@@ -50,6 +50,8 @@ class RunContext:
     data_dir: str | None
     device: str
     claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S
+    #: ``study run --system-metrics``: MLflow's system metrics on every cell run
+    system_metrics: bool = False
     tasks: dict = field(default_factory=dict, hash=False, compare=False)
     #: one per ``study run``: a worker process keeps its teachers for one run only
     run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -112,7 +114,7 @@ class Worker:
                 t0 = time.perf_counter()
                 scores = run_group([unit.cells[i] for i, *_ in held], teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
-                                   [lookup for *_, lookup in held])
+                                   [lookup for *_, lookup in held], system_metrics=self.ctx.system_metrics)
             except BaseException as exc:
                 self._end_held(held, outs, exc, stage)
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid
