@@ -29,7 +29,7 @@ the names in ``study.core.contract``), and it imports nothing of ``study`` beyon
   the store and writes the findings (``study findings``).
 - ``analysis.figures``: main effects, interaction heat-map, cost bars, score against data size.
 - ``analysis.analyze``: what ``study analyze`` runs (ANOVA, costs, best recipe, files).
-- ``analysis.report``: executes ``notebooks/report.ipynb`` with papermill and writes HTML.
+- ``analysis.report``: executes ``analysis/notebooks/report.ipynb`` with papermill and writes HTML.
 
 Submodules are imported on demand, so ``import analysis`` stays cheap (no MLflow, statsmodels or
 matplotlib).

@@ -1,7 +1,7 @@
 """One call from a tidy table to the study's answers: ANOVA, cost of sub-optimal choices, best
 recipe, and the figures, optionally written to a folder.
 
-Used by ``study analyze`` (``study/cli/analysis.py``), ``notebooks/csv_report.ipynb`` and
+Used by ``study analyze`` (``study/cli/analysis.py``), ``analysis/notebooks/csv_report.ipynb`` and
 ``paper_figures/``; ``study recommend``'s ranking is ``analysis.recommend.recommend_for``. Blocks (dataset, student, ...) enter the ANOVA as block terms, the cost
 tables as the units a comparison is made within, and the recipe as the units ranks are taken in.
 """

@@ -1,4 +1,5 @@
-"""The HTML report of a grid: ``notebooks/report.ipynb`` executed by papermill, exported by nbconvert.
+"""The HTML report of a grid: ``analysis/notebooks/report.ipynb`` (package data) executed by
+papermill, exported by nbconvert.
 
 ``study report --grid NAME`` calls :func:`report_grid`. The notebook only calls functions from
 ``analysis``; the helpers it needs beyond ``table`` and ``anova`` (the results table, the ANOVA
@@ -26,16 +27,19 @@ import seaborn as sns
 from analysis import anova
 from analysis.seednoise import seed_noise
 from analysis.table import (
-    PROJECT_ROOT,
     grid_factors,
     load_runs,
     resolve_tracking_uri,
     treatment_factors,
     varying_factors,
 )
-from study.core.paths import runs_dir
+from study.core.paths import SOURCE_ROOT, runs_dir
 
-REPORT_NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
+#: The report notebooks ship inside the package (``analysis/notebooks/``), so they work from a wheel.
+NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+REPORT_NOTEBOOK = NOTEBOOKS_DIR / "report.ipynb"
+#: The report of an external results CSV (``study analyze --csv`` as a notebook).
+CSV_REPORT_NOTEBOOK = NOTEBOOKS_DIR / "csv_report.ipynb"
 
 RESULT_COLUMNS = (
     "name", "dataset", "student", "objective", "initialisation", "augmentation", "seed",
@@ -339,9 +343,10 @@ def ensure_kernel(kernel_name: str | None = None) -> str:
 
 @contextlib.contextmanager
 def _project_importable() -> Iterator[None]:
-    """Let the kernel import ``analysis`` even when the project is not pip-installed."""
+    """Let the kernel import this very ``analysis`` (a checkout that is not pip-installed, or a
+    copy installed elsewhere than the kernel's environment)."""
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), old) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), old) if p)
     try:
         yield
     finally:
@@ -357,8 +362,8 @@ def render_report(
     """Execute ``notebook`` with papermill and write it as HTML, without the code cells.
 
     The executed notebook goes to a temporary ``.ipynb`` next to ``out_html`` and is removed
-    once the HTML is written. The kernel runs in the project root with the project on
-    ``PYTHONPATH``; see :func:`ensure_kernel` for which kernel.
+    once the HTML is written. The kernel runs in the working directory with the folder holding
+    this ``analysis`` package on ``PYTHONPATH``; see :func:`ensure_kernel` for which kernel.
 
     Returns:
         ``out_html``.
@@ -386,7 +391,7 @@ def render_report(
                 str(executed),
                 parameters=parameters,
                 kernel_name=kernel,
-                cwd=str(PROJECT_ROOT),
+                cwd=os.getcwd(),
                 progress_bar=False,
             )
     except (papermill.PapermillExecutionError, DeadKernelError, CellTimeoutError) as error:
@@ -405,7 +410,7 @@ def render_report(
 
 
 def report_grid(grid: str, tracking_uri: str | None = None, out_dir: Path | None = None) -> Path:
-    """Write ``<out_dir>/<grid>.html`` (default ``<project>/runs/reports``) for a grid.
+    """Write ``<out_dir>/<grid>.html`` (default ``runs/reports``, ``study.core.paths.runs_dir``) for a grid.
 
     Checks first that the grid has finished cells, so that a wrong name fails fast with the
     message of :func:`analysis.table.load_runs` rather than inside the notebook.

@@ -25,8 +25,6 @@ import pandas as pd
 
 from study.core import contract, paths
 
-PROJECT_ROOT = paths.PROJECT_ROOT
-
 FACTORS = ("dataset", "student", "objective", "initialisation", "augmentation", "seed")
 """The slots every cell run logs as params (shown first in tables). A grid's factors (what it
 varies, such as ``prediction.student_temperature``) come from the runs: ``grid_factors(df)``."""
@@ -48,7 +46,8 @@ TASK_PARAMS = (contract.PARAM_SCORE_METRIC, contract.PARAM_N_LABELS, contract.PA
 def default_tracking_uri() -> str:
     """The tracking URI used when none is given.
 
-    ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``<project>/runs/mlflow.db``
+    ``MLFLOW_TRACKING_URI`` if set, else the sqlite store ``runs/mlflow.db`` (``$STUDY_RUNS_DIR``,
+    else ``./runs``)
     (MLflow 3 no longer writes to a plain file store).
     """
     return paths.tracking_uri(None)  # one definition, shared with the runner (honours STUDY_RUNS_DIR)

@@ -241,9 +241,9 @@ def test_wang2023_needs_a_grid(tmp_path):
 @pytest.mark.slow
 @needs_distiller
 def test_csv_report_notebook_executes(tmp_path):
-    from analysis.report import render_report  # papermill, project root as cwd and on the path
+    from analysis.report import CSV_REPORT_NOTEBOOK, render_report  # papermill
 
-    html = render_report(ROOT / "notebooks" / "csv_report.ipynb",
+    html = render_report(CSV_REPORT_NOTEBOOK,
                          {"out_dir": str(tmp_path / "out")}, tmp_path / "csv_report.html")
     text = html.read_text()
     for needle in ("partial_eta_sq", "mean_cost", "blocks_missing", "favours levels",

@@ -77,6 +77,7 @@ def run(
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="ray: retries of a task whose worker died (default 2)."),
     local_cpus: Optional[int] = typer.Option(None, "--local-cpus", help="ray: CPUs of the local cluster started without --address (default: all)."),
     claim_timeout: float = typer.Option(600.0, "--claim-timeout", help="Seconds without a heartbeat after which another machine's running cell counts as dead."),
+    system_metrics: bool = typer.Option(False, "--system-metrics", help="Log MLflow's system metrics (CPU, memory; GPU utilisation and memory with nvidia-ml-py) to every cell run, every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1: one cell at a time. Default: the grid's group_size, else 1."),
     keep_student: Optional[str] = typer.Option(None, "--keep-student", help="none or all: save every trained student (safetensors, with its tokenizer) as an artifact of its run, for `study export`. Default: the grid's keep_student, else none."),
 ) -> None:
@@ -104,7 +105,7 @@ def run(
             summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
                                retry_failed=retry_failed, console=err, executor=ex,
                                claim_timeout_s=claim_timeout, group_size=group_size,
-                               keep_student=keep_student)
+                               keep_student=keep_student, system_metrics=system_metrics)
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:

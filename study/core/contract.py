@@ -35,6 +35,10 @@ Tags:
 - ``study.augmentation_version`` on a cell: which EDA operations its machine offered
 - provenance, on every run: ``study.version``, ``study.git_commit``, ``study.device``,
   ``study.host``, ``study.versions.<package>`` (torch, transformers, python)
+- MLflow's own, for its UI: ``mlflow.note.content`` (a run's recipe in one line; a grid
+  experiment's description), ``mlflow.experimentKind`` on every experiment
+  (``custom_model_development``), ``mlflow.source.name``/``.type``/``.git.commit`` and
+  ``mlflow.user`` on every run; dataset inputs (``mlflow.data.context`` ``training``/``eval``)
 
 Metrics: ``dev_score`` (the task's official metric, a fraction), ``dev_<metric>`` per official
 metric (``DEV_METRICS``; step = epoch), ``train_loss`` and ``train_<component>`` (step = optimiser
@@ -99,6 +103,24 @@ TAG_DEVICE = "study.device"
 TAG_HOST = "study.host"
 #: ``study.versions.<package>``: torch, transformers, python.
 TAG_VERSIONS_PREFIX = "study.versions."
+
+# MLflow's own names, set beside the project's so that its UI shows them (``study.execution.tracking``).
+#: The description of a run (the cell's recipe in one line) and of an experiment (the grid's).
+TAG_MLFLOW_NOTE = "mlflow.note.content"
+#: MLflow 3's experiment kind: a model-training experiment opens on its runs list, not the GenAI overview.
+TAG_MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+#: The runs list's Source column: the command, its type, the code's git commit; and who ran it.
+TAG_MLFLOW_SOURCE_NAME = "mlflow.source.name"
+TAG_MLFLOW_SOURCE_TYPE = "mlflow.source.type"
+TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_MLFLOW_USER = "mlflow.user"
+#: Dataset inputs of a cell run (``mlflow.data.context``): its training and dev data.
+TAG_MLFLOW_DATASET_CONTEXT = "mlflow.data.context"
+DATASET_CONTEXT_TRAIN = "training"
+DATASET_CONTEXT_DEV = "eval"
+#: Prefix of MLflow's system metrics (``study run --system-metrics``): ``system/cpu_utilization_percentage``...
+SYSTEM_METRICS_PREFIX = "system/"
 
 METRIC_SCORE = "dev_score"
 #: Per-metric dev columns, each a fraction. ``dev_f1`` is the task's F1: binary (MRPC), entity-level

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from study.core.errors import StudyConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The folder holding the ``study`` and ``analysis`` packages: the project's checkout, or
+#: site-packages when installed. Never a place to write to.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def runs_dir() -> Path:
-    """The outputs folder: ``$STUDY_RUNS_DIR`` if set, else ``<project>/runs``."""
-    return Path(os.environ.get("STUDY_RUNS_DIR") or PROJECT_ROOT / "runs").resolve()
+    """The outputs folder: ``$STUDY_RUNS_DIR`` if set, else ``./runs`` in the working directory
+    (as MLflow's ``./mlruns``), wherever the package is installed."""
+    return Path(os.environ.get("STUDY_RUNS_DIR") or Path.cwd() / "runs").resolve()
 
 
 def make_directory(path: Path, what: str) -> None:

@@ -23,6 +23,7 @@ from study.execution.teacher import Teacher
 from study.execution.tracking import Tracker, environment_tags
 from study.execution.units import group_key
 from study.grid import Cell
+from study.grid.cell import label
 from study.models import StudentSize, build_student
 from study.objectives import ModelDims
 from study.tasks.catalogue import TASKS
@@ -38,6 +39,19 @@ def cell_tags(cell: Cell, grid_version: str | None = None) -> dict[str, str]:
             contract.TAG_GRID: cell.grid,
             contract.membership_tag(cell.grid): contract.encode_membership(cell.name, cell.factors, grid_version),
             contract.TAG_TEACHER_ID: cell.teacher.teacher_id}
+
+
+def recipe(cell: Cell) -> str:
+    """The cell's recipe in one line: the run's description in MLflow's UI."""
+    tr = cell.training
+    prediction = ", ".join(f"{k}={v}" for k, v in cell.prediction.items())
+    extra = f"; intermediate {label(cell.intermediate)}" if cell.intermediate else ""
+    mixup = f", mix-up {label(cell.mixup)}" if cell.mixup else ""
+    return (f"{cell.student} student of {cell.teacher.model} ({cell.initialisation} initialisation) on "
+            f"{cell.dataset}: objective {cell.objective} ({prediction}{extra}), augmentation "
+            f"{cell.augmentation}{mixup}; {tr.get('epochs')} epoch(s), learning rate {tr.get('learning_rate')}, "
+            f"batch {tr.get('batch_size')}, {tr.get('max_train_examples') or 'all'} training examples, "
+            f"seed {cell.seed}")
 
 
 @dataclass
@@ -60,7 +74,8 @@ def open_cell_run(cell: Cell, teacher: Teacher, tracker: Tracker, device: torch.
     tags = {**cell_tags(cell, grid_version), contract.TAG_TEACHER_RUN_ID: teacher.run_id,
             # which EDA operations this machine offers (synonyms need WordNet), as in the cell id
             contract.TAG_AUGMENTATION_VERSION: cell.identity["augmentation"]["version"],
-            **environment_tags(device.type)}
+            contract.TAG_MLFLOW_NOTE: recipe(cell),
+            **environment_tags(device.type, f"study run --grid {cell.grid}")}
     if teacher_source is not None:
         tags[contract.TAG_TEACHER_SOURCE] = teacher_source
     task = TASKS[cell.dataset]
@@ -91,6 +106,8 @@ def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker
                               augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)
     dev_ds, dev_labels = data.tokenized_dev(cell.dataset, teacher.tokenizer, tr["max_length"],
                                             tr["max_eval_examples"])
+    tracker.log_datasets(run_id, [data.record(cell.dataset, "train", train_ds, contract.DATASET_CONTEXT_TRAIN),
+                                  data.record(cell.dataset, "dev", dev_ds, contract.DATASET_CONTEXT_DEV)])
     torch.manual_seed(derive_seed(cell.seed, "objective_init"))  # learned projections, critics
     objective = cell.build_objective(task.task_type, ModelDims.of(student.config),
                                      ModelDims.of(teacher.model.config), train_size=len(train_ds))
@@ -136,7 +153,7 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
 def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
               grid_version: str | None = None, run_ids: list[str | None] | None = None,
               teacher_source: str | None = None, lookups: list | None = None,
-              keep_students: bool = False) -> list[float | Exception]:
+              keep_students: bool = False, system_metrics: bool = False) -> list[float | Exception]:
     """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
     logged to its own run; per cell, its dev score (a fraction) or the exception that ended its
     run FAILED (the others go on). An interruption ends every open run KILLED and propagates.
@@ -146,6 +163,8 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         lookups: per cell, a function returning the cell's runs, to end its run as a duplicate if
             another finished first (``locks.finish``), or None.
         keep_students: save each trained student as an artifact of its run (``keep_student: all``).
+        system_metrics: log MLflow's system metrics to each run while the group trains
+            (``Tracker.system_metrics``; the machine's, shared by the group).
 
     Raises:
         ValueError: the cells do not share a ``group_key``.
@@ -181,9 +200,10 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         if prepared:
             first = next(iter(prepared.values()))
             with_teacher = any(p.needs_teacher for p in prepared.values())
-            results = train_group([p.student for p in prepared.values()], first.train_ds, first.dev_ds,
-                                  first.dev_labels, TASKS[first.cell.dataset], teacher.tokenizer, device,
-                                  teacher=teacher.model if with_teacher else None)
+            with tracker.system_metrics([p.run_id for p in prepared.values()], system_metrics):
+                results = train_group([p.student for p in prepared.values()], first.train_ds, first.dev_ds,
+                                      first.dev_labels, TASKS[first.cell.dataset], teacher.tokenizer, device,
+                                      teacher=teacher.model if with_teacher else None)
             for (i, prep), result in zip(prepared.items(), results):
                 try:
                     if isinstance(result, Exception):

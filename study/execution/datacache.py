@@ -2,11 +2,13 @@
 
 Raw splits are read once per dataset; augmented copies once per (dataset, subsample, pipeline
 step and the steps before it, seed) and cached on disk; tokenised splits once per (that,
-tokenizer, max length) in memory for the life of the process.
+tokenizer, max length) in memory for the life of the process. ``record`` describes a tokenised
+split as an MLflow dataset input (name, digest of its examples, source).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -14,8 +16,9 @@ import torch
 from study import augment as augment_mod
 from study.core.hashing import stable_hash
 from study.core.paths import runs_dir
+from study.execution.tracking import DatasetRecord
 from study.tasks.catalogue import TASKS, load_task
-from study.tasks.spec import Split
+from study.tasks.spec import Split, TaskSpec
 from study.tasks.splits import subsample
 from study.tasks.types import get_type
 from study.tasktypes.sequence import TokenizedSplit
@@ -31,6 +34,7 @@ class DataCache:
         self._raw: dict[str, dict[str, Split]] = {}
         self._tok: dict[tuple, TokenizedSplit] = {}
         self._logits: dict[tuple[str, int], torch.Tensor] = {}
+        self._digests: dict[int, tuple[str, int]] = {}  # id of a tokenised split: (digest, rows)
 
     def raw(self, dataset: str) -> dict[str, Split]:
         if dataset not in self._raw:
@@ -79,7 +83,15 @@ class DataCache:
                 split = subsample(self.raw(dataset)[split_name], max_examples, data_seed)
             spec = TASKS[dataset]
             self._tok[key] = get_type(spec.task_type).tokenize(spec, split, tokenizer, max_length)
+            self._digests[id(self._tok[key])] = (split_digest(split), len(split))
         return self._tok[key]
+
+    def record(self, dataset: str, split_name: str, data: TokenizedSplit, context: str) -> DatasetRecord:
+        """``data`` (a split this cache tokenised) as a dataset input: ``<dataset>/<split>``, the
+        digest of its (subsampled, augmented) examples, and where it was read from."""
+        digest, rows = self._digests[id(data)]
+        source_type, source = data_source(TASKS[dataset], split_name, self.data_dir)
+        return DatasetRecord(f"{dataset}/{split_name}", digest, context, source_type, source, rows)
 
     def tokenized_dev(self, dataset: str, tokenizer, max_length: int, max_examples: int | None = None):
         """The dev split tokenised, with its labels (a list) for scoring: class ids or scores, tag
@@ -106,3 +118,27 @@ def _steps(augmentation: list[dict] | str | None, params: dict | None) -> list[d
         raise TypeError("augmentation_params goes with a policy name, not with resolved steps")
     return [{"name": s["name"], "params": augment_mod.resolve_params(s["name"], s.get("params"))}
             for s in augmentation]
+
+
+def split_digest(split: Split) -> str:
+    """A short hash of a split's texts and labels, in order (a subsample's or augmented copy's own)."""
+    return hashlib.sha256(repr((split.texts, split.labels)).encode()).hexdigest()[:16]
+
+
+def data_source(spec: TaskSpec, split_name: str, data_dir: Path | None) -> tuple[str, dict]:
+    """Where a task's split is read from, as an MLflow dataset source: ``("local", {"uri": file
+    relative to the data directory})`` (the file a derived split is cut from, for a split rule),
+    or ``("hugging_face", {"path", "config_name", "split"})`` for the hub."""
+    files = dict(spec.files)
+    if files and (spec.root is not None or data_dir is not None):
+        name = spec.split.source if spec.split and split_name not in files else split_name
+        folder = spec.folder
+        if spec.root is None and spec.collection and (Path(data_dir) / spec.collection / folder).is_dir():
+            folder = f"{spec.collection}/{folder}"
+        uris = [e.path if spec.root is not None else f"{folder}/{e.path}" for e in files.get(name, ())]
+        return "local", {"uri": ",".join(uris), "task": spec.name}
+    hub = spec.hub
+    if hub is None:
+        return "code", {"task": spec.name}
+    return "hugging_face", {"path": hub.path, "config_name": hub.config or "",
+                            "split": dict(hub.splits).get(split_name, split_name)}

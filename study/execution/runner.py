@@ -67,7 +67,7 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = 
     if adopt:
         # cells another grid (or an earlier version of this one) trained are this grid's too:
         # tag them with its current version, never retrain them
-        tracker.set_grid_version(grid.name, grid.version)
+        tracker.set_grid_version(grid.name, grid.version, grid.description)
         tracker.adopt(grid.name, cells, tracker.cell_runs(), grid.version)
     status = tracker.cell_status(grid.name)
     done = [c for c in cells if status.get(c.cell_id) == "done"]
@@ -80,13 +80,14 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
              tracking_uri: str | None = None, retry_failed: bool = True,
              console: Console | None = None, executor: Executor | None = None,
              claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S, group_size: int = 1,
-             keep_student: str | None = None) -> RunSummary:
+             keep_student: str | None = None, system_metrics: bool = False) -> RunSummary:
     """Train every pending cell of ``grid`` with ``executor`` (default ``serial``); see the
     module docstring for the guarantees. ``claim_timeout_s``: seconds without a heartbeat after
     which another machine's RUNNING run of a cell counts as dead; ``group_size``: cells that
     share their batches (``study.execution.units.group_key``) train together, up to this many at once;
     ``keep_student``: ``all`` keeps every trained student as an artifact of its run, ``none`` none
-    (default: the grid's ``keep_student``).
+    (default: the grid's ``keep_student``); ``system_metrics``: log MLflow's system metrics (CPU,
+    memory, GPU) to every cell run.
 
     Raises:
         StudyConfigError: a bad grid, data directory, device, executor setting, claim timeout or
@@ -111,7 +112,8 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     remove_stale()  # students' staging folders that a killed process left
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
-                     tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student)
+                     tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
+                     system_metrics=system_metrics)
     executor.check(ctx, tracker.shared)
     pending, done, status = plan(grid, tracker, retry_failed, cells=cells)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),

@@ -134,8 +134,12 @@ def _record(spec: TeacherSpec, device: torch.device) -> tuple[dict[str, str], di
     """The teacher run's (tags, params)."""
     params = {contract.PARAM_DATASET: spec.dataset, contract.PARAM_TEACHER: teacher_identity(spec.model),
               **{k: str(v) for k, v in spec.settings.items() if k not in ("model", "checkpoint")}}
+    s = spec.settings
+    note = (f"{spec.model} fine-tuned on {spec.dataset}: {s.get('epochs')} epoch(s), learning rate "
+            f"{s.get('learning_rate')}, batch {s.get('batch_size')}, "
+            f"{s.get('max_train_examples') or 'all'} training examples, seed {s.get('seed')}")
     tags = {contract.TAG_KIND: contract.KIND_TEACHER, contract.TAG_TEACHER_ID: spec.teacher_id,
-            **environment_tags(device.type)}
+            contract.TAG_MLFLOW_NOTE: note, **environment_tags(device.type)}
     return tags, params
 
 
@@ -272,6 +276,8 @@ def _fine_tune(spec: TeacherSpec, task: TaskSpec, path: Path, data: DataCache, t
         run_id = tracker.start(TEACHER_EXPERIMENT, f"teacher-{spec.dataset}-{spec.teacher_id[:8]}", tags, params)
     else:
         tracker.annotate(run_id, tags, params)
+    tracker.log_datasets(run_id, [data.record(spec.dataset, "train", train_ds, contract.DATASET_CONTEXT_TRAIN),
+                                  data.record(spec.dataset, "dev", dev_ds, contract.DATASET_CONTEXT_DEV)])
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     keeper = _Keeper()
     try:

@@ -4,10 +4,16 @@ Schema (``analysis.table`` reads exactly this): one experiment per grid, named a
 teachers in the experiment ``teachers``. Tags ``study.kind`` (``cell``/``teacher``),
 ``study.cell_id`` / ``study.teacher_id``, ``study.grid``, ``study.error`` on failure. Metrics are
 logged with ``log_batch`` (one sqlite round trip per epoch, not per point).
+
+For MLflow's UI: every experiment is a model-training one (``mlflow.experimentKind``), a grid's
+experiment carries its description, every run MLflow's source tags (``environment_tags``), a cell
+its data as dataset inputs (``log_datasets``) and, on request, system metrics (``system_metrics``).
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import platform
 import re
@@ -18,20 +24,22 @@ import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from unittest import mock
 from urllib.parse import unquote, urlparse
 
 from filelock import FileLock, Timeout
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 from mlflow.utils import get_results_from_paginated_fn
 
 import study
 from study.core import contract
 from study.core.errors import StudyConfigError
-from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
+from study.core.paths import SOURCE_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
 TEACHER_EXPERIMENT = "teachers"
@@ -44,30 +52,74 @@ SCHEMA_LOCK_TIMEOUT_S = 300
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-def _git_commit() -> str:
+def _git(args: list[str], cwd: Path) -> str | None:
+    """``git ARGS`` in ``cwd``: its output, or None when git or the repository is missing."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
-        if out.returncode:
-            return "unknown"
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    """The code's commit (``-dirty`` when tracked files changed): the package's checkout when the
+    package sits at its top (a clone, an editable install), else the working directory's
+    repository (a user's project around an installed package), else ``unknown``."""
+    top = _git(["rev-parse", "--show-toplevel"], SOURCE_ROOT)
+    where = SOURCE_ROOT if top and Path(top).resolve() == SOURCE_ROOT else Path.cwd()
+    head = _git(["rev-parse", "HEAD"], where)
+    if not head:
+        return "unknown"
+    return head + ("-dirty" if _git(["status", "--porcelain", "--untracked-files=no"], where) else "")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
         return "unknown"
 
 
-def environment_tags(device: str) -> dict[str, str]:
-    """Provenance tags: package versions, git commit, device, host."""
-    return {
+def environment_tags(device: str, source: str = "study run") -> dict[str, str]:
+    """Provenance tags: package versions, git commit, device, host; and MLflow's own source tags
+    (``source``: the command, e.g. ``study run --grid smoke``; the commit; the user)."""
+    commit = git_commit()
+    tags = {
         contract.TAG_VERSION: study.__version__,
-        contract.TAG_GIT_COMMIT: _git_commit(),
+        contract.TAG_GIT_COMMIT: commit,
         contract.TAG_DEVICE: device,
         contract.TAG_VERSIONS_PREFIX + "torch": version("torch"),
         contract.TAG_VERSIONS_PREFIX + "transformers": version("transformers"),
         contract.TAG_VERSIONS_PREFIX + "python": platform.python_version(),
         contract.TAG_HOST: platform.node(),
+        contract.TAG_MLFLOW_SOURCE_NAME: source,
+        contract.TAG_MLFLOW_SOURCE_TYPE: "LOCAL",
+        contract.TAG_MLFLOW_USER: _user(),
     }
+    if commit != "unknown":
+        tags[contract.TAG_MLFLOW_GIT_COMMIT] = commit.removesuffix("-dirty")
+    return tags
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One dataset input of a run: ``name`` (``sst2/train``), ``digest`` (a hash of its examples),
+    ``context`` (``contract.DATASET_CONTEXT_*``), where it came from (``source_type`` and the
+    ``source`` dict, never an absolute path) and its size."""
+
+    name: str
+    digest: str
+    context: str
+    source_type: str
+    source: dict
+    rows: int
+
+    def as_input(self) -> DatasetInput:
+        """The MLflow ``DatasetInput``."""
+        data = Dataset(name=self.name, digest=self.digest[:36], source_type=self.source_type,
+                       source=json.dumps(self.source, sort_keys=True),
+                       profile=json.dumps({"num_rows": self.rows}))
+        return DatasetInput(data, tags=[InputTag(contract.TAG_MLFLOW_DATASET_CONTEXT, self.context)])
 
 
 class Tracker:
@@ -128,9 +180,13 @@ class Tracker:
                                    "writable or point STUDY_RUNS_DIR at another one.")
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
-        """The experiment's id; created with artifacts under ``runs/mlartifacts/`` if missing."""
+        """The experiment's id; created with artifacts under ``runs/mlartifacts/`` if missing, and
+        marked a model-training experiment (one of an older store is marked on first use)."""
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if create and not self.read_only and contract.TAG_MLFLOW_EXPERIMENT_KIND not in exp.tags:
+                self.client.set_experiment_tag(exp.experiment_id, contract.TAG_MLFLOW_EXPERIMENT_KIND,
+                                               contract.EXPERIMENT_KIND_TRAINING)
             return exp.experiment_id
         if not create:
             return None
@@ -139,7 +195,8 @@ class Tracker:
             # Beside the database, so a copied or moved store finds them (relocate_artifacts).
             location = (Path(self.uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / name).as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags={
+                contract.TAG_MLFLOW_EXPERIMENT_KIND: contract.EXPERIMENT_KIND_TRAINING})
         except Exception:  # another worker created it first
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
@@ -192,9 +249,34 @@ class Tracker:
                     break
         return n
 
-    def set_grid_version(self, grid: str, version: str) -> None:
-        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment."""
-        self.client.set_experiment_tag(self.experiment_id(grid), contract.TAG_GRID_VERSION, version)
+    def set_grid_version(self, grid: str, version: str, description: str | None = None) -> None:
+        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment, and
+        ``description`` (the grid's) as the experiment's description in MLflow's UI."""
+        exp_id = self.experiment_id(grid)
+        self.client.set_experiment_tag(exp_id, contract.TAG_GRID_VERSION, version)
+        if description and description.strip():
+            self.client.set_experiment_tag(exp_id, contract.TAG_MLFLOW_NOTE, description.strip())
+
+    def log_datasets(self, run_id: str, records: Iterable[DatasetRecord]) -> None:
+        """Log ``records`` as the run's dataset inputs (the Dataset column, the run's lineage)."""
+        inputs = [r.as_input() for r in records]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    @contextmanager
+    def system_metrics(self, run_ids: Iterable[str], enabled: bool = True):
+        """While the block runs, log MLflow's system metrics (CPU, memory, disk, network; GPU
+        utilisation and memory with ``nvidia-ml-py`` on an NVIDIA GPU) to each of ``run_ids``,
+        every ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (MLflow's default 10).
+        Nothing when not ``enabled``."""
+        monitors = [SystemMetricsMonitor(r, tracking_uri=self.uri) for r in run_ids] if enabled else []
+        for m in monitors:
+            m.start()
+        try:
+            yield
+        finally:
+            for m in monitors:
+                m.finish()
 
     def cell_status(self, grid: str | None = None) -> dict[str, str]:
         """cell_id → ``done`` (a FINISHED run exists in any experiment), ``failed``, ``running``,

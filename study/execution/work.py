@@ -50,6 +50,8 @@ class RunContext:
     data_dir: str | None
     device: str
     claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S
+    #: ``study run --system-metrics``: MLflow's system metrics on every cell run
+    system_metrics: bool = False
     tasks: dict = field(default_factory=dict, hash=False, compare=False)
     #: ``keep_student``: ``all`` saves every trained student as an artifact of its run
     keep_student: str = "none"
@@ -114,7 +116,8 @@ class Worker:
                 t0 = time.perf_counter()
                 scores = run_group([unit.cells[i] for i, *_ in held], teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
-                                   [lookup for *_, lookup in held], self.ctx.keep_student == "all")
+                                   [lookup for *_, lookup in held], self.ctx.keep_student == "all",
+                                   system_metrics=self.ctx.system_metrics)
             except BaseException as exc:
                 self._end_held(held, outs, exc, stage)
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid
