@@ -33,7 +33,7 @@ from study.execution.executors import Executor, make_executor
 from study.execution.teacher import teacher_dir
 from study.execution.tracking import Tracker
 from study.execution.units import work_units
-from study.execution.work import CellOutcome, RunContext, data_dir_arg
+from study.execution.work import CellOutcome, RunContext, check_precisions, data_dir_arg
 from study.grid import Cell, Grid
 from study.tasks.catalogue import TASKS, resolve_data_dir
 
@@ -83,7 +83,8 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     share their batches (``study.execution.units.group_key``) train together, up to this many at once.
 
     Raises:
-        StudyConfigError: a bad grid, data directory, device, executor setting, claim timeout or
+        StudyConfigError: a bad grid, data directory, device, precision the device cannot run
+            (``training.precision``/``teacher.precision``), executor setting, claim timeout or
             group size, before any training.
     """
     console = console or Console(stderr=True)
@@ -94,6 +95,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         raise StudyConfigError(f"--group-size must be at least 1, got {group_size}")
     dev = select_device(device)
     cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
+    check_precisions(cells, dev)  # so does a precision this device cannot run, before any teacher
     data = DataCache(resolve_data_dir(data_dir))
     for dataset in grid.axes["dataset"]:
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
