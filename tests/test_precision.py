@@ -9,11 +9,16 @@ seconds on a 2-core CPU.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from typer.testing import CliRunner
 
 from study.cli import app
 from study.core import device as device_mod
@@ -201,3 +206,19 @@ def test_autocast_follows_the_precision():
         assert (x @ x).dtype == torch.bfloat16
     with autocast(CPU, "fp32"):
         assert (x @ x).dtype == torch.float32
+
+
+def test_gpu_check_refuses_in_one_line_where_no_gpu_is_present(tmp_path):
+    """``scripts/gpu_check.sh`` looks for a GPU before anything else: here a ``nvidia-smi`` that
+    lists none; one line on stderr, exit 3, no Python started, no folder made."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", PYTHON="/nonexistent/python")
+    t0 = time.perf_counter()
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 3 and out.stdout == "", (out.returncode, out.stdout, out.stderr)
+    assert out.stderr.count("\n") == 1 and "no CUDA GPU" in out.stderr
+    assert time.perf_counter() - t0 < 5
