@@ -47,6 +47,10 @@ may not set the same key for one dataset.
 ``--group-size`` is not given (default 1: one at a time). It is how the grid is run, not what it
 holds: no cell's identity or result depends on it (grouped training is bit-identical on CPU).
 
+``training.precision`` and ``teacher.precision`` (``fp32``, ``bf16``, ``fp16``) are the autocast
+of the student's and the teacher's passes (``study.core.device``): fp32, the default, stays out
+of the identity (every id from before the setting holds); another precision enters it.
+
 Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
 ``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,
 ``intermediate.N.K``, ``teacher.K``, ``training.K``. A cell is resolved in this order: defaults,
