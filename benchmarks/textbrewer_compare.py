@@ -18,9 +18,16 @@ per-epoch checkpoint save included, as its loop does it):
 - TextBrewer, teacher forward on every step (its default);
 - TextBrewer, ``is_caching_logits=True`` (its own logit cache, filled in its first pass).
 
+``--precision bf16`` (or ``fp32,bf16``: every row in each) runs both loops in that precision: ours
+through the budget's ``precision`` (student, teacher passes and logit cache), TextBrewer's whole
+``train`` call and the dev evaluation under the same ``torch.autocast`` context
+(``study.core.device.autocast``), so the comparison stays like for like. fp16 is refused here:
+TextBrewer's loop would run without the gradient scaler ours uses.
+
 Prints a table; nothing is asserted. Run alone on the machine: the figures are wall-clock.
 
-    python benchmarks/textbrewer_compare.py --data-dir ../shared/data [--examples 2000] [--epochs 2]
+    python benchmarks/textbrewer_compare.py --data-dir ../shared/data [--examples 2000] [--epochs 2] \
+        [--precision fp32,bf16]
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from study.core.device import select_device
+from study.core.device import autocast, check_precision, select_device
 from study.core.hashing import derive_seed
 from study.execution.datacache import DataCache
 from study.execution.teacher import load_tokenizer
@@ -60,8 +67,10 @@ def _optimizer(model: torch.nn.Module, budget: dict) -> torch.optim.Optimizer:
     ], lr=budget["learning_rate"])
 
 
-def run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching: bool) -> float:
-    """Train ``student`` with TextBrewer's BasicDistiller; returns the wall seconds of ``train``."""
+def run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching: bool,
+                   precision: str = "fp32") -> float:
+    """Train ``student`` with TextBrewer's BasicDistiller, its ``train`` call under
+    ``autocast(device, precision)``; returns the wall seconds of ``train``."""
     from textbrewer import (  # optional (dev extra): only this run needs it
         BasicDistiller,
         DistillationConfig,
@@ -89,7 +98,7 @@ def run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, cachin
         distiller = BasicDistiller(t_config, d_config, teacher.eval(), student, adaptor, adaptor)
         torch.manual_seed(derive_seed(0, "dropout"))
         t0 = time.perf_counter()
-        with distiller:
+        with distiller, autocast(device, precision):
             distiller.train(optimizer, loader, num_epochs=budget["epochs"], scheduler=scheduler,
                             max_grad_norm=budget["max_grad_norm"], batch_postprocessor=drop_idx)
         return time.perf_counter() - t0
@@ -108,9 +117,15 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rounds", type=int, default=2,
                     help="times each row runs; the first round warms up, the fastest later one is printed")
+    ap.add_argument("--precision", default="fp32", help="fp32 or bf16, comma-separated (both loops alike)")
     args = ap.parse_args()
     transformers.logging.set_verbosity_error()
     device = select_device(args.device)
+    precisions = args.precision.split(",")
+    for p in precisions:
+        if p == "fp16":
+            raise SystemExit("--precision fp16: TextBrewer's loop has no gradient scaler here; not like for like")
+        check_precision(device, p, "--precision")
     task = TASKS["sst2"]
     data = DataCache(resolve_data_dir(args.data_dir))
     tokenizer = load_tokenizer("all-MiniLM-L6-v2")  # a teacher folder from runs/teachers holds weights only
@@ -128,7 +143,7 @@ def main() -> None:
         torch.manual_seed(derive_seed(0, "init"))
         return build_student(teacher, size, "teacher_lower", task.num_labels, "sdpa").to(device)
 
-    def ours(cached: bool) -> tuple[float, float]:
+    def ours(cached: bool, precision: str) -> tuple[float, float]:
         student = fresh_student()
         slots = preset("logit_kd")
         objective = Distillation(slots["prediction"], slots["intermediate"], task_type=task.task_type,
@@ -136,21 +151,24 @@ def main() -> None:
         cache_s, cache = 0.0, None
         if cached:
             t0 = time.perf_counter()
-            cache = teacher_logits(teacher, train_ds, tokenizer, device)
+            cache = teacher_logits(teacher, train_ds, tokenizer, device, precision=precision)
             cache_s = time.perf_counter() - t0
-        result = train(student, objective, train_ds, dev_ds, dev_labels, task, tokenizer, budget, 0, device,
-                       teacher=None if cached else teacher, desc="ours", cached_teacher_logits=cache)
+        result = train(student, objective, train_ds, dev_ds, dev_labels, task, tokenizer,
+                       dict(budget, precision=precision), 0, device, teacher=None if cached else teacher,
+                       desc="ours", cached_teacher_logits=cache, teacher_precision=precision)
         return result.train_time_s + cache_s, result.dev_metrics["accuracy"]
 
-    def brewer(caching: bool) -> tuple[float, float]:
+    def brewer(caching: bool, precision: str) -> tuple[float, float]:
         student = fresh_student()
-        wall = run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching)
-        return wall, get_type(task.task_type).evaluate(student, dev_loader, dev_ds, dev_labels, task, device)["accuracy"]
+        wall = run_textbrewer(student, teacher, train_ds, tokenizer, budget, device, caching, precision)
+        metrics = get_type(task.task_type).evaluate(student, dev_loader, dev_ds, dev_labels, task, device, precision)
+        return wall, metrics["accuracy"]
 
-    plan = [("ours, teacher forward", lambda: ours(False)), ("ours, cached logits", lambda: ours(True)),
-            ("TextBrewer, teacher forward", lambda: brewer(False)),
-            ("TextBrewer, is_caching_logits", lambda: brewer(True))]
-    best: dict[str, tuple[float, float]] = {}
+    plan = [((label, p), (lambda f=f, c=c, p=p: f(c, p))) for p in precisions
+            for label, f, c in (("ours, teacher forward", ours, False), ("ours, cached logits", ours, True),
+                                ("TextBrewer, teacher forward", brewer, False),
+                                ("TextBrewer, is_caching_logits", brewer, True))]
+    best: dict[tuple[str, str], tuple[float, float]] = {}
     for r in range(max(args.rounds, 1)):
         # Rows interleave, and the order alternates between rounds, so that a load on the machine
         # that comes and goes falls on every row alike.
@@ -160,17 +178,19 @@ def main() -> None:
                 continue  # warm-up round
             if label not in best or wall < best[label][0]:
                 best[label] = (wall, acc)
-    rows = [(label, seen / best[label][0], best[label][0], best[label][1]) for label, _ in plan]
+    rows = [(key, seen / best[key][0], best[key][0], best[key][1]) for key, _ in plan]
 
     print(f"\ndevice={device.type} torch={torch.__version__} threads={torch.get_num_threads()} teacher={args.teacher} "
           f"student=L2_H384 teacher_lower train={len(train_ds)} x {budget['epochs']} epochs "
           f"max_length={args.max_length} batch={args.batch_size} dev={len(dev_ds)}")
-    ref = {False: rows[2][1], True: rows[3][1]}
-    print(f"{'loop':<32}{'examples/s':>12}{'wall s':>9}{'dev acc':>9}{'vs TextBrewer same mode':>26}")
-    for i, (label, eps, wall, acc) in enumerate(rows):
-        mode = i in (1, 3)
-        print(f"{label:<32}{eps:>12.1f}{wall:>9.1f}{acc:>9.4f}{eps / ref[mode]:>25.2f}x")
-    print(f"ours cached against TextBrewer's default (teacher forward): {rows[1][1] / rows[2][1]:.2f}x")
+    print(f"{'loop':<32}{'precision':>10}{'examples/s':>12}{'wall s':>9}{'dev acc':>9}{'vs TextBrewer same mode':>26}")
+    for k in range(0, len(rows), 4):  # four rows per precision
+        block = rows[k:k + 4]
+        ref = {False: block[2][1], True: block[3][1]}
+        for i, ((label, p), eps, wall, acc) in enumerate(block):
+            print(f"{label:<32}{p:>10}{eps:>12.1f}{wall:>9.3f}{acc:>9.4f}{eps / ref[i in (1, 3)]:>25.2f}x")
+        print(f"{block[0][0][1]}: ours cached against TextBrewer's default (teacher forward): "
+              f"{block[1][1] / block[2][1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker
     if objective.needs_teacher and not objective.needs_teacher_forward:
         # Logit-only objectives read the frozen teacher's logits from a per-split cache.
         cached = data.teacher_logits(f"{cell.teacher.teacher_id}:{cell.teacher.checkpoint}", teacher.model, train_ds,
-                                     teacher.tokenizer, device)
+                                     teacher.tokenizer, device, cell.teacher.precision)
     spec = Student(student, objective, tr, cell.seed, log_metrics=lambda pts: tracker.log_metrics(run_id, pts),
                    desc=cell.name, cached_teacher_logits=cached, mixup=cell.mixup)
     return PreparedCell(cell, run_id, spec, train_ds, dev_ds, dev_labels,
@@ -203,7 +203,8 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
             with tracker.system_metrics([p.run_id for p in prepared.values()], system_metrics):
                 results = train_group([p.student for p in prepared.values()], first.train_ds, first.dev_ds,
                                       first.dev_labels, TASKS[first.cell.dataset], teacher.tokenizer, device,
-                                      teacher=teacher.model if with_teacher else None)
+                                      teacher=teacher.model if with_teacher else None,
+                                      teacher_precision=first.cell.teacher.precision)
             for (i, prep), result in zip(prepared.items(), results):
                 try:
                     if isinstance(result, Exception):

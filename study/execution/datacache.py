@@ -100,11 +100,12 @@ class DataCache:
         return ds, get_type(TASKS[dataset].task_type).dev_labels(ds)
 
     def teacher_logits(self, teacher_id: str, teacher: torch.nn.Module, data: TokenizedSplit,
-                       tokenizer, device: torch.device) -> torch.Tensor:
-        """The teacher's (N, C) (or (N, T_max, C), ``trainer.teacher_logits``) logits on a tokenised split, computed once per (teacher, split)."""
-        key = (teacher_id, id(data))  # tokenised splits live as long as this cache
+                       tokenizer, device: torch.device, precision: str = "fp32") -> torch.Tensor:
+        """The teacher's (N, C) (or (N, T_max, C), ``trainer.teacher_logits``) logits on a tokenised
+        split in ``precision`` (the teacher's, part of its id), computed once per (teacher, split)."""
+        key = (teacher_id, id(data), precision)  # tokenised splits live as long as this cache
         if key not in self._logits:
-            self._logits[key] = teacher_logits(teacher, data, tokenizer, device)
+            self._logits[key] = teacher_logits(teacher, data, tokenizer, device, precision=precision)
         return self._logits[key]
 
 

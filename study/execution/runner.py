@@ -35,7 +35,7 @@ from study.execution.students import remove_stale
 from study.execution.teacher import teacher_dir
 from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
 from study.execution.units import work_units
-from study.execution.work import CellOutcome, RunContext, data_dir_arg
+from study.execution.work import CellOutcome, RunContext, check_precisions, data_dir_arg
 from study.grid import Cell, Grid
 from study.grid.schema import KEEP_STUDENT
 from study.tasks.catalogue import TASKS, resolve_data_dir
@@ -90,7 +90,8 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     memory, GPU) to every cell run.
 
     Raises:
-        StudyConfigError: a bad grid, data directory, device, executor setting, claim timeout or
+        StudyConfigError: a bad grid, data directory, device, precision the device cannot run
+            (``training.precision``/``teacher.precision``), executor setting, claim timeout or
             group size, before any training.
     """
     console = console or Console(stderr=True)
@@ -104,6 +105,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         raise StudyConfigError(f"--keep-student must be one of {', '.join(KEEP_STUDENT)}, got {keep_student!r}")
     dev = select_device(device)
     cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
+    check_precisions(cells, dev)  # so does a precision this device cannot run, before any teacher
     data = DataCache(resolve_data_dir(data_dir))
     for dataset in grid.axes["dataset"]:
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged

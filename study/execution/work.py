@@ -20,7 +20,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from study.core import contract
-from study.core.device import select_device
+from study.core.device import check_precision, select_device
 from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
@@ -75,6 +75,22 @@ class CellOutcome:
     note: str = ""
 
 
+def check_precisions(cells: list[Cell], device: torch.device) -> None:
+    """Refuse, before any training, a cell whose ``training.precision`` or ``teacher.precision``
+    ``device`` cannot run (fp16 on a CPU; bf16 on a CPU without native bf16).
+
+    Raises:
+        StudyConfigError: the first such cell and setting, naming the device and what it supports.
+    """
+    seen: set[tuple[str, str]] = set()
+    for cell in cells:
+        for what, precision in (("training.precision", cell.training.get("precision", "fp32")),
+                                ("teacher.precision", cell.teacher.precision)):
+            if (what, precision) not in seen:
+                seen.add((what, precision))
+                check_precision(device, precision, f"cell {cell.name}: {what}")
+
+
 class Worker:
     """Trains units in this process, keeping teachers loaded across units."""
 
@@ -109,6 +125,7 @@ class Worker:
                 if not held:
                     return outs
                 stage = "teacher"
+                check_precisions(list(unit.cells), self.device)  # this machine's device may differ
                 teacher, source = self._teacher(unit.teacher, log)
                 for i, *_ in held:
                     outs[i].teacher_score = teacher.dev_score

@@ -51,6 +51,10 @@ holds: no cell's identity or result depends on it (grouped training is bit-ident
 ``all`` saves every student it trains as an artifact of its run (``study.execution.students``),
 which ``study export`` turns into a folder ``from_pretrained`` loads.
 
+``training.precision`` and ``teacher.precision`` (``fp32``, ``bf16``, ``fp16``) are the autocast
+of the student's and the teacher's passes (``study.core.device``): fp32, the default, stays out
+of the identity (every id from before the setting holds); another precision enters it.
+
 Axis names: ``dataset``, ``student``, ``initialisation``, ``objective``, ``augmentation``,
 ``seed``, ``intermediate`` (whole entry lists), and ``prediction.K``, ``intermediate.K``,
 ``intermediate.N.K``, ``teacher.K``, ``training.K``. A cell is resolved in this order: defaults,

@@ -28,6 +28,17 @@ NAME_PARTS = ("dataset", "student", "objective", "initialisation", "augmentation
 #: 2: features from Q/K/V hooks before attention dropout; alpha weighs the teacher term.
 TRAINER_VERSION = "2"
 
+#: The precision every cell ran in before it was a setting; it stays out of identities.
+DEFAULT_PRECISION = "fp32"
+
+
+def without_default_precision(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without ``precision`` when it is the default fp32 (so ids from before the
+    setting stand); any other precision stays and changes the id."""
+    if settings.get("precision", DEFAULT_PRECISION) == DEFAULT_PRECISION:
+        return {k: v for k, v in settings.items() if k != "precision"}
+    return dict(settings)
+
 
 @dataclass(frozen=True)
 class TeacherSpec:
@@ -40,7 +51,7 @@ class TeacherSpec:
     def identity(self) -> dict[str, Any]:
         """The fine-tuning's identity; which checkpoint a cell reads is the cell's choice (one
         fine-tuning keeps every checkpoint), so ``checkpoint`` is not part of it."""
-        s = {k: v for k, v in self.settings.items() if k != "checkpoint"}
+        s = without_default_precision({k: v for k, v in self.settings.items() if k != "checkpoint"})
         s["model"] = teacher_identity(s["model"])  # never a path: a local folder is its weights' hash
         return {"dataset": self.dataset, "teacher": s, "trainer_version": TRAINER_VERSION,
                 "data_version": data_mod.VERSION}
@@ -52,6 +63,11 @@ class TeacherSpec:
     @property
     def model(self) -> str:
         return self.settings["model"]
+
+    @property
+    def precision(self) -> str:
+        """The fine-tuning's precision, which its logit cache and its passes in a cell use too."""
+        return self.settings.get("precision", DEFAULT_PRECISION)
 
     @property
     def checkpoint(self) -> str:
@@ -112,7 +128,7 @@ class Cell:
             "intermediate": [{**e, "version": entry_versions(e)} for e in self.intermediate],
             **({"mixup": {**self.mixup, "version": mixup_mod.VERSION}} if self.mixup else {}),
             "augmentation": augmentation_identity(self.augmentation_steps),
-            "training": self.training,
+            "training": without_default_precision(self.training),
             "teacher": self.teacher.identity,
             # the final weights keep the identity cells had before checkpoints could be chosen
             **({"teacher_checkpoint": self.teacher.checkpoint} if self.teacher.checkpoint != "last" else {}),

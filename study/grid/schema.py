@@ -34,7 +34,8 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class TrainingSettings(BaseModel):
-    """A training budget; every field is part of the identity. Learning rate in 1/step units."""
+    """A training budget; every field is part of the identity (``precision`` only when it is not
+    the default fp32, so cells from before it keep their ids). Learning rate in 1/step units."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: PosInt = 1
@@ -47,6 +48,8 @@ class TrainingSettings(BaseModel):
     max_train_examples: PosInt | None = None
     max_eval_examples: PosInt | None = None
     data_seed: NonNegInt = 0
+    #: autocast precision (``study.core.device``); fp32, the default, stays out of the identity
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 class TeacherSettings(TrainingSettings):

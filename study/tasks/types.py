@@ -161,8 +161,9 @@ class TaskType:
         """What ``evaluate`` scores ``data``'s predictions against."""
         raise NotImplementedError
 
-    def evaluate(self, model, loader, data, labels: list, spec, device) -> dict[str, float]:
-        """The task's metrics (fractions), ``score`` (mean of its score metrics) and ``loss``."""
+    def evaluate(self, model, loader, data, labels: list, spec, device, precision: str = "fp32") -> dict[str, float]:
+        """The task's metrics (fractions), ``score`` (mean of its score metrics) and ``loss``;
+        the forward passes under ``study.core.device.autocast(device, precision)``."""
         raise NotImplementedError
 
     def tokens_per_example(self, spec, split, tokenizer, max_length: int, sample: int = 256) -> float:

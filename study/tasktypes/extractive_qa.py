@@ -258,7 +258,7 @@ class ExtractiveQA(TaskType):
         return [lab["texts"] for lab in data.split.labels]
 
     @torch.no_grad()
-    def evaluate(self, model, loader, data, labels, spec, device):
+    def evaluate(self, model, loader, data, labels, spec, device, precision="fp32"):
         """SQuAD v1.1 EM and F1 over every question of ``data`` and ``loss``: the mean over
         windows of (CE(start) + CE(end)) / 2, nats."""
         model.eval()
@@ -269,7 +269,7 @@ class ExtractiveQA(TaskType):
             batch = {k: v.to(device) for k, v in batch.items()}
             idx = batch.pop("idx")
             targets, _ = self.split_batch(batch)
-            with autocast(device):
+            with autocast(device, precision):
                 logits = self.logits(model(**batch)).float()  # (B, T, 2)
             ce = torch.nn.functional.cross_entropy
             total += float(ce(logits[..., 0], targets[:, 0], reduction="sum")

@@ -39,17 +39,17 @@ class TokenizedSplit(FeatureDataset):
 
 @torch.no_grad()
 def predict_with_loss(model: torch.nn.Module, loader: DataLoader, task: TaskSpec,
-                      device: torch.device) -> tuple[np.ndarray, float]:
+                      device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, float]:
     """Predictions (N,) of a sequence task's model over ``loader`` (class ids, or scores for
     regression: the task type's ``predict``) and the mean loss to the labels per example (its
-    ``loss_sum``: cross-entropy in nats, or squared error)."""
+    ``loss_sum``: cross-entropy in nats, or squared error); forward passes in ``precision``."""
     ttype = get_type(task.task_type)
     model.eval()
     preds, total, count = [], torch.zeros((), dtype=torch.float64), 0
     for batch in loader:
         labels = batch["labels"].to(device)
         batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "idx")}
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(**batch).logits.float()  # (B, C)
         total += ttype.loss_sum(logits, labels).double().cpu()
         count += labels.shape[0]
@@ -100,6 +100,6 @@ class SequenceTaskType(TaskType):
     def dev_labels(self, data) -> list:
         return [f["labels"].item() for f in data.features]
 
-    def evaluate(self, model, loader, data, labels, spec, device):
-        preds, loss = predict_with_loss(model, loader, spec, device)
+    def evaluate(self, model, loader, data, labels, spec, device, precision="fp32"):
+        preds, loss = predict_with_loss(model, loader, spec, device, precision)
         return {**compute_metrics(spec, preds, np.asarray(labels)), "loss": loss}

@@ -191,7 +191,7 @@ class TokenClassification(TaskType):
         return list(data.split.labels)
 
     @torch.no_grad()
-    def evaluate(self, model, loader, data, labels, spec, device):
+    def evaluate(self, model, loader, data, labels, spec, device, precision="fp32"):
         """Entity-level F1/precision/recall over every word of ``data`` and ``loss``: the mean
         cross-entropy per labelled token, nats."""
         model.eval()
@@ -201,7 +201,7 @@ class TokenClassification(TaskType):
             batch = {k: v.to(device) for k, v in batch.items()}
             idx = batch.pop("idx")
             targets, keep = self.split_batch(batch)
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(**batch).logits.float()  # (B, T, C)
             total += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
             count += int(keep.sum())

@@ -4,8 +4,11 @@ an epoch in ``_end_epoch``).
 
 AdamW, linear warm-up then linear decay, gradient clipping, evaluation on dev after each
 epoch. The teacher (if any) runs in eval mode under ``torch.no_grad`` so it is outside the
-student's graph. On CUDA the forward passes run under bf16 autocast; on CPU everything is fp32
-and deterministic (same cell, same seed → same dev score). Students that share their batches
+student's graph. Each budget's ``precision`` (``fp32``, ``bf16``, ``fp16``; ``study.core.device``)
+sets the autocast of its model's passes, the same on CPU and CUDA: a student's forward and dev
+evaluation in its own, the teacher's passes and logit cache in the teacher's (fp16 adds a gradient
+scaler). On CPU a run is deterministic in fp32 and bf16 (same cell, same seed → same losses and
+dev score). Students that share their batches
 train together, each exactly as alone (``train_group``); ``train`` is the one-student case.
 """
 
@@ -24,7 +27,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from study.core import contract
-from study.core.device import autocast, peak_memory_mb
+from study.core.device import autocast, grad_scaler, peak_memory_mb
 from study.core.hashing import derive_seed
 from study.objectives import Distillation, FeatureSource, FeatureTap, KDInputs
 from study.objectives.prediction import teacher_loss
@@ -54,8 +57,9 @@ class TrainResult:
 
 @torch.no_grad()
 def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: PreTrainedTokenizerBase,
-                   device: torch.device, batch_size: int = 128) -> torch.Tensor:
-    """The teacher's logits for every example (feature) of ``data``, float32 on CPU, in row order:
+                   device: torch.device, batch_size: int = 128, precision: str = "fp32") -> torch.Tensor:
+    """The teacher's logits for every example (feature) of ``data``, computed in ``precision``
+    (the teacher's; ``study.core.device.autocast``), float32 on CPU, in row order:
     (N, C) for sequence tasks; (N, T_max, C) for token classification and (N, T_max, 2) (start,
     end) per window for extractive QA, T_max the longest feature, zero beyond each feature's
     length (batches are right-padded, so a batch reads ``cache[idx, :T]``).
@@ -76,7 +80,7 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
         idx = batch.pop("idx")
         ttype.split_batch(batch)
         batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast(device):
+        with autocast(device, precision):
             logits = ttype.logits(teacher(**batch)).float().cpu()  # (B, C) or (B, T, C)
         if out.numel() == 0:
             shape = (len(data), logits.shape[-1]) if logits.dim() == 2 else (len(data), t_max, logits.shape[-1])
@@ -93,7 +97,8 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
 class Student:
     """One student of a group trained by ``train_group``: its model and objective, its budget
     (``epochs``, ``learning_rate``, ``batch_size``, ``warmup_ratio``, ``weight_decay``,
-    ``max_grad_norm``), its cell's seed, and its callbacks (as ``train``'s arguments)."""
+    ``max_grad_norm``, optionally ``precision``: fp32 when absent), its cell's seed, and its
+    callbacks (as ``train``'s arguments)."""
 
     model: torch.nn.Module
     objective: Distillation
@@ -123,6 +128,7 @@ def train(
     cached_teacher_logits: torch.Tensor | None = None,
     mixup: dict | None = None,
     on_epoch_end: Callable[[int, torch.nn.Module, dict[str, float]], None] | None = None,
+    teacher_precision: str = "fp32",
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with ``objective`` and return final dev metrics: the
     one-student case of ``train_group``.
@@ -132,7 +138,7 @@ def train(
 
     Args:
         budget: ``epochs``, ``learning_rate``, ``batch_size``, ``warmup_ratio``,
-            ``weight_decay``, ``max_grad_norm``.
+            ``weight_decay``, ``max_grad_norm``; optionally ``precision`` (fp32 when absent).
         log_metrics: called once per epoch with ``(key, value, step)`` triples (batched
             logging; ``train_loss`` per optimiser step, dev metrics per epoch).
         cached_teacher_logits: (N, C) from ``teacher_logits``; used instead of running the teacher
@@ -140,6 +146,7 @@ def train(
         mixup: a resolved mix-up slot (``study.objectives.mixup``); ``{}``/None is none.
         on_epoch_end: called after each epoch's evaluation with ``(epoch, model, dev_metrics)``
             (the teacher keeps its best-metric and lowest-loss checkpoints this way).
+        teacher_precision: the precision of ``teacher``'s passes (its fine-tuning's).
 
     Raises:
         FloatingPointError: the loss became nan or inf (the message names the step).
@@ -147,7 +154,8 @@ def train(
     """
     student = Student(model, objective, budget, seed, log_metrics=log_metrics, desc=desc,
                       cached_teacher_logits=cached_teacher_logits, mixup=mixup, on_epoch_end=on_epoch_end)
-    result = train_group([student], train_data, dev_data, dev_labels, task, tokenizer, device, teacher)[0]
+    result = train_group([student], train_data, dev_data, dev_labels, task, tokenizer, device, teacher,
+                         teacher_precision)[0]
     if isinstance(result, BaseException):
         raise result
     return result
@@ -193,6 +201,8 @@ class _Live:
     run_teacher: bool
     mix_gen: torch.Generator
     mix_rng: random.Random
+    precision: str = "fp32"
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
     history: list[dict] = field(default_factory=list)
     dev_metrics: dict[str, float] = field(default_factory=dict)
     recorded: dict[str, list[torch.Tensor]] = field(default_factory=dict)
@@ -236,7 +246,9 @@ def _setup(spec: Student, position: int, teacher: torch.nn.Module | None, total_
     optimizer = torch.optim.AdamW(groups, lr=budget["learning_rate"])
     total_steps = budget["epochs"] * total_batches
     scheduler = get_linear_schedule_with_warmup(optimizer, int(budget["warmup_ratio"] * total_steps), total_steps)
-    return _Live(spec, position, rng, optimizer, scheduler, params, tap, use_cache, run_teacher, mix_gen, mix_rng)
+    precision = budget.get("precision", "fp32")
+    return _Live(spec, position, rng, optimizer, scheduler, params, tap, use_cache, run_teacher, mix_gen, mix_rng,
+                 precision, grad_scaler(device, precision))
 
 
 @dataclass
@@ -245,6 +257,7 @@ class _TeacherBatch:
 
     logits: torch.Tensor | None = None  # (B, C) float32
     source: FeatureSource | None = None
+    precision: str = "fp32"  # the teacher's, for its passes in a student's mix-up term
 
 
 def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.Tensor | None, idx: torch.Tensor,
@@ -257,7 +270,7 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
     model, objective, budget = s.spec.model, s.spec.objective, s.spec.budget
     if s.tap is not None:
         s.tap.clear()
-    with autocast(device):
+    with autocast(device, s.precision):
         out = model(**batch, output_hidden_states=objective.needs_hidden)
         t_logits = None
         if s.use_cache:
@@ -283,13 +296,10 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
     if mixup:
         losses["loss_mixup"] = mixup_loss(model, teacher, objective, batch,
                                           s.mix_rng.betavariate(mixup["alpha"], mixup["alpha"]),
-                                          s.mix_gen, device)
+                                          s.mix_gen, device, (s.precision, shared.precision))
         losses["loss"] = losses["loss"] + mixup["weight"] * losses["loss_mixup"]
         losses["loss_mixup"] = losses["loss_mixup"].detach()
-    loss = losses["loss"]
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(s.params, budget["max_grad_norm"])
-    s.optimizer.step()
+    _optimiser_step(s, losses["loss"], budget["max_grad_norm"])
     s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
     s.step += 1
@@ -298,6 +308,21 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
         s.recorded.setdefault(contract.TRAIN_PREFIX + k, []).append(v.detach())  # "loss": train_loss
     if s.step % CHECK_EVERY == 0:
         _check_finite(s.recorded[contract.METRIC_TRAIN_LOSS], s.first_step)
+
+
+def _optimiser_step(s: _Live, loss: torch.Tensor, max_grad_norm: float) -> None:
+    """Backward, clip to ``max_grad_norm`` and step; under fp16 through the student's scaler
+    (gradients unscaled before clipping; a step with inf/nan gradients is skipped)."""
+    if s.scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(s.params, max_grad_norm)
+        s.optimizer.step()
+        return
+    s.scaler.scale(loss).backward()
+    s.scaler.unscale_(s.optimizer)
+    torch.nn.utils.clip_grad_norm_(s.params, max_grad_norm)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
 
 
 def train_group(
@@ -309,6 +334,7 @@ def train_group(
     tokenizer: PreTrainedTokenizerBase,
     device: torch.device,
     teacher: torch.nn.Module | None = None,
+    teacher_precision: str = "fp32",
 ) -> list[TrainResult | Exception]:
     """Train several students on the same batches; each ends as it would have trained alone.
 
@@ -317,7 +343,8 @@ def train_group(
     stream (its global random state is swapped in around its own work, so on CPU its weights and
     losses are bit-identical to ``train`` on it alone). The teacher runs once per batch, with the
     hidden states and Q/K/V taps that any student needs, when some student reads its features;
-    logit-only students read their cached logits.
+    logit-only students read their cached logits. Each student runs in its budget's
+    ``precision``; the teacher's passes run in ``teacher_precision`` (its fine-tuning's).
 
     Returns:
         Per student, in order: its ``TrainResult`` (costs are the group's: ``train_time_s`` and
@@ -342,7 +369,7 @@ def train_group(
         teacher.to(device).eval()
     results: list[TrainResult | Exception | None] = [None] * len(students)
     members = _setup_all(students, results, teacher, len(loader), device)
-    t_pass = _TeacherPass.for_students(teacher, members)
+    t_pass = _TeacherPass.for_students(teacher, members, teacher_precision)
     train_time = 0.0
     try:
         for epoch in range(1, epochs + 1):
@@ -422,23 +449,25 @@ class _TeacherPass:
     model: torch.nn.Module | None
     tap: FeatureTap | None
     needs_hidden: bool
+    precision: str = "fp32"
 
     @classmethod
-    def for_students(cls, teacher: torch.nn.Module | None, members: list[_Live]) -> _TeacherPass:
+    def for_students(cls, teacher: torch.nn.Module | None, members: list[_Live],
+                     precision: str = "fp32") -> _TeacherPass:
         forward = [s for s in members if s.run_teacher]
         layers: dict[int, set[str]] = {}
         for s in forward:
             for layer, names in s.spec.objective.taps()[1].items():
                 layers.setdefault(layer, set()).update(names)
         tap = FeatureTap(teacher, set(layers), set().union(*layers.values())) if layers else None
-        return cls(teacher, tap, any(s.spec.objective.needs_hidden for s in forward))
+        return cls(teacher, tap, any(s.spec.objective.needs_hidden for s in forward), precision)
 
     def __call__(self, batch: dict, mask: torch.Tensor, ttype, device: torch.device) -> _TeacherBatch:
         """The teacher's logits (float32) and features on ``batch`` (``mask``: (B, T) bool)."""
-        shared = _TeacherBatch()
+        shared = _TeacherBatch(precision=self.precision)
         if self.tap is not None:
             self.tap.clear()
-        with autocast(device), torch.no_grad():
+        with autocast(device, self.precision), torch.no_grad():
             t_out = self.model(**batch, output_hidden_states=self.needs_hidden)
             shared.logits = ttype.logits(t_out).float()  # (B, C), (B, T, C) or (B, T, 2)
         shared.source = FeatureSource(mask, self.model.config.num_attention_heads, t_out.hidden_states,
@@ -475,7 +504,7 @@ def _train_batch(live: list[_Live], batch: dict, t_pass: _TeacherPass, ttype, de
     labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
     idx = batch.pop("idx")
     mask = batch["attention_mask"].bool()  # (B, T)
-    shared = _TeacherBatch()
+    shared = _TeacherBatch(precision=t_pass.precision)
     if any(s.run_teacher and s.error is None for s in live):
         shared = t_pass(batch, mask, ttype, device)
     for s in live:
@@ -505,7 +534,7 @@ def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: Tokenized
     for key, values in s.recorded.items():
         host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
         points += [(key, v, s.first_step + i) for i, v in enumerate(host)]
-    s.dev_metrics = ttype.evaluate(s.spec.model, dev_loader, dev_data, dev_labels, task, device)
+    s.dev_metrics = ttype.evaluate(s.spec.model, dev_loader, dev_data, dev_labels, task, device, s.precision)
     points += [(contract.DEV_PREFIX + k, float(v), epoch) for k, v in s.dev_metrics.items()]
     s.history.append({"epoch": epoch, **s.dev_metrics})
     if s.spec.log_metrics:
@@ -515,10 +544,12 @@ def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: Tokenized
 
 
 def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Distillation, batch: dict,
-               lam: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+               lam: float, generator: torch.Generator, device: torch.device,
+               precisions: tuple[str, str] = ("fp32", "fp32")) -> torch.Tensor:
     """MixKD's term on one batch (see ``study.objectives.mixup``): both models see the same
     interpolation, weight ``lam`` in [0, 1], of their own word embeddings with those of the
     batch's rows permuted by ``generator`` (seeded: a rerun mixes the same pairs); a float32+ scalar.
+    ``precisions``: (the student's, the teacher's).
     """
     ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, T)
     perm = torch.randperm(ids.shape[0], generator=generator).to(device)
@@ -529,10 +560,10 @@ def mixup_loss(model: torch.nn.Module, teacher: torch.nn.Module, objective: Dist
         emb = m.get_input_embeddings()(ids)  # (B, T, H)
         return lam * emb + (1.0 - lam) * emb[perm]
 
-    with autocast(device):
+    with autocast(device, precisions[0]):
         s_logits = model(inputs_embeds=mixed(model), attention_mask=mixed_mask, **extra).logits.float()
-        with torch.no_grad():
-            t_logits = teacher(inputs_embeds=mixed(teacher), attention_mask=mixed_mask, **extra).logits.float()
+    with autocast(device, precisions[1]), torch.no_grad():
+        t_logits = teacher(inputs_embeds=mixed(teacher), attention_mask=mixed_mask, **extra).logits.float()
     params = objective.prediction
     if params["distance"] == "none":
         params = {"distance": "kl", "teacher_temperature": 1.0, "student_temperature": 1.0}
