@@ -30,7 +30,7 @@ from mlflow.utils import get_results_from_paginated_fn
 
 import study
 from study.core import contract
-from study.core.errors import StudyConfigError
+from study.core.errors import EnvironmentFault, StudyConfigError
 from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
@@ -42,6 +42,22 @@ SCHEMA_LOCK_TIMEOUT_S = 300
 #: server is reported in seconds (MLflow's defaults retry for minutes). Later requests keep
 #: MLflow's defaults, or whatever the user set.
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+#: While a grid runs against a tracking server: 3 retries 1, 2, 4 s apart (plus up to 1 s of
+#: jitter each), 20 s per attempt, so a server that died is found within about 90 s (10 s when its
+#: port is closed) instead of MLflow's minutes; the grid then stops (``EnvironmentFault``) with the
+#: cell pending. Variables the user set win.
+SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+#: About how long (seconds) a dead server is retried under ``SERVER_ENV``.
+SERVER_PATIENCE_S = 90
+
+
+def set_server_patience(uri: str) -> None:
+    """For a tracking server, put ``SERVER_ENV`` into this process's environment (inherited by the
+    workers it starts) unless the user set those variables."""
+    if uri.startswith(("http://", "https://")):
+        for key, value in SERVER_ENV.items():
+            os.environ.setdefault(key, value)
 
 
 def _git_commit() -> str:
@@ -220,8 +236,12 @@ class Tracker:
         params; return its id."""
         run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
                                      tags={**locks.holder_tags(), **{k: str(v) for k, v in tags.items()}})
-        locks.Heartbeat.of(self.uri).add(run.info.run_id)
-        self.annotate(run.info.run_id, {}, params)
+        try:  # an interruption right after the run exists must not leave it RUNNING
+            locks.Heartbeat.of(self.uri).add(run.info.run_id)
+            self.annotate(run.info.run_id, {}, params)
+        except BaseException as exc:
+            self.fail(run.info.run_id, exc)
+            raise
         return run.info.run_id
 
     def annotate(self, run_id: str, tags: dict[str, str], params: dict[str, str]) -> None:
@@ -259,13 +279,15 @@ class Tracker:
     def fail(self, run_id: str, exc: BaseException) -> None:
         """Record the error (tag ``study.error`` and the traceback as an artifact) and end the run.
 
-        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``) ends
-        it KILLED, not FAILED: nobody saw the cell fail, so ``--skip-failed`` must not skip it.
+        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``)
+        or an ``EnvironmentFault`` (a full disk, a dead server) ends it KILLED, not FAILED: the cell
+        did not fail, so ``--skip-failed`` must not skip it. Ending it then is best effort: a store
+        that refuses (busy, gone) never replaces the interruption or the fault, and a run left
+        RUNNING by a dead process is marked KILLED by the next ``study run`` (``locks.reap``).
         """
         self.release(run_id)
-        if isinstance(exc, KeyboardInterrupt):
-            self.client.set_tag(run_id, contract.TAG_ERROR, f"interrupted ({type(exc).__name__}: {exc})"[:4000])
-            self.client.set_terminated(run_id, "KILLED")
+        if isinstance(exc, (KeyboardInterrupt, EnvironmentFault)):
+            self._end_killed(run_id, exc)
             return
         message = f"{type(exc).__name__}: {exc}"[:4000]
         self.client.set_tag(run_id, contract.TAG_ERROR, message)
@@ -274,6 +296,20 @@ class Tracker:
         except Exception:  # the error tag is what matters; an artifact store problem must not hide it
             pass
         self.client.set_terminated(run_id, "FAILED")
+
+    def _end_killed(self, run_id: str, exc: BaseException, attempts: int = 3) -> None:
+        """End the run KILLED, retried a few times (a sqlite store busy with the heartbeat's write, a
+        session an interrupted request left behind), giving up quietly after a store error."""
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "environment fault"
+        for attempt in range(attempts):
+            try:
+                self.client.set_tag(run_id, contract.TAG_ERROR, f"{why} ({type(exc).__name__}: {exc})"[:4000])
+                self.client.set_terminated(run_id, "KILLED")
+                return
+            except Exception:
+                if isinstance(exc, EnvironmentFault) or attempt == attempts - 1:
+                    return  # the store is away or refuses: the next `study run` reaps the run
+                time.sleep(0.5)
 
     def kill_orphans(self, runs: list) -> int:
         """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``locks.dead_reason``:
