@@ -153,3 +153,21 @@ def test_sigkill_of_the_server_wrapper_stops_its_process_group():
 def _sleeps(marker: str) -> list[str]:
     out = subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True, text=True).stdout
     return out.split()
+
+
+def test_status_finds_a_user_grid_by_the_name_the_store_recorded(tmp_path, isolated_runs):
+    """`study run --grid path/to/NAME.yaml` then `study status --grid NAME`."""
+    from study.cli import app
+    from study.execution.runner import plan
+    from study.grid import load_grid
+
+    path = write_grid(tmp_path, TINY, "p-enospc")
+    plan(load_grid(path), Tracker())  # what `study run` records before training
+    result = CliRunner().invoke(app, ["status", "--grid", "p-enospc"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "grid p-enospc: 4 cells" in result.output and "pending 4" in result.output
+    path.unlink()
+    result = CliRunner().invoke(app, ["status", "--grid", "p-enospc"], catch_exceptions=False)
+    assert result.exit_code == 2 and "pass the file" in result.output
+    result = CliRunner().invoke(app, ["status", "--grid", "never-run"], catch_exceptions=False)
+    assert result.exit_code == 2 and "never-run" in result.output

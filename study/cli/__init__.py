@@ -140,12 +140,11 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     _quiet_libraries()
     # imported per command, not at the top: `study --help` must not import torch or mlflow
     from study.execution.tracking import Tracker
-    from study.grid import load_grid
 
     try:
-        g = load_grid(grid)
-        cells_list = g.validate()
         tracker = Tracker(tracking_uri)  # read-only stores are fine here
+        g = load_known_grid(grid, tracker)
+        cells_list = g.validate()
     except StudyConfigError as exc:
         raise _fail(exc) from None
     st = tracker.cell_status(g.name)
@@ -157,6 +156,27 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
         _cell_table(g, st, f"grid {g.name}")
     line = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "failed", "running", "killed", "pending"))
     out.print(f"grid {g.name}: {len(cells_list)} cells: {line}  (store {tracker.uri})")
+
+
+def load_known_grid(grid: str, tracker):
+    """The grid ``grid`` names: a shipped grid or a YAML path, else a grid the store knows by name
+    (``study run --grid path/to/NAME.yaml`` recorded the path on its experiment)."""
+    from study.grid import load_grid
+
+    try:
+        return load_grid(grid)
+    except StudyConfigError:
+        known = None if grid.endswith((".yaml", ".yml")) else tracker.grid_source(grid)
+        if known is None:
+            raise
+    source, version = known
+    if source and Path(source).is_file():
+        g = load_grid(source)
+        if g.name == grid:
+            return g
+    raise StudyConfigError(f"Grid {grid!r} is in the store (version {version or 'unknown'}) but its YAML "
+                           f"{'was ' + repr(source) + ', which no longer holds it' if source else 'was not recorded'}; "
+                           f"pass the file: --grid path/to/{grid}.yaml")
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

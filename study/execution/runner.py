@@ -70,7 +70,7 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = 
     if adopt:
         # cells another grid (or an earlier version of this one) trained are this grid's too:
         # tag them with its current version, never retrain them
-        tracker.set_grid_version(grid.name, grid.version)
+        tracker.set_grid_version(grid.name, grid.version, grid.source)
         tracker.adopt(grid.name, cells, tracker.cell_runs(), grid.version)
     status = tracker.cell_status(grid.name)
     done = [c for c in cells if status.get(c.cell_id) == "done"]

@@ -208,9 +208,21 @@ class Tracker:
                     break
         return n
 
-    def set_grid_version(self, grid: str, version: str) -> None:
-        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment."""
-        self.client.set_experiment_tag(self.experiment_id(grid), contract.TAG_GRID_VERSION, version)
+    def set_grid_version(self, grid: str, version: str, source: Path | None = None) -> None:
+        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment, and the
+        YAML file it came from (``source``), so `study status --grid NAME` finds a user grid."""
+        exp_id = self.experiment_id(grid)
+        self.client.set_experiment_tag(exp_id, contract.TAG_GRID_VERSION, version)
+        if source is not None:
+            self.client.set_experiment_tag(exp_id, contract.TAG_GRID_SOURCE, str(Path(source).resolve()))
+
+    def grid_source(self, grid: str) -> tuple[str | None, str | None] | None:
+        """(YAML path, version) the store recorded for the grid named ``grid``; None when the store
+        has no such grid."""
+        exp = self.client.get_experiment_by_name(grid)
+        if exp is None:
+            return None
+        return exp.tags.get(contract.TAG_GRID_SOURCE), exp.tags.get(contract.TAG_GRID_VERSION)
 
     def cell_status(self, grid: str | None = None) -> dict[str, str]:
         """cell_id → ``done`` (a FINISHED run exists in any experiment), ``failed``, ``running``,
