@@ -315,13 +315,24 @@ class Tracker:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "environment fault"
         for attempt in range(attempts):
             try:
-                self.client.set_tag(run_id, contract.TAG_ERROR, f"{why} ({type(exc).__name__}: {exc})"[:4000])
-                self.client.set_terminated(run_id, "KILLED")
+                with self.quickly():
+                    self.client.set_tag(run_id, contract.TAG_ERROR, f"{why} ({type(exc).__name__}: {exc})"[:4000])
+                    self.client.set_terminated(run_id, "KILLED")
                 return
             except Exception:
                 if isinstance(exc, EnvironmentFault) or attempt == attempts - 1:
                     return  # the store is away or refuses: the next `study run` reaps the run
                 time.sleep(0.5)
+
+    @contextmanager
+    def quickly(self):
+        """Within the block, a tracking server's requests are not retried and time out after 10 s
+        (``PROBE_ENV``): for ending runs after an interruption or a fault, never worth minutes."""
+        if not self.shared:
+            yield
+            return
+        with mock.patch.dict(os.environ, PROBE_ENV):
+            yield
 
     def kill_orphans(self, runs: list) -> int:
         """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``locks.dead_reason``:

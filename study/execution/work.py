@@ -153,7 +153,9 @@ class Worker:
         tracker = self.tracker
         for i, _, run_id, _ in held:
             try:
-                if tracker.client.get_run(run_id).info.status == "RUNNING":
+                with tracker.quickly():
+                    running = tracker.client.get_run(run_id).info.status == "RUNNING"
+                if running:
                     if stage == "teacher" and isinstance(exc, Exception) and not isinstance(exc, EnvironmentFault):
                         tracker.client.set_tag(run_id, contract.TAG_FAILED_STAGE, "teacher")  # counted failed
                     tracker.fail(run_id, exc)
