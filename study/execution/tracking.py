@@ -31,6 +31,7 @@ from mlflow.utils import get_results_from_paginated_fn
 import study
 from study.core import contract
 from study.core.errors import EnvironmentFault, StudyConfigError
+from study.core.faults import environment_fault
 from study.core.paths import PROJECT_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
@@ -252,7 +253,7 @@ class Tracker:
             locks.Heartbeat.of(self.uri).add(run.info.run_id)
             self.annotate(run.info.run_id, {}, params)
         except BaseException as exc:
-            self.fail(run.info.run_id, exc)
+            self.fail(run.info.run_id, (environment_fault(exc, self.uri) or exc) if isinstance(exc, Exception) else exc)
             raise
         return run.info.run_id
 
