@@ -81,7 +81,7 @@ class Workspace:
         self.dir = base / name
         self.runs = self.dir / "runs"
         self.dir.mkdir(parents=True)
-        self.data_dir = data_dir
+        self.data_dir = Path(data_dir).resolve()  # `study` runs in self.dir, not in the caller's folder
         self.grid = self.dir / "faults.yaml"
         self.grid.write_text(yaml.safe_dump(GRID))
 
@@ -111,12 +111,12 @@ class Workspace:
         return subprocess.run(self.run_args(*extra), capture_output=True, text=True, timeout=900,
                               env=self.env(), cwd=self.dir)
 
-    def start(self, *extra: str) -> subprocess.Popen:
+    def start(self, *extra: str, **env: str) -> subprocess.Popen:
         """``study run`` in the background, with SIGINT at its default as in a terminal: a suite
         started as a background job of a script inherits SIGINT ignored, Python then installs no
         Ctrl-C handler, and the Ctrl-C scenario would test nothing."""
         return subprocess.Popen(self.run_args(*extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=self.env(), cwd=self.dir, start_new_session=True,
+                                text=True, env=self.env(**env), cwd=self.dir, start_new_session=True,
                                 preexec_fn=_sigint_default)
 
     def runs_by_kind(self) -> list[tuple[str, str, str, dict[str, str]]]:
@@ -262,8 +262,18 @@ def _interrupt_mid_cell(base, data, warm, sig: int, label: str, code: int) -> Ou
     return ws.check(out)
 
 
+#: How many times "3a. SIGTERM mid-cell" repeats (``STUDY_FAULTS_REPEAT``): its failure was intermittent.
+SIGTERM_REPEAT = int(os.environ.get("STUDY_FAULTS_REPEAT", "3"))
+
+
 def sigterm_cell(base, data, warm) -> Outcome:
-    return _interrupt_mid_cell(base, data, warm, signal.SIGTERM, "3a. SIGTERM mid-cell", 143)
+    for n in range(SIGTERM_REPEAT):
+        out = _interrupt_mid_cell(base / f"sigterm{n}", data, warm, signal.SIGTERM, "3a. SIGTERM mid-cell", 143)
+        if not out.ok:
+            out.outcome += f" (attempt {n + 1} of {SIGTERM_REPEAT})"
+            return out
+    out.outcome += f" ({SIGTERM_REPEAT} times)"
+    return out
 
 
 def ctrl_c_cell(base, data, warm) -> Outcome:
@@ -427,6 +437,110 @@ def ui_stopped(base, data, warm) -> Outcome:
     return ws.check(out, trains=False)
 
 
+def full_disk_teacher(base, data, warm) -> Outcome:
+    """``runs/`` on a 40 MiB tmpfs: saving the teacher (~90 MB) fails with ENOSPC. Needs root."""
+    out = Outcome("10. full disk while the teacher is saved")
+    ws = Workspace(base, "enospc", data)
+    ws.runs.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(ws.runs)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        out.outcome = f"skipped: cannot mount a tmpfs ({mounted.stderr.strip()[:80]})"
+        return out
+    try:
+        result = ws.train()
+        cells = ws.statuses(contract.KIND_CELL)
+        stopped = [ln for ln in result.stderr.splitlines() if ln.startswith("stopped")]
+        expect(out, result.returncode == 75, f"exit {result.returncode}, want 75: {result.stderr[-300:]}")
+        expect(out, len(stopped) == 1 and "no space left on device" in stopped[0],
+               f"no one-line 'stopped ... no space left on device': {result.stderr[-300:]}")
+        expect(out, "FAILED" not in cells and "RUNNING" not in cells, f"cell runs after the fault: {sorted(cells)}")
+        subprocess.run(["mount", "-o", "remount,size=600m", str(ws.runs)], check=True)  # space freed
+        rerun = ws.train()
+        expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
+        out.outcome = f"exit {result.returncode}, cells left pending ({sorted(set(cells))}); after freeing space the rerun trains all"
+        return ws.check(out)
+    finally:
+        subprocess.run(["umount", "-l", str(ws.runs)], capture_output=True)
+
+
+def _start_server(ws: Workspace, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(ws.cmd("server", "--port", str(port), "--workers", "1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ws.env(), cwd=ws.dir)
+    ws.wait_for(lambda: _serving(port), "the tracking server to serve", proc, limit=120)
+    return proc
+
+
+def _kill_port(port: int) -> None:
+    for pid in _processes_with(f"--port {port}"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def server_killed(base, data, warm) -> Outcome:
+    """The MLflow server SIGKILLed while a cell trains; the driver stops with exit 75 and the cell
+    pending; the server restarted on the same store, the rerun finishes every cell once."""
+    out = Outcome("11. tracking server SIGKILLed mid-cell, restarted")
+    ws = Workspace(base, "server_killed", data)
+    seed_teacher(ws, warm)
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(ws, port)
+    try:
+        proc = ws.start(MLFLOW_TRACKING_URI=uri)
+        ws.wait_for(lambda: "RUNNING" in ws.statuses(contract.KIND_CELL), "a cell mid-training", proc)
+        mlflow = [p for p in _processes_with(f"--port {port}") if p != server.pid]
+        t0 = time.time()
+        for pid in mlflow:
+            os.kill(pid, signal.SIGKILL)
+        rc = proc.wait(timeout=240)
+        waited = time.time() - t0
+        stderr = proc.stderr.read()
+        expect(out, rc == 75, f"exit {rc}, want 75: {stderr[-300:]}")
+        expect(out, uri in stderr and "stopped answering" in stderr, f"no line naming {uri}: {stderr[-300:]}")
+        server.wait(timeout=60)
+        server = _start_server(ws, port)
+        rerun = subprocess.run(ws.run_args(), capture_output=True, text=True, timeout=900,
+                               env=ws.env(MLFLOW_TRACKING_URI=uri), cwd=ws.dir)
+        expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
+        out.outcome = f"driver exit {rc} after {waited:.0f} s; rerun on the restarted server exit {rerun.returncode}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        _kill_port(port)
+    return ws.check(out)
+
+
+def server_wrapper_killed(base, data, warm) -> Outcome:
+    """``study server`` SIGKILLed: its guard stops the MLflow server; the port is free again."""
+    out = Outcome("12. `study server` SIGKILLed: no MLflow left")
+    ws = Workspace(base, "server_sigkill", data)
+    port = _free_port()
+    server = _start_server(ws, port)
+    try:
+        before = len(_processes_with(f"--port {port}"))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and (_serving(port) or _processes_with(f"--port {port}")):
+            time.sleep(0.2)
+        left = _processes_with(f"--port {port}")
+        expect(out, not _serving(port), "the port still answers")
+        expect(out, not left, f"{len(left)} MLflow process(es) left: {left}")
+        again = _start_server(ws, port)  # the port is free for the next `study server`
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=60)
+        out.outcome = f"{before} server processes; after SIGKILL of `study server`: {len(left)} left; restart works"
+    finally:
+        _kill_port(port)
+    return ws.check(out, trains=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: exit 2, one line on stderr naming the value or file and line, nothing trained or logged.
 
@@ -576,6 +690,9 @@ SCENARIOS = {
     "prep_failure": teacher_prep_failure,
     "copied_store": copied_store,
     "ui": ui_stopped,
+    "full_disk": full_disk_teacher,
+    "server_killed": server_killed,
+    "server_sigkill": server_wrapper_killed,
 }
 
 
@@ -594,7 +711,7 @@ def run_suite(base: Path, data: Path, only: list[str] | None = None, bad_input: 
     """Run the scenarios (all, or those named in ``only``) and the bad-input checks; return the rows."""
     names = only or list(SCENARIOS)
     warm = None
-    if any(n not in ("concurrent", "kill_teacher", "ui") for n in names):
+    if any(n not in ("concurrent", "kill_teacher", "ui", "full_disk", "server_sigkill") for n in names):
         warm = warm_teacher(base, data)
     rows = []
     for name in names:
@@ -643,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="GLUE data root.")
     parser.add_argument("--keep", type=Path, help="Work in this folder and keep it (default: a temp folder).")
     args = parser.parse_args(argv)
+    args.data_dir = args.data_dir.resolve()  # the `study` processes run in other folders
     base = args.keep or Path(tempfile.mkdtemp(prefix="kd-faults-"))
     base.mkdir(parents=True, exist_ok=True)
     print(HEADER, flush=True)

@@ -7,7 +7,8 @@ grid, so this module takes minutes on a 2-core CPU; ``-m "not faults"`` leaves i
 (and so in CI, which must stay under 20 minutes) it runs a short form: three workers starting
 together, SIGTERM mid-cell, a deleted store, and the bad inputs. ``STUDY_FAULTS=full`` adds the
 rest (SIGKILL during the teacher, Ctrl-C, zeroed and truncated teachers, a garbled
-``teacher.json``, a copied store, stopping the UI), whose code paths ``tests/test_reliability.py``
+``teacher.json``, a copied store, stopping the UI, a full disk while the teacher is saved, the
+tracking server SIGKILLed mid-cell and restarted, ``study server`` SIGKILLed), whose code paths ``tests/test_reliability.py``
 also covers without training, and ``python scripts/faults.py`` runs them all with the table.
 """
 
@@ -55,7 +56,8 @@ def _check(row) -> None:
 
 
 @pytest.mark.parametrize("name", ["concurrent", pytest.param("kill_teacher", marks=full_only),
-                                  pytest.param("ui", marks=full_only)])
+                                  pytest.param("ui", marks=full_only), pytest.param("full_disk", marks=full_only),
+                                  pytest.param("server_sigkill", marks=full_only)])
 def test_fault_from_scratch(name, base, data):
     _check(faults.SCENARIOS[name](base, data, None))
 
@@ -63,7 +65,8 @@ def test_fault_from_scratch(name, base, data):
 @pytest.mark.parametrize("name", [
     "sigterm", pytest.param("ctrl_c", marks=full_only), pytest.param("zeroed_teacher", marks=full_only),
     pytest.param("truncated_teacher", marks=full_only), "store_deleted",
-    pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only)])
+    pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only),
+    pytest.param("server_killed", marks=full_only)])
 def test_fault_with_cached_teacher(name, base, data, warm):
     _check(faults.SCENARIOS[name](base, data, warm))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from study.core.errors import StudyConfigError
+from study.core.errors import EXIT_ENVIRONMENT, EnvironmentFault, StudyConfigError
 from study.core.paths import make_directory, runs_dir, writable_runs_dir
 from study.core.paths import tracking_uri as resolve_uri
 from study.execution.interrupt import exit_code, signals_as_interrupt
@@ -81,7 +82,12 @@ def run(
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1: one cell at a time. Default: the grid's group_size, else 1."),
     keep_student: Optional[str] = typer.Option(None, "--keep-student", help="none or all: save every trained student (safetensors, with its tokenizer) as an artifact of its run, for `study export`. Default: the grid's keep_student, else none."),
 ) -> None:
-    """Train every pending cell of a grid (finished cells are never retrained)."""
+    """Train every pending cell of a grid (finished cells are never retrained).
+
+    Exit 0 when every cell finished, 1 when a cell failed, 2 for bad input, 75 when the
+    environment failed (full disk, read-only store, lost data, dead tracking server: the grid
+    stops with its cells pending), 128+N on signal N.
+    """
     _quiet_libraries()
     # imported per command, not at the top: `study --help` must not import torch or mlflow
     from study.execution.executors import make_executor
@@ -106,6 +112,9 @@ def run(
                                retry_failed=retry_failed, console=err, executor=ex,
                                claim_timeout_s=claim_timeout, group_size=group_size,
                                keep_student=keep_student, system_metrics=system_metrics)
+    except EnvironmentFault as exc:
+        typer.echo(f"stopped, the environment failed: {exc}", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
     except (StudyConfigError, ValueError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt as exc:
@@ -132,12 +141,11 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     _quiet_libraries()
     # imported per command, not at the top: `study --help` must not import torch or mlflow
     from study.execution.tracking import Tracker
-    from study.grid import load_grid
 
     try:
-        g = load_grid(grid)
-        cells_list = g.validate()
         tracker = Tracker(tracking_uri)  # read-only stores are fine here
+        g = load_known_grid(grid, tracker)
+        cells_list = g.validate()
     except StudyConfigError as exc:
         raise _fail(exc) from None
     st = tracker.cell_status(g.name)
@@ -151,7 +159,31 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
     out.print(f"grid {g.name}: {len(cells_list)} cells: {line}  (store {tracker.uri})")
 
 
+def load_known_grid(grid: str, tracker):
+    """The grid ``grid`` names: a shipped grid or a YAML path, else a grid the store knows by name
+    (``study run --grid path/to/NAME.yaml`` recorded the path on its experiment)."""
+    from study.grid import load_grid
+
+    try:
+        return load_grid(grid)
+    except StudyConfigError:
+        known = None if grid.endswith((".yaml", ".yml")) else tracker.grid_source(grid)
+        if known is None:
+            raise
+    source, version = known
+    if source and Path(source).is_file():
+        g = load_grid(source)
+        if g.name == grid:
+            return g
+    raise StudyConfigError(f"Grid {grid!r} is in the store (version {version or 'unknown'}) but its YAML "
+                           f"{'was ' + repr(source) + ', which no longer holds it' if source else 'was not recorded'}; "
+                           f"pass the file: --grid path/to/{grid}.yaml")
+
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_PORT_TAKEN = ("Port {port} on {host} is already served by another process (`ss -ltnp 'sport = :{port}'` "
+               "names it); stop it "
+               "or pass another --port.")
 
 
 @app.command()
@@ -164,6 +196,8 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     whole group (MLflow's server starts worker processes that would otherwise keep serving).
     """
     uri = resolve_uri(tracking_uri)
+    if _port_in_use(host, port):
+        raise _fail(StudyConfigError(_PORT_TAKEN.format(port=port, host=host)))
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
                    "delete every run, without a login. For a shared server run MLflow's basic-auth "
@@ -185,7 +219,9 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
 
     It serves the runs (default: the project's sqlite store) and proxies artifacts (teachers), so
     workers need only its URI: `study run --tracking-uri http://HOST:PORT`. Stopping it
-    (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group.
+    (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group, in up to ~20 s while MLflow's job
+    consumers exit; a SIGKILL of this process stops it too (a guard process watches it). A port
+    already in use is refused.
     """
     store = backend_store_uri or resolve_uri(None)
     if store.startswith(("http://", "https://")):
@@ -200,6 +236,8 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
             Tracker(store)  # creates (under its lock) or checks the schema before the server opens it
     except StudyConfigError as exc:
         raise _fail(exc) from None
+    if _port_in_use(host, port):
+        raise _fail(StudyConfigError(_PORT_TAKEN.format(port=port, host=host)))
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
                    "delete every run, without a login. For a shared server run MLflow's basic-auth "
@@ -224,6 +262,7 @@ def run_process_group(cmd: list[str], grace_s: float = 10.0) -> int:
     SIGKILL after ``grace_s`` seconds, so no server process outlives this one.
     """
     proc = subprocess.Popen(cmd, start_new_session=True)
+    _guard_group(proc.pid, grace_s)
 
     def signal_group(sig: int) -> None:
         try:
@@ -252,6 +291,39 @@ def run_process_group(cmd: list[str], grace_s: float = 10.0) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     return rc
+
+
+#: The guard: waits for EOF on stdin (its parent, this process, ended however it ended, SIGKILL
+#: included), then stops the group: SIGTERM, and SIGKILL after the grace period.
+_GUARD = ("import os, signal, sys, time\n"
+          "pgid, grace = int(sys.argv[1]), float(sys.argv[2])\n"
+          "sys.stdin.buffer.read()\n"
+          "def alive():\n"
+          "    try:\n        os.killpg(pgid, 0); return True\n"
+          "    except OSError:\n        return False\n"
+          "if alive():\n"
+          "    os.killpg(pgid, signal.SIGTERM)\n"
+          "    end = time.monotonic() + grace\n"
+          "    while alive() and time.monotonic() < end:\n        time.sleep(0.2)\n"
+          "    if alive():\n        os.killpg(pgid, signal.SIGKILL)\n")
+_guards: list = []  # the guards' pipes: open while this process lives
+
+
+def _guard_group(pgid: int, grace_s: float) -> None:
+    """Start a small process that stops the group ``pgid`` once this process is gone, even by
+    SIGKILL (which no handler sees): it reads a pipe whose only writer is this process."""
+    read, write = os.pipe()
+    subprocess.Popen([sys.executable, "-c", _GUARD, str(pgid), str(grace_s)], stdin=read,
+                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(read)
+    os.set_inheritable(write, False)
+    _guards.append(write)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)) == 0
 
 
 def _group_alive(pgid: int) -> bool:

@@ -73,6 +73,8 @@ TAG_GRID = "study.grid"
 TAG_ERROR = "study.error"
 MEMBERSHIP_PREFIX = "study.in."
 TAG_GRID_VERSION = "study.grid_version"
+#: On a grid's experiment: the absolute path of the YAML it was last run from (a user grid).
+TAG_GRID_SOURCE = "study.grid_source"
 TAG_CLAIM_NODE = "study.claim.node"
 TAG_CLAIM_PID = "study.claim.pid"
 TAG_CLAIM_PROCESS_START = "study.claim.process_start"

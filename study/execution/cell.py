@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from study.core import contract
+from study.core.faults import environment_fault
 from study.core.hashing import derive_seed
 from study.execution import locks
 from study.execution.datacache import DataCache
@@ -178,8 +179,11 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
     opened: dict[int, str] = {}  # runs not yet ended
 
     def fail(i: int, exc: BaseException) -> None:
+        fault = environment_fault(exc, tracker.uri) if isinstance(exc, Exception) else None
+        if fault is not None and fault is not exc:  # a full disk, a dead server: stop the grid
+            raise fault from exc
         tracker.fail(opened.pop(i), exc)
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) and fault is None:
             outcomes[i] = exc
 
     try:
@@ -216,6 +220,6 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         teacher.model.cpu()
     except BaseException as exc:
         for i in list(opened):
-            fail(i, exc)
+            fail(i, exc if not isinstance(exc, Exception) else environment_fault(exc, tracker.uri) or exc)
         raise
     return outcomes

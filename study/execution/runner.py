@@ -8,7 +8,10 @@ cluster); how a worker claims, trains and logs one is ``study.execution.work``. 
 MLflow run (``study.execution.locks``), which holds across machines, with a file lock
 (``runs/locks/<cell_id>.lock``) as a fast path on one; a RUNNING run whose process died (e.g.
 SIGKILL) is marked KILLED and the cell retrained. A cell that raises is logged FAILED with its
-error, and the grid goes on; so is a cell whose teacher could not be prepared. An interruption
+error, and the grid goes on; so is a cell whose teacher could not be prepared. A fault of the
+environment (``study.core.faults``: a full disk, a read-only store, a lost data folder, a tracking
+server that stopped answering) stops the grid at once with ``EnvironmentFault``, the cells in
+progress ended KILLED (pending, retrained by the next run). An interruption
 (Ctrl-C, or SIGTERM under ``study.execution.interrupt.signals_as_interrupt``) ends the cell's run KILLED
 and stops the grid; the next run retrains that cell.
 """
@@ -33,7 +36,7 @@ from study.execution.datacache import DataCache
 from study.execution.executors import Executor, make_executor
 from study.execution.students import remove_stale
 from study.execution.teacher import teacher_dir
-from study.execution.tracking import TEACHER_EXPERIMENT, Tracker
+from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, set_server_patience
 from study.execution.units import work_units
 from study.execution.work import CellOutcome, RunContext, check_precisions, data_dir_arg
 from study.grid import Cell, Grid
@@ -67,7 +70,7 @@ def plan(grid: Grid, tracker: Tracker, retry_failed: bool = True, adopt: bool = 
     if adopt:
         # cells another grid (or an earlier version of this one) trained are this grid's too:
         # tag them with its current version, never retrain them
-        tracker.set_grid_version(grid.name, grid.version, grid.description)
+        tracker.set_grid_version(grid.name, grid.version, grid.description, grid.source)
         tracker.adopt(grid.name, cells, tracker.cell_runs(), grid.version)
     status = tracker.cell_status(grid.name)
     done = [c for c in cells if status.get(c.cell_id) == "done"]
@@ -111,6 +114,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
     tracker = Tracker(tracking_uri, claim_timeout_s=claim_timeout_s)
     tracker.require_writable()
+    set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~90 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,

@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 
 from study.core import contract
 from study.core.errors import StudyConfigError
+from study.core.faults import environment_fault
 from study.core.hashing import derive_seed
 from study.core.paths import runs_dir
 from study.execution.datacache import DataCache
@@ -293,8 +294,9 @@ def _fine_tune(spec: TeacherSpec, task: TaskSpec, path: Path, data: DataCache, t
         os.replace(tmp, path)
         tracker.store_teacher_files(run_id, path)  # for workers on other machines
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tracker.fail(run_id, exc)
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
+        fault = environment_fault(exc, tracker.uri) if isinstance(exc, Exception) else None
+        tracker.fail(run_id, fault or exc)  # KILLED, not FAILED, on an environment fault
         raise
     tracker.finish(run_id)
     log(f"teacher {spec.dataset}/{spec.model}: dev score {result.dev_metrics['score']:.4f} "

@@ -38,7 +38,8 @@ from mlflow.utils import get_results_from_paginated_fn
 
 import study
 from study.core import contract
-from study.core.errors import StudyConfigError
+from study.core.errors import EnvironmentFault, StudyConfigError
+from study.core.faults import environment_fault
 from study.core.paths import SOURCE_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
@@ -50,6 +51,22 @@ SCHEMA_LOCK_TIMEOUT_S = 300
 #: server is reported in seconds (MLflow's defaults retry for minutes). Later requests keep
 #: MLflow's defaults, or whatever the user set.
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+#: While a grid runs against a tracking server: 3 retries 1, 2, 4 s apart (plus up to 1 s of
+#: jitter each), 20 s per attempt, so a server that died is found within about 90 s (10 s when its
+#: port is closed) instead of MLflow's minutes; the grid then stops (``EnvironmentFault``) with the
+#: cell pending. Variables the user set win.
+SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+#: About how long (seconds) a dead server is retried under ``SERVER_ENV``.
+SERVER_PATIENCE_S = 90
+
+
+def set_server_patience(uri: str) -> None:
+    """For a tracking server, put ``SERVER_ENV`` into this process's environment (inherited by the
+    workers it starts) unless the user set those variables."""
+    if uri.startswith(("http://", "https://")):
+        for key, value in SERVER_ENV.items():
+            os.environ.setdefault(key, value)
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -249,13 +266,17 @@ class Tracker:
                     break
         return n
 
-    def set_grid_version(self, grid: str, version: str, description: str | None = None) -> None:
-        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment, and
-        ``description`` (the grid's) as the experiment's description in MLflow's UI."""
+    def set_grid_version(self, grid: str, version: str, description: str | None = None,
+                         source: Path | None = None) -> None:
+        """Record ``version`` (the hash of the grid's cell ids) on the grid's experiment,
+        ``description`` (the grid's) as the experiment's description in MLflow's UI, and the YAML
+        file it came from (``source``), so `study status --grid NAME` finds a user grid."""
         exp_id = self.experiment_id(grid)
         self.client.set_experiment_tag(exp_id, contract.TAG_GRID_VERSION, version)
         if description and description.strip():
             self.client.set_experiment_tag(exp_id, contract.TAG_MLFLOW_NOTE, description.strip())
+        if source is not None:
+            self.client.set_experiment_tag(exp_id, contract.TAG_GRID_SOURCE, str(Path(source).resolve()))
 
     def log_datasets(self, run_id: str, records: Iterable[DatasetRecord]) -> None:
         """Log ``records`` as the run's dataset inputs (the Dataset column, the run's lineage)."""
@@ -277,6 +298,14 @@ class Tracker:
         finally:
             for m in monitors:
                 m.finish()
+
+    def grid_source(self, grid: str) -> tuple[str | None, str | None] | None:
+        """(YAML path, version) the store recorded for the grid named ``grid``; None when the store
+        has no such grid."""
+        exp = self.client.get_experiment_by_name(grid)
+        if exp is None:
+            return None
+        return exp.tags.get(contract.TAG_GRID_SOURCE), exp.tags.get(contract.TAG_GRID_VERSION)
 
     def cell_status(self, grid: str | None = None) -> dict[str, str]:
         """cell_id → ``done`` (a FINISHED run exists in any experiment), ``failed``, ``running``,
@@ -302,8 +331,12 @@ class Tracker:
         params; return its id."""
         run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
                                      tags={**locks.holder_tags(), **{k: str(v) for k, v in tags.items()}})
-        locks.Heartbeat.of(self.uri).add(run.info.run_id)
-        self.annotate(run.info.run_id, {}, params)
+        try:  # an interruption right after the run exists must not leave it RUNNING
+            locks.Heartbeat.of(self.uri).add(run.info.run_id)
+            self.annotate(run.info.run_id, {}, params)
+        except BaseException as exc:
+            self.fail(run.info.run_id, (environment_fault(exc, self.uri) or exc) if isinstance(exc, Exception) else exc)
+            raise
         return run.info.run_id
 
     def annotate(self, run_id: str, tags: dict[str, str], params: dict[str, str]) -> None:
@@ -341,13 +374,15 @@ class Tracker:
     def fail(self, run_id: str, exc: BaseException) -> None:
         """Record the error (tag ``study.error`` and the traceback as an artifact) and end the run.
 
-        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``) ends
-        it KILLED, not FAILED: nobody saw the cell fail, so ``--skip-failed`` must not skip it.
+        An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``)
+        or an ``EnvironmentFault`` (a full disk, a dead server) ends it KILLED, not FAILED: the cell
+        did not fail, so ``--skip-failed`` must not skip it. Ending it then is best effort: a store
+        that refuses (busy, gone) never replaces the interruption or the fault, and a run left
+        RUNNING by a dead process is marked KILLED by the next ``study run`` (``locks.reap``).
         """
         self.release(run_id)
-        if isinstance(exc, KeyboardInterrupt):
-            self.client.set_tag(run_id, contract.TAG_ERROR, f"interrupted ({type(exc).__name__}: {exc})"[:4000])
-            self.client.set_terminated(run_id, "KILLED")
+        if isinstance(exc, (KeyboardInterrupt, EnvironmentFault)):
+            self._end_killed(run_id, exc)
             return
         message = f"{type(exc).__name__}: {exc}"[:4000]
         self.client.set_tag(run_id, contract.TAG_ERROR, message)
@@ -356,6 +391,31 @@ class Tracker:
         except Exception:  # the error tag is what matters; an artifact store problem must not hide it
             pass
         self.client.set_terminated(run_id, "FAILED")
+
+    def _end_killed(self, run_id: str, exc: BaseException, attempts: int = 3) -> None:
+        """End the run KILLED, retried a few times (a sqlite store busy with the heartbeat's write, a
+        session an interrupted request left behind), giving up quietly after a store error."""
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "environment fault"
+        for attempt in range(attempts):
+            try:
+                with self.quickly():
+                    self.client.set_tag(run_id, contract.TAG_ERROR, f"{why} ({type(exc).__name__}: {exc})"[:4000])
+                    self.client.set_terminated(run_id, "KILLED")
+                return
+            except Exception:
+                if isinstance(exc, EnvironmentFault) or attempt == attempts - 1:
+                    return  # the store is away or refuses: the next `study run` reaps the run
+                time.sleep(0.5)
+
+    @contextmanager
+    def quickly(self):
+        """Within the block, a tracking server's requests are not retried and time out after 10 s
+        (``PROBE_ENV``): for ending runs after an interruption or a fault, never worth minutes."""
+        if not self.shared:
+            yield
+            return
+        with mock.patch.dict(os.environ, PROBE_ENV):
+            yield
 
     def kill_orphans(self, runs: list) -> int:
         """Mark KILLED the RUNNING runs of ``runs`` whose holder is dead (``locks.dead_reason``:

@@ -21,6 +21,8 @@ from filelock import FileLock, Timeout
 
 from study.core import contract
 from study.core.device import check_precision, select_device
+from study.core.errors import EnvironmentFault
+from study.core.faults import environment_fault
 from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
@@ -136,7 +138,10 @@ class Worker:
                                    [lookup for *_, lookup in held], self.ctx.keep_student == "all",
                                    system_metrics=self.ctx.system_metrics)
             except BaseException as exc:
-                self._end_held(held, outs, exc, stage)
+                fault = environment_fault(exc, tracker.uri) if isinstance(exc, Exception) else None
+                self._end_held(held, outs, fault or exc, stage)
+                if fault is not None:  # a full disk, a dead server: the grid stops, cells pending
+                    raise fault from exc
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid
                     return outs
                 raise
@@ -167,10 +172,17 @@ class Worker:
         ``Exception`` makes their outcomes failed."""
         tracker = self.tracker
         for i, _, run_id, _ in held:
-            if tracker.client.get_run(run_id).info.status == "RUNNING":
-                if stage == "teacher" and isinstance(exc, Exception):  # so `study status` counts it failed
-                    tracker.client.set_tag(run_id, contract.TAG_FAILED_STAGE, "teacher")
-                tracker.fail(run_id, exc)
+            try:
+                with tracker.quickly():
+                    running = tracker.client.get_run(run_id).info.status == "RUNNING"
+                if running:
+                    if stage == "teacher" and isinstance(exc, Exception) and not isinstance(exc, EnvironmentFault):
+                        tracker.client.set_tag(run_id, contract.TAG_FAILED_STAGE, "teacher")  # counted failed
+                    tracker.fail(run_id, exc)
+            except Exception:
+                if isinstance(exc, Exception) and not isinstance(exc, EnvironmentFault):
+                    raise
+                # interrupted, or the store is away: never hide that; `study run` reaps the run
             if isinstance(exc, Exception):
                 outs[i].state, outs[i].error = "failed", f"{type(exc).__name__}: {exc}"
 
@@ -201,7 +213,10 @@ class Worker:
                 for why in got.reaped:
                     log(f"{cell.name}: an earlier run ended without finishing ({why}); retraining it")
                 return lock, got.run_id, lookup
-        except Exception as exc:  # one cell's failure never stops the grid
+        except Exception as exc:  # one cell's failure never stops the grid; the environment's does
+            if (fault := environment_fault(exc, tracker.uri)) is not None:
+                lock.release()
+                raise fault from exc
             out.state = "failed"
             out.error = f"{type(exc).__name__}: {exc}"
         except BaseException:

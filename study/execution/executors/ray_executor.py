@@ -15,7 +15,7 @@ import math
 import socket
 import time
 
-from study.core.errors import StudyConfigError
+from study.core.errors import EnvironmentFault, StudyConfigError
 from study.execution.executors.base import Executor, register
 from study.execution.units import WorkUnit
 from study.execution.work import CellOutcome, RunContext, worker_for
@@ -162,6 +162,8 @@ class RayExecutor(Executor):
                     try:
                         outcomes = ray.get(ref)
                     except RayError as exc:  # the worker died (after retries), or failed outside a cell
+                        if isinstance(getattr(exc, "cause", None), EnvironmentFault):
+                            raise exc.cause from None  # the grid stops; the finally shuts Ray down
                         line = " ".join(str(exc).split())[:500]
                         outcomes = [CellOutcome(c.cell_id, c.name, "failed", error=f"{type(exc).__name__}: {line}",
                                                 dataset=c.dataset) for c in unit.cells]
