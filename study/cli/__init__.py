@@ -196,12 +196,7 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     whole group (MLflow's server starts worker processes that would otherwise keep serving).
     """
     uri = resolve_uri(tracking_uri)
-    if _port_in_use(host, port):
-        raise _fail(StudyConfigError(_PORT_TAKEN.format(port=port, host=host)))
-    if host not in LOCAL_HOSTS:
-        typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
-                   "delete every run, without a login. For a shared server run MLflow's basic-auth "
-                   "app (`mlflow server --app-name basic-auth`, see the README).", err=True)
+    _check_bind(host, port)
     out.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
            "--port", str(port)]
@@ -236,12 +231,7 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
             Tracker(store)  # creates (under its lock) or checks the schema before the server opens it
     except StudyConfigError as exc:
         raise _fail(exc) from None
-    if _port_in_use(host, port):
-        raise _fail(StudyConfigError(_PORT_TAKEN.format(port=port, host=host)))
-    if host not in LOCAL_HOSTS:
-        typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
-                   "delete every run, without a login. For a shared server run MLflow's basic-auth "
-                   "app (`mlflow server --app-name basic-auth`, see the README).", err=True)
+    _check_bind(host, port)
     shown = "HOST" if host in ("0.0.0.0", "::") else host
     out.print(f"MLflow tracking server for {store}, artifacts in {destination}")
     out.print(f"tracking URI: http://{shown}:{port}   (study run --tracking-uri http://{shown}:{port}, "
@@ -324,6 +314,16 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.settimeout(1)
         return sock.connect_ex((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)) == 0
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Refuse a port already in use (a stale server, say); warn before binding a non-local host."""
+    if _port_in_use(host, port):
+        raise _fail(StudyConfigError(_PORT_TAKEN.format(port=port, host=host)))
+    if host not in LOCAL_HOSTS:
+        typer.echo(f"warning: binding {host}: anyone who can reach port {port} can read, change and "
+                   "delete every run, without a login. For a shared server run MLflow's basic-auth "
+                   "app (`mlflow server --app-name basic-auth`, see the README).", err=True)
 
 
 def _group_alive(pgid: int) -> bool:
