@@ -67,6 +67,9 @@ class _NoLog:
     def log_metrics(self, run_id: str, points) -> None:
         pass
 
+    def log_datasets(self, run_id: str, records) -> None:
+        pass
+
 
 def finished_run(tracker: Tracker, cell_id: str):
     """The cell's FINISHED run (one that kept its student first).
@@ -154,7 +157,8 @@ def retrain(cell: Cell, tracker: Tracker, data_dir, device: torch.device, log=pr
     teacher, _ = obtain_teacher(cell.teacher, data, tracker, device, checkpoint=cell.teacher.checkpoint, log=log)
     prep = prepare_cell(cell, teacher, data, _NoLog(), device, run_id="")
     [result] = train_group([prep.student], prep.train_ds, prep.dev_ds, prep.dev_labels, TASKS[cell.dataset],
-                           teacher.tokenizer, device, teacher=teacher.model if prep.needs_teacher else None)
+                           teacher.tokenizer, device, teacher=teacher.model if prep.needs_teacher else None,
+                           teacher_precision=cell.teacher.precision)
     teacher.model.cpu()
     if isinstance(result, Exception):
         raise result
