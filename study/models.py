@@ -109,6 +109,13 @@ def load_teacher_config(name: str) -> PretrainedConfig:
         ) from exc
 
 
+def has_mlm_head(config: PretrainedConfig) -> bool:
+    """True when a checkpoint's config says it was saved with a masked-LM head (its
+    ``architectures`` name a ``...ForMaskedLM`` or ``...ForPreTraining`` class): what masked-LM KD
+    on raw text needs. all-MiniLM-L6-v2 (``BertModel``) has none."""
+    return any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in getattr(config, "architectures", None) or [])
+
+
 @dataclass(frozen=True)
 class StudentSize:
     """A student size ``L{layers}_H{hidden}``, e.g. ``L2_H384``."""
@@ -258,9 +265,13 @@ def check_initialisation(initialisation: str, size: StudentSize, teacher_config:
     teacher_layer_indices(initialisation, size.layers, teacher_config.num_hidden_layers)
 
 
+def _base(model: torch.nn.Module) -> torch.nn.Module:
+    """The encoder of a model with a head (``model.bert``), or the model itself when it is one."""
+    return getattr(model, model.base_model_prefix, model)
+
+
 def _encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    base = getattr(model, model.base_model_prefix)
-    return base.encoder.layer
+    return _base(model).encoder.layer
 
 
 def build_student(
@@ -292,17 +303,16 @@ def build_student(
     check_initialisation(initialisation, size, teacher.config)
     indices = teacher_layer_indices(initialisation, size.layers, teacher.config.num_hidden_layers)
     if indices:
-        t_base = getattr(teacher, teacher.base_model_prefix)
-        s_base = getattr(student, student.base_model_prefix)
+        t_base, s_base = _base(teacher), _base(student)
         s_base.embeddings.load_state_dict(t_base.embeddings.state_dict())
         t_layers, s_layers = _encoder_layers(teacher), _encoder_layers(student)
         for s_idx, t_idx in enumerate(indices):
             s_layers[s_idx].load_state_dict(t_layers[t_idx].state_dict())
         # Everything outside the encoder stack (pooler, classifier) has the same shapes at equal width.
         t_state = teacher.state_dict()
-        rest = {
+        rest = {  # keys of a bare encoder have no prefix: "encoder.layer.0...", hence the leading "."
             k: v for k, v in t_state.items()
-            if ".encoder.layer." not in k and ".embeddings." not in k and k in student.state_dict()
+            if ".encoder.layer." not in "." + k and ".embeddings." not in "." + k and k in student.state_dict()
         }
         student.load_state_dict(rest, strict=False)
     return student

@@ -66,6 +66,9 @@ from collections.abc import Mapping
 TAG_KIND = "study.kind"
 KIND_CELL = "cell"
 KIND_TEACHER = "teacher"
+#: A stage before a cell's own (``study.grid.stages``): a general-distilled or stage-1 student.
+KIND_STAGE = "stage"
+TAG_STAGE_ID = "study.stage_id"
 TAG_CELL_ID = "study.cell_id"
 TAG_TEACHER_ID = "study.teacher_id"
 TAG_TEACHER_RUN_ID = "study.teacher_run_id"

@@ -11,6 +11,7 @@ module trains what it is handed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,7 @@ from study.execution.tracking import Tracker, environment_tags
 from study.execution.units import group_key
 from study.grid import Cell
 from study.grid.cell import label
-from study.models import StudentSize, build_student
+from study.models import StudentSize, build_student, load_pretrained_classifier
 from study.objectives import ModelDims
 from study.tasks.catalogue import TASKS
 from study.tasks.types import get_type
@@ -91,17 +92,25 @@ def open_cell_run(cell: Cell, teacher: Teacher, tracker: Tracker, device: torch.
 
 
 def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
-                 run_id: str) -> PreparedCell:
+                 run_id: str, start: Path | None = None) -> PreparedCell:
     """Build the cell's student (seeded by its ``init`` stream), data and objective (its
-    ``objective_init`` stream), and the teacher's cached logits where the objective reads only them."""
+    ``objective_init`` stream), and the teacher's cached logits where the objective reads only them.
+    ``start``: the folder of the cell's last stage (``study.execution.stages``), whose student the
+    cell continues (a task head is added where the stage had none)."""
     task = TASKS[cell.dataset]
     tr = cell.training
     size = StudentSize.parse(cell.student)
     torch.manual_seed(derive_seed(cell.seed, "init"))
     # Attention-like features come from Q/K/V hooks, so both models keep the fast sdpa kernel.
     ttype = get_type(task.task_type)
-    student = build_student(teacher.model, size, cell.initialisation, ttype.num_labels(task), "sdpa",
-                            auto_class=ttype.auto_class)
+    if start is not None:
+        student = load_pretrained_classifier(str(start), ttype.num_labels(task), "sdpa", ignore_mismatched_sizes=True,
+                                             auto_class=ttype.auto_class)
+    elif cell.stages:
+        raise ValueError(f"cell {cell.name} starts from stage {cell.stages[-1].stage_id}, whose folder was not given")
+    else:
+        student = build_student(teacher.model, size, cell.initialisation, ttype.num_labels(task), "sdpa",
+                                auto_class=ttype.auto_class)
     train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
                               max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
                               augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)
@@ -154,7 +163,8 @@ def finish_cell(prep: PreparedCell, result: TrainResult, teacher: Teacher, track
 def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tracker, device: torch.device,
               grid_version: str | None = None, run_ids: list[str | None] | None = None,
               teacher_source: str | None = None, lookups: list | None = None,
-              keep_students: bool = False, system_metrics: bool = False) -> list[float | Exception]:
+              keep_students: bool = False, system_metrics: bool = False,
+              starts: dict[str, Path] | None = None) -> list[float | Exception]:
     """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
     logged to its own run; per cell, its dev score (a fraction) or the exception that ended its
     run FAILED (the others go on). An interruption ends every open run KILLED and propagates.
@@ -166,6 +176,8 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
         keep_students: save each trained student as an artifact of its run (``keep_student: all``).
         system_metrics: log MLflow's system metrics to each run while the group trains
             (``Tracker.system_metrics``; the machine's, shared by the group).
+        starts: per cell id, the folder of its last stage (``study.execution.stages``), for cells
+            with stages.
 
     Raises:
         ValueError: the cells do not share a ``group_key``.
@@ -198,7 +210,8 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
                     outcomes[i] = exc
                 continue
             try:
-                prepared[i] = prepare_cell(cell, teacher, data, tracker, device, opened[i])
+                prepared[i] = prepare_cell(cell, teacher, data, tracker, device, opened[i],
+                                           (starts or {}).get(cell.cell_id))
             except Exception as exc:
                 fail(i, exc)
         if prepared:

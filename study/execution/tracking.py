@@ -44,6 +44,8 @@ from study.core.paths import SOURCE_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
 TEACHER_EXPERIMENT = "teachers"
+#: Where stage runs are logged (``study.execution.stages``): one experiment shared by every grid.
+STAGE_EXPERIMENT = "stages"
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 #: Seconds to wait for another worker creating or migrating the sqlite schema.
 SCHEMA_LOCK_TIMEOUT_S = 300

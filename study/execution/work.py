@@ -27,6 +27,7 @@ from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
 from study.execution.datacache import DataCache
+from study.execution.stages import StageRunner
 from study.execution.teacher import Teacher
 from study.execution.teacher_store import obtain_teacher
 from study.execution.tracking import Tracker
@@ -131,12 +132,16 @@ class Worker:
                 teacher, source = self._teacher(unit.teacher, log)
                 for i, *_ in held:
                     outs[i].teacher_score = teacher.dev_score
-                stage = "cell"
+                stage = "stages"
                 t0 = time.perf_counter()
-                scores = run_group([unit.cells[i] for i, *_ in held], teacher, self.data, tracker, self.device,
+                cells = [unit.cells[i] for i, *_ in held]
+                starts = StageRunner(self.data, tracker, self.device, lambda spec: self._teacher(spec, log)[0],
+                                     log).ensure(cells)
+                stage = "cell"
+                scores = run_group(cells, teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
                                    [lookup for *_, lookup in held], self.ctx.keep_student == "all",
-                                   system_metrics=self.ctx.system_metrics)
+                                   system_metrics=self.ctx.system_metrics, starts=starts)
             except BaseException as exc:
                 fault = environment_fault(exc, tracker.uri) if isinstance(exc, Exception) else None
                 self._end_held(held, outs, fault or exc, stage)

@@ -115,6 +115,9 @@ class Cell:
     training: dict[str, Any] = field(hash=False)
     teacher: TeacherSpec = field(hash=False)
     factors: dict[str, str] = field(hash=False, default_factory=dict)
+    #: ``study.grid.stages``: how the cell's objective is staged, and the stages before its own
+    schedule: str = "one_stage"
+    stages: tuple = field(hash=False, default=())
 
     @cached_property
     def identity(self) -> dict[str, Any]:
@@ -135,6 +138,8 @@ class Cell:
             "trainer_version": TRAINER_VERSION,
             "initialisation_version": INIT_VERSION,
             "data_version": data_mod.VERSION,
+            # a cell in one stage keeps the identity it had before stages (study.grid.stages)
+            **({"stages": [s.stage_id for s in self.stages]} if self.stages else {}),
         }
 
     @cached_property
@@ -163,6 +168,15 @@ class Cell:
         for i, step in enumerate(self.augmentation_steps):
             prefix = "augmentation." if len(self.augmentation_steps) == 1 else f"augmentation.{i}."
             out.update({f"{prefix}{k}": v for k, v in step["params"].items()})
+        out["schedule"] = self.schedule
+        out["stages.count"] = len(self.stages)
+        for i, stage in enumerate(self.stages):
+            out.update({f"stages.{i}.kind": stage.kind, f"stages.{i}.id": stage.stage_id, f"stages.{i}.data": stage.data})
+            if stage.kind == "general":
+                out.update({f"general.{k}": v for k, v in stage.training.items()})
+                out["general.corpus"] = stage.data
+                out["general.initialisation"] = stage.initialisation
+                out["general.intermediate"] = label(list(stage.intermediate))
         out.update(self.factors)
         return {k: str(v) for k, v in out.items()}
 

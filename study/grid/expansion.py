@@ -17,8 +17,9 @@ from study import augment as augment_mod
 from study.core.errors import StudyConfigError
 from study.core.hashing import stable_hash
 from study.core.schema import validate_settings
-from study.grid.cell import Cell, TeacherSpec, label
+from study.grid.cell import Cell, TeacherSpec, augmentation_identity, label, without_default_precision
 from study.grid.schema import SLOT_AXES, TeacherSettings, TrainingSettings, entries
+from study.grid.stages import DEFAULT_SCHEDULE, check_stage, stages_for
 from study.models import StudentSize, check_initialisation, load_teacher_config, student_model_config
 from study.objectives import mixup as mixup_mod
 from study.objectives import prediction as prediction_mod
@@ -51,6 +52,8 @@ class Grid:
     group_size: int = 1
     #: which students ``study run`` keeps as artifacts when ``--keep-student`` is not given
     keep_student: str = "none"
+    #: the general (task-agnostic) stage's settings (``study.grid.stages``)
+    general: dict[str, Any] = field(default_factory=dict)
 
     @property
     def axis_order(self) -> list[str]:
@@ -95,12 +98,23 @@ class Grid:
         except StudyConfigError as exc:
             raise StudyConfigError(f"{where}: {exc}") from None
         steps = augment_mod.resolve_pipeline(choice.get("augmentation", "none"), self.augmentation_params)
+        teacher_spec = TeacherSpec(choice["dataset"], teacher)
+        initialisation, seed = choice.get("initialisation", "random"), choice.get("seed", 0)
+        schedule = choice.get("schedule", DEFAULT_SCHEDULE)
+        try:
+            stages, pred, intermediate = stages_for(
+                schedule, initialisation, student=choice["student"], seed=seed, teacher=teacher_spec,
+                dataset=choice["dataset"], training=without_default_precision(training), prediction=pred,
+                intermediate=intermediate, augmentation=augmentation_identity(steps), augmentation_steps=steps,
+                general=slots["general"], where=where)
+        except StudyConfigError as exc:
+            raise StudyConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
         return Cell(grid=self.name, dataset=choice["dataset"], student=choice["student"],
-                    initialisation=choice.get("initialisation", "random"), seed=choice.get("seed", 0),
+                    initialisation=initialisation, seed=seed,
                     objective=choice.get("objective") or "custom", augmentation=augment_mod.pipeline_label(steps),
                     augmentation_steps=steps, prediction=pred, intermediate=intermediate, mixup=mixup,
-                    training=training, teacher=TeacherSpec(choice["dataset"], teacher),
-                    factors={a: label(choice[a]) for a in self.factors})
+                    training=training, teacher=teacher_spec,
+                    factors={a: label(choice[a]) for a in self.factors}, schedule=schedule, stages=tuple(stages))
 
     def _slots(self, choice: dict[str, Any], where: str) -> dict[str, Any]:
         """The unresolved slot settings of one choice, in the order of the module docstring:
@@ -119,7 +133,8 @@ class Grid:
         elif self.intermediate is not None:
             slots["intermediate"] = self.intermediate
         slots["intermediate"] = copy.deepcopy(slots["intermediate"])
-        slots.update(teacher=dict(self.teacher), training=dict(self.training), mixup=dict(self.mixup))
+        slots.update(teacher=dict(self.teacher), training=dict(self.training), mixup=dict(self.mixup),
+                     general=dict(self.general))
         for datasets, settings in self.overrides:
             if choice["dataset"] in datasets:
                 slots["teacher"].update(settings.get("teacher", {}))
@@ -166,7 +181,7 @@ class Grid:
                 raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: dataset {cell.dataset!r} is "
                                        f"{data_mod.TASKS[cell.dataset].task_type}: {reason}")
             key = stable_hash({"d": cell.dataset, "s": cell.student, "i": cell.initialisation, "t": cell.teacher.model,
-                               "p": cell.prediction, "e": cell.intermediate})
+                               "p": cell.prediction, "e": cell.intermediate, "g": [s.stage_id for s in cell.stages]})
             if key in checked:
                 continue
             checked.add(key)
@@ -175,10 +190,13 @@ class Grid:
             tcfg = configs[cell.teacher.model]
             try:
                 size = StudentSize.parse(cell.student)
-                scfg = student_model_config(tcfg, size, cell.initialisation)
-                check_initialisation(cell.initialisation, size, tcfg)
+                start = cell.stages[0].initialisation if cell.stages else cell.initialisation  # who builds it
+                scfg = student_model_config(tcfg, size, start)
+                check_initialisation(start, size, tcfg)
                 task = data_mod.TASKS[cell.dataset]
                 cell.build_objective(task.task_type, ModelDims.of(scfg), ModelDims.of(tcfg))
+                for stage in cell.stages:
+                    check_stage(stage, scfg, tcfg)
             except StudyConfigError as exc:
                 raise StudyConfigError(f"Grid {self.name!r}, cell {cell.name}: {exc}") from None
         return cells

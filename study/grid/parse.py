@@ -17,6 +17,7 @@ from study.core.schema import validate_settings
 from study.grid.cell import label
 from study.grid.expansion import Grid
 from study.grid.schema import GridFile
+from study.grid.stages import GENERAL_INITIALISATION, SCHEDULES
 from study.models import StudentSize, check_initialisation_name
 from study.objectives.presets import PRESETS
 from study.tasks import catalogue as data_mod
@@ -48,7 +49,7 @@ def parse_grid(spec: Mapping[str, Any], source: Path | None = None) -> Grid:
                 objective_params=top["objective_params"], augmentation_params=top["augmentation_params"],
                 exclude=[_exclude(ex, axes, f"exclude[{i}]") for i, ex in enumerate(top["exclude"])],
                 source=source, overrides=_overrides(top["overrides"], axes, base), group_size=top["group_size"],
-                keep_student=top["keep_student"])
+                keep_student=top["keep_student"], general=top["general"])
     grid.cells()  # resolve every cell now: bad values fail before anything else happens
     return grid
 
@@ -64,7 +65,10 @@ def _axes(given: dict[str, Any], base: Path | None) -> dict[str, list]:
     for o in axes.get("objective", []):
         lookup(PRESETS, o, "objective")
     for i in axes["initialisation"]:
-        check_initialisation_name(i)
+        if i != GENERAL_INITIALISATION:  # a general stage first (study.grid.stages)
+            check_initialisation_name(i)
+    for schedule in axes.get("schedule", []):
+        lookup(SCHEDULES, schedule, "schedule")
     for a in axes["augmentation"]:
         augment_mod.resolve_pipeline(a)  # a policy name or an ordered list of them
     for s in axes["seed"]:

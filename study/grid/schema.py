@@ -23,8 +23,8 @@ from study.objectives import prediction as prediction_mod
 from study.objectives.presets import legacy_params
 
 #: Axes that name a whole slot (the others are dotted: prediction.K, intermediate.K, ...).
-SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate")
-DOTTED_ROOTS = ("prediction", "intermediate", "mixup", "teacher", "training")
+SLOT_AXES = ("dataset", "student", "objective", "initialisation", "augmentation", "seed", "intermediate", "schedule")
+DOTTED_ROOTS = ("prediction", "intermediate", "mixup", "teacher", "training", "general")
 REQUIRED_AXES = ("dataset", "student")
 
 PosInt = Annotated[int, Strict(), Field(gt=0)]
@@ -62,8 +62,34 @@ class TeacherSettings(TrainingSettings):
     seed: NonNegInt = 0
 
 
+class GeneralSettings(BaseModel):
+    """The general (task-agnostic) stage: its corpus, objective, start and budget. Every field but
+    ``objective``/``intermediate`` (which resolve to entries) is part of the stage's identity as
+    given. Learning rate in 1/step units; ``max_steps`` caps the optimiser steps (None: every
+    packed block, ``epochs`` times); ``max_length`` is the packed block length in tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    corpus: Annotated[str, Field(min_length=1)] = "wiki-offline"
+    objective: str | None = "minilm_v2"
+    intermediate: Any = None  # entries; replaces the objective's when given
+    prediction: dict[str, Any] | None = None  # masked-LM KD slot (DistilBERT); None: no prediction-layer term
+    initialisation: str = "random"
+    epochs: PosInt = 1
+    max_steps: PosInt | None = None
+    learning_rate: PosFloat = 5e-4
+    batch_size: PosInt = 32
+    warmup_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.06
+    weight_decay: NonNegFloat = 0.01
+    max_grad_norm: PosFloat = 1.0
+    max_length: PosInt = 128
+    #: blocks held out of the packed corpus for the stage's dev loss (every ``dev_every``-th block)
+    dev_every: PosInt = 50
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
 TRAINING_DEFAULTS: dict[str, Any] = TrainingSettings().model_dump()
 TEACHER_DEFAULTS: dict[str, Any] = TeacherSettings().model_dump()
+GENERAL_DEFAULTS: dict[str, Any] = GeneralSettings().model_dump()
 
 #: ``keep_student``: which trained students are saved as their runs' artifacts (not part of any cell).
 KEEP_STUDENT = ("none", "all")
@@ -85,6 +111,8 @@ class GridFile(BaseModel):
     prediction: dict[str, Any] | None = Field(default_factory=dict)
     intermediate: Any = None  # None: the preset's entries; see ``entries``
     mixup: dict[str, Any] | None = Field(default_factory=dict)
+    #: the general (task-agnostic) stage's settings (``GeneralSettings``; ``study.grid.stages``)
+    general: dict[str, Any] | None = Field(default_factory=dict)
     objective_params: dict[str, Any] | None = Field(default_factory=dict)
     augmentation_params: dict[str, Any] | None = Field(default_factory=dict)
     exclude: list[Any] | None = Field(default_factory=list)
@@ -116,7 +144,8 @@ class GridFile(BaseModel):
                                    "students).")
         return dict(value)
 
-    @field_validator("teacher", "training", "prediction", "mixup", "objective_params", "augmentation_params")
+    @field_validator("teacher", "training", "prediction", "mixup", "objective_params", "augmentation_params",
+                     "general")
     @classmethod
     def _slot(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any]:
         value = dict(value or {})
@@ -183,6 +212,7 @@ def _augmentation_params(values: dict[str, Any]) -> None:
 SLOT_CHECKS = {
     "teacher": lambda v: validate_settings(TeacherSettings, v, "teacher"),
     "training": lambda v: validate_settings(TrainingSettings, v, "training"),
+    "general": lambda v: validate_settings(GeneralSettings, v, "general"),
     "prediction": _prediction_keys,
     "mixup": mixup_mod.resolve,
     "objective_params": _objective_params,
@@ -234,6 +264,10 @@ def check_axis_name(axis: str) -> None:
         if rest not in allowed:
             raise StudyConfigError(f"Unknown key {rest!r} in {root} (axis {root}.K). Allowed: {', '.join(allowed)}."
                                    f"{did_you_mean(rest, allowed)}")
+    elif root == "general":
+        if rest not in GENERAL_DEFAULTS:
+            raise StudyConfigError(f"Unknown key {rest!r} in general (axis general.K). Allowed: "
+                                   f"{', '.join(GENERAL_DEFAULTS)}.{did_you_mean(rest, GENERAL_DEFAULTS)}")
     elif root == "prediction":
         lookup(prediction_mod.DEFAULTS, rest, "prediction parameter (axis prediction.K)")
     elif root == "mixup":

@@ -102,7 +102,8 @@ class Distillation(torch.nn.Module):
     """The prediction-layer loss plus the intermediate terms of one cell.
 
     Args:
-        prediction: a prediction slot (``study.objectives.prediction.resolve``).
+        prediction: a prediction slot (``study.objectives.prediction.resolve``), or None for no
+            prediction-layer term (intermediate losses only).
         intermediate: entries (``resolve_entry``); resolved again here, so raw ones work too.
         task_type: a ``task_type`` of ``study.tasks.types.TASK_TYPES`` (``classification``, ...).
         student, teacher: the models' ``ModelDims``.
@@ -117,7 +118,8 @@ class Distillation(torch.nn.Module):
         super().__init__()
         get_type(task_type)  # an unknown task type fails here, not at the first batch
         self.task_type = task_type
-        self.prediction = prediction_mod.resolve(prediction)
+        # None: no prediction-layer term at all (a stage of intermediate losses only, study.grid.stages)
+        self.prediction = None if prediction is None else prediction_mod.resolve(prediction)
         entries = [resolve_entry(e, f"intermediate[{i}]") for i, e in enumerate(intermediate)]
         self.terms = torch.nn.ModuleList(IntermediateTerm(e, student, teacher, train_size) for e in entries)
         for term in self.terms:
@@ -128,7 +130,7 @@ class Distillation(torch.nn.Module):
     @property
     def needs_teacher(self) -> bool:
         """True when any term reads the teacher (alpha > 0 or an intermediate entry)."""
-        return self.prediction["alpha"] > 0 or len(self.terms) > 0
+        return (self.prediction is not None and self.prediction["alpha"] > 0) or len(self.terms) > 0
 
     @property
     def needs_teacher_forward(self) -> bool:
@@ -153,8 +155,11 @@ class Distillation(torch.nn.Module):
         return student, teacher
 
     def forward(self, inputs: KDInputs) -> dict[str, Tensor]:
-        out = prediction_mod.prediction_loss(inputs.student_logits, inputs.labels, inputs.teacher_logits,
-                                             self.prediction, self.task_type, inputs.positions)
+        if self.prediction is None:
+            out = {"loss": inputs.mask.new_zeros((), dtype=torch.float32)}
+        else:
+            out = prediction_mod.prediction_loss(inputs.student_logits, inputs.labels, inputs.teacher_logits,
+                                                 self.prediction, self.task_type, inputs.positions)
         for term, name in zip(self.terms, self.component_names):
             value = term(inputs)
             out["loss"] = out["loss"] + term.weight * value

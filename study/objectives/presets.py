@@ -9,6 +9,14 @@
 | ``logit_mse``  | mse, tau_t = tau_s = 1, alpha 0.5                | none                                      |
 | ``hidden_mse`` | as logit_kd                                      | hidden states, mse, skip, weight 1        |
 | ``attention_kl`` | as logit_kd                                    | attention, kl, skip, weight 1             |
+| ``attention_mse`` | as logit_kd                                   | attention_scores (pre-softmax), mse, skip (TinyBERT) |
+| ``cls_mse``    | as logit_kd                                      | cls, mse, last (Wang et al.'s hidden_mse_cls) |
+| ``minilm``     | as logit_kd                                      | attention kl + value_relation kl, last (MiniLM) |
+| ``minilm_v2``  | as logit_kd                                      | query/key/value_relation kl, last (MiniLMv2) |
+| ``attention_kl_hidden_mse``, ``attention_mse_hidden_mse`` | as logit_kd | the two entries, skip (Wang et al.'s combinations) |
+
+The names after ``attention_kl`` follow Wang et al. 2023's code (``../shared/PAPERS.md`` 2.4, 2.7);
+on raw text (a general stage, ``study.grid.stages``) only their intermediate entries are used.
 
 The legacy ``objective_params: {NAME: {...}}`` section is translated by ``legacy_params``.
 """
@@ -35,6 +43,28 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "intermediate": [{"features": "hidden", "loss": "mse", "mapping": "skip", "weight": 1.0}]},
     "attention_kl": {"prediction": dict(_KD),
                      "intermediate": [{"features": "attention", "loss": "kl", "mapping": "skip", "weight": 1.0}]},
+    # Wang et al. 2023's objectives as their code names them (../shared/PAPERS.md, sec. 2.4 and 2.7)
+    "attention_mse": {"prediction": dict(_KD),
+                      "intermediate": [{"features": "attention_scores", "loss": "mse", "mapping": "skip",
+                                        "weight": 1.0}]},
+    "cls_mse": {"prediction": dict(_KD),
+                "intermediate": [{"features": "cls", "loss": "mse", "mapping": "last", "weight": 1.0}]},
+    "minilm": {"prediction": dict(_KD),
+               "intermediate": [{"features": "attention", "loss": "kl", "mapping": "last", "weight": 1.0},
+                                {"features": "value_relation", "loss": "kl", "mapping": "last", "weight": 1.0}]},
+    "minilm_v2": {"prediction": dict(_KD),
+                  "intermediate": [{"features": f, "loss": "kl", "mapping": "last", "weight": 1.0}
+                                   for f in ("query_relation", "key_relation", "value_relation")]},
+    "attention_kl_hidden_mse": {"prediction": dict(_KD),
+                                "intermediate": [{"features": "attention", "loss": "kl", "mapping": "skip",
+                                                  "weight": 1.0},
+                                                 {"features": "hidden", "loss": "mse", "mapping": "skip",
+                                                  "weight": 1.0}]},
+    "attention_mse_hidden_mse": {"prediction": dict(_KD),
+                                 "intermediate": [{"features": "attention_scores", "loss": "mse", "mapping": "skip",
+                                                   "weight": 1.0},
+                                                  {"features": "hidden", "loss": "mse", "mapping": "skip",
+                                                   "weight": 1.0}]},
 }
 
 

@@ -1,5 +1,5 @@
 """The training loop: one function a reader can follow top to bottom (``train_group``: set-up in
-``_setup``, each batch in ``_train_batch`` with one student's step in ``_student_step``, the end of
+``setup_student``, each batch in ``_train_batch`` with one student's step in ``_student_step``, the end of
 an epoch in ``_end_epoch``).
 
 AdamW, linear warm-up then linear decay, gradient clipping, evaluation on dev after each
@@ -161,7 +161,7 @@ def train(
     return result
 
 
-class _RNGState:
+class RNGState:
     """One student's global random state (CPU, and the device's on CUDA): dropout draws from the
     global generator, so in a group each student's stream is swapped in around its own work and
     is exactly the stream it would have alone."""
@@ -187,12 +187,12 @@ class _RNGState:
 
 
 @dataclass
-class _Live:
+class LiveStudent:
     """A student's training state inside ``train_group``."""
 
     spec: Student
     position: int
-    rng: _RNGState
+    rng: RNGState
     optimizer: torch.optim.Optimizer
     scheduler: object
     params: list
@@ -212,15 +212,15 @@ class _Live:
     error: Exception | None = None
 
 
-def _setup(spec: Student, position: int, teacher: torch.nn.Module | None, total_batches: int,
-           device: torch.device) -> _Live:
+def setup_student(spec: Student, position: int, teacher: torch.nn.Module | None, total_batches: int,
+                  device: torch.device) -> LiveStudent:
     """A student's optimiser, schedule, hooks and random streams (``train``'s set-up, per student).
 
     Raises:
         ValueError: the objective reads the teacher and neither it nor cached logits were given.
     """
     model, objective, budget, seed = spec.model, spec.objective, spec.budget, spec.seed
-    rng = _RNGState(derive_seed(seed, "dropout"), device)
+    rng = RNGState(derive_seed(seed, "dropout"), device)
     model.to(device)
     objective.to(device)
     use_cache = (objective.needs_teacher and not objective.needs_teacher_forward
@@ -247,7 +247,7 @@ def _setup(spec: Student, position: int, teacher: torch.nn.Module | None, total_
     total_steps = budget["epochs"] * total_batches
     scheduler = get_linear_schedule_with_warmup(optimizer, int(budget["warmup_ratio"] * total_steps), total_steps)
     precision = budget.get("precision", "fp32")
-    return _Live(spec, position, rng, optimizer, scheduler, params, tap, use_cache, run_teacher, mix_gen, mix_rng,
+    return LiveStudent(spec, position, rng, optimizer, scheduler, params, tap, use_cache, run_teacher, mix_gen, mix_rng,
                  precision, grad_scaler(device, precision))
 
 
@@ -260,7 +260,7 @@ class _TeacherBatch:
     precision: str = "fp32"  # the teacher's, for its passes in a student's mix-up term
 
 
-def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.Tensor | None, idx: torch.Tensor,
+def _student_step(s: LiveStudent, batch: dict, labels: torch.Tensor, positions: torch.Tensor | None, idx: torch.Tensor,
                   mask: torch.Tensor, shared: _TeacherBatch, teacher: torch.nn.Module | None, ttype,
                   device: torch.device) -> None:
     """One optimiser step of one student on one batch; its losses stay on the device in
@@ -299,7 +299,7 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
                                           s.mix_gen, device, (s.precision, shared.precision))
         losses["loss"] = losses["loss"] + mixup["weight"] * losses["loss_mixup"]
         losses["loss_mixup"] = losses["loss_mixup"].detach()
-    _optimiser_step(s, losses["loss"], budget["max_grad_norm"])
+    optimiser_step(s, losses["loss"], budget["max_grad_norm"])
     s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
     s.step += 1
@@ -307,10 +307,10 @@ def _student_step(s: _Live, batch: dict, labels: torch.Tensor, positions: torch.
     for k, v in losses.items():
         s.recorded.setdefault(contract.TRAIN_PREFIX + k, []).append(v.detach())  # "loss": train_loss
     if s.step % CHECK_EVERY == 0:
-        _check_finite(s.recorded[contract.METRIC_TRAIN_LOSS], s.first_step)
+        check_finite(s.recorded[contract.METRIC_TRAIN_LOSS], s.first_step)
 
 
-def _optimiser_step(s: _Live, loss: torch.Tensor, max_grad_norm: float) -> None:
+def optimiser_step(s: LiveStudent, loss: torch.Tensor, max_grad_norm: float) -> None:
     """Backward, clip to ``max_grad_norm`` and step; under fp16 through the student's scaler
     (gradients unscaled before clipping; a step with inf/nan gradients is skipped)."""
     if s.scaler is None:
@@ -368,7 +368,7 @@ def train_group(
     if teacher is not None:
         teacher.to(device).eval()
     results: list[TrainResult | Exception | None] = [None] * len(students)
-    members = _setup_all(students, results, teacher, len(loader), device)
+    members = setup_all(students, results, teacher, len(loader), device)
     t_pass = _TeacherPass.for_students(teacher, members, teacher_precision)
     train_time = 0.0
     try:
@@ -391,7 +391,7 @@ def train_group(
                         with s.rng.active():
                             _end_epoch(s, epoch, dev_loader, dev_data, dev_labels, task, ttype, device)
                     except Exception as exc:
-                        _drop(s, exc)
+                        drop_student(s, exc)
     finally:
         for tap in [s.tap for s in members] + [t_pass.tap]:
             if tap is not None:
@@ -417,14 +417,14 @@ def _loaders(train_data: TokenizedSplit, dev_data: TokenizedSplit, collate, batc
     return loader, DataLoader(dev_data, batch_size=128, shuffle=False, collate_fn=collate)
 
 
-def _setup_all(students: list[Student], results: list, teacher: torch.nn.Module | None, total_batches: int,
-               device: torch.device) -> list[_Live]:
-    """Each student's training state (``_setup``); a student whose set-up raises gets the
+def setup_all(students: list[Student], results: list, teacher: torch.nn.Module | None, total_batches: int,
+              device: torch.device) -> list[LiveStudent]:
+    """Each student's training state (``setup_student``); a student whose set-up raises gets the
     exception as its entry of ``results`` and is left out."""
     members = []
     for i, spec in enumerate(students):
         try:
-            members.append(_setup(spec, i, teacher, total_batches, device))
+            members.append(setup_student(spec, i, teacher, total_batches, device))
         except Exception as exc:
             results[i] = exc
     return members
@@ -452,7 +452,7 @@ class _TeacherPass:
     precision: str = "fp32"
 
     @classmethod
-    def for_students(cls, teacher: torch.nn.Module | None, members: list[_Live],
+    def for_students(cls, teacher: torch.nn.Module | None, members: list[LiveStudent],
                      precision: str = "fp32") -> _TeacherPass:
         forward = [s for s in members if s.run_teacher]
         layers: dict[int, set[str]] = {}
@@ -477,7 +477,7 @@ class _TeacherPass:
         return shared
 
 
-def _open_epoch(live: list[_Live], loader: DataLoader):
+def _open_epoch(live: list[LiveStudent], loader: DataLoader):
     """Start an epoch for every live student; return the epoch's batch iterator.
 
     Each opening of the loader draws its base seed from the global generator, so each student
@@ -497,9 +497,9 @@ def _open_epoch(live: list[_Live], loader: DataLoader):
     return batches
 
 
-def _train_batch(live: list[_Live], batch: dict, t_pass: _TeacherPass, ttype, device: torch.device) -> None:
+def _train_batch(live: list[LiveStudent], batch: dict, t_pass: _TeacherPass, ttype, device: torch.device) -> None:
     """One optimiser step of every live student on ``batch``, the teacher run once for all of
-    them when some student reads it; a student that raises leaves the group (``_drop``)."""
+    them when some student reads it; a student that raises leaves the group (``drop_student``)."""
     batch = {k: v.to(device) for k, v in batch.items()}
     labels, positions = ttype.split_batch(batch)  # (B,), (B, T) or (B, 2); (B, T) bool or None
     idx = batch.pop("idx")
@@ -514,10 +514,10 @@ def _train_batch(live: list[_Live], batch: dict, t_pass: _TeacherPass, ttype, de
             with s.rng.active():
                 _student_step(s, batch, labels, positions, idx, mask, shared, t_pass.model, ttype, device)
         except Exception as exc:  # one student's failure never stops the others
-            _drop(s, exc)
+            drop_student(s, exc)
 
 
-def _drop(s: _Live, exc: Exception) -> None:
+def drop_student(s: LiveStudent, exc: Exception) -> None:
     """Take ``s`` out of the group with ``exc`` as its result, its feature hooks removed."""
     s.error = exc
     if s.tap is not None:
@@ -525,11 +525,11 @@ def _drop(s: _Live, exc: Exception) -> None:
         s.tap = None
 
 
-def _end_epoch(s: _Live, epoch: int, dev_loader: DataLoader, dev_data: TokenizedSplit, dev_labels: list,
+def _end_epoch(s: LiveStudent, epoch: int, dev_loader: DataLoader, dev_data: TokenizedSplit, dev_labels: list,
                task: TaskSpec, ttype, device: torch.device) -> None:
     """A student's end of epoch: the finiteness check, its losses and dev metrics logged in one
     batch, its ``on_epoch_end``."""
-    _check_finite(s.recorded.get(contract.METRIC_TRAIN_LOSS, []), s.first_step)
+    check_finite(s.recorded.get(contract.METRIC_TRAIN_LOSS, []), s.first_step)
     points: list[tuple[str, float, int]] = []
     for key, values in s.recorded.items():
         host = torch.stack(values).float().cpu().tolist()  # one transfer per component and epoch
@@ -579,7 +579,7 @@ LOADER_OPENS = 2
 CHECK_EVERY = 50
 
 
-def _check_finite(losses: list[torch.Tensor], first_step: int) -> None:
+def check_finite(losses: list[torch.Tensor], first_step: int) -> None:
     """Raise FloatingPointError naming the first step whose loss is nan or inf."""
     if not losses:
         return
