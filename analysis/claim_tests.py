@@ -38,6 +38,7 @@ from analysis.lodo import grid_lodo
 from analysis.power import mde as t_mde
 from analysis.smallsample import ALPHA, MIN_UNITS
 from analysis.verdicts import UnitResult, decide, unit_values
+from study.core import contract
 
 UNIT = ("dataset", "seed")  # the replicate unit a bootstrap draw resamples
 
@@ -69,9 +70,13 @@ def _points(x):
 
 def _subset(df: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
     for col, value in (where or {}).items():
+        values = value if isinstance(value, list) else [value]
+        if col not in df.columns and col in contract.FACTOR_DEFAULTS:  # the grid does not vary it
+            if str(contract.FACTOR_DEFAULTS[col]) in [str(v) for v in values]:
+                continue
+            return df.iloc[0:0]
         if col not in df.columns:
             raise KeyError(col)
-        values = value if isinstance(value, list) else [value]
         df = df[df[col].astype(str).isin([str(v) for v in values])]
     return df
 

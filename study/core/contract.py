@@ -164,6 +164,9 @@ PARAM_DATASET = "dataset"
 PARAM_TEACHER = "teacher"
 
 #: Factors with a fixed role in the analysis: datasets are blocks, seeds are replicates.
+#: The level a cell has of a factor its grid does not vary, for factors added after runs were
+#: logged without them: a claim's ``where`` on such a factor matches those runs at this level.
+FACTOR_DEFAULTS = {"schedule": "one_stage"}
 BLOCK_FACTORS = ("dataset",)
 REPLICATE_FACTOR = "seed"
 

@@ -40,6 +40,7 @@ from study.execution.teacher import load_tokenizer
 from study.models import StudentSize
 from study.tasks.catalogue import TASKS
 from study.tasks.types import get_type
+from study.training.general import total_steps
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 KINDS = ("plain", "logits", "features")
@@ -230,10 +231,13 @@ class Forecast:
     source: str
     #: seconds that groups save: the teacher passes their students share (``group_savings``)
     group_saving_s: float = 0.0
+    #: seconds for the stages still to train (``stage_seconds``), by stage id
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_s(self) -> float:
-        return sum(self.cell_seconds.values()) + sum(self.teacher_seconds.values()) - self.group_saving_s
+        return (sum(self.cell_seconds.values()) + sum(self.teacher_seconds.values())
+                + sum(self.stage_seconds.values()) - self.group_saving_s)
 
 
 def forecast(cells: list, teachers: list, train_sizes: dict[str, int], calibration: Calibration,
@@ -300,3 +304,36 @@ def group_savings(groups: list, examples: dict[str, float], calibration: Calibra
                      - calibration.rate(device, cell.student, "logits")[0])
             saved += max(extra, 0.0) * examples[cell.cell_id]
     return saved
+
+
+def stage_seconds(stages: list, train_blocks: dict[str, int], train_sizes: dict[str, int],
+                  calibration: Calibration, device: str, measured: dict[tuple[str, int], float] | None = None,
+                  tokens: dict[tuple[str, int], float] | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Seconds forecast for each stage still to train (``study.grid.stages``), and how.
+
+    A general stage reads ``total_steps`` x ``batch_size`` packed blocks of ``max_length`` tokens
+    (``train_blocks``: stage id -> its corpus's training blocks), each priced at the seconds per
+    block measured on this store's finished stage runs of that student and length (``measured``:
+    (student, max_length) -> seconds per block), else at the ``features`` rate scaled by its
+    tokens. A task stage is priced as a cell with a ``features`` objective.
+
+    Raises:
+        LookupError: no calibration figure for ``features`` objectives on this device.
+    """
+    seconds, basis = {}, {}
+    for stage in stages:
+        tr = stage.training
+        rate, how = calibration.rate(device, stage.student, "features")
+        if stage.kind == "general":
+            n = total_steps(train_blocks[stage.stage_id], tr) * tr["batch_size"]
+            per = (measured or {}).get((stage.student, int(tr["max_length"])))
+            if per is None:
+                per = rate * calibration.token_factor(float(tr["max_length"]))
+            else:
+                how = "measured on this store's stage runs"
+        else:
+            n = min(tr.get("max_train_examples") or train_sizes[stage.data], train_sizes[stage.data]) * tr["epochs"]
+            per = rate * _token_factor(calibration, tokens, stage.data, tr["max_length"], basis)
+        seconds[stage.stage_id] = per * n
+        basis[f"{stage.kind} stage {stage.student}"] = how
+    return seconds, basis

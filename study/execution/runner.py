@@ -30,13 +30,15 @@ from tqdm.auto import tqdm
 from study.core import contract
 from study.core.device import select_device
 from study.core.errors import StudyConfigError
+from study.corpora import packed_corpus
 from study.execution import forecast as fc
 from study.execution import locks
 from study.execution.datacache import DataCache
 from study.execution.executors import Executor, make_executor
+from study.execution.stages import pending_stages
 from study.execution.students import remove_stale
-from study.execution.teacher import teacher_dir
-from study.execution.tracking import TEACHER_EXPERIMENT, Tracker, set_server_patience
+from study.execution.teacher import load_tokenizer, teacher_dir
+from study.execution.tracking import STAGE_EXPERIMENT, TEACHER_EXPERIMENT, Tracker, set_server_patience
 from study.execution.units import work_units
 from study.execution.work import CellOutcome, RunContext, check_precisions, data_dir_arg
 from study.grid import Cell, Grid
@@ -202,6 +204,14 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
     if pending:
         console.print(f"{len(pending)} pending cells train in {len(units)} groups of at most {group_size} "
                       "(cells that share data, seed, budget shape and teacher; one teacher pass per batch)")
+    stages = pending_stages(pending)
+    if stages:
+        st = Table(title=f"{len(stages)} stages to train first (each once, shared by the cells that start from it)")
+        for col in ("stage", "id", "kind", "starts from"):
+            st.add_column(col)
+        for stage in stages:
+            st.add_row(stage.name, stage.stage_id, stage.kind, stage.start.stage_id if stage.chain[:-1] else stage.start)
+        console.print(st)
     teachers = {c.teacher.teacher_id: c.teacher for c in pending}
     to_fit = [t for tid, t in teachers.items() if not (teacher_dir(t) / "teacher.json").exists()]
     try:  # the forecast needs the training sets' sizes; the listing above does not
@@ -227,9 +237,39 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
     except LookupError as exc:
         console.print(f"teachers to fine-tune: {len(to_fit)}; no forecast: {exc}")
         return
+    if stages:
+        try:
+            f.stage_seconds, how = fc.stage_seconds(stages, _train_blocks(stages, data), sizes, calibration, dev,
+                                                    _stage_rates(tracker), tokens)
+            f.basis.update(how)
+        except (LookupError, StudyConfigError, KeyError) as exc:
+            console.print(f"stages: no forecast ({exc})")
+        console.print(f"stages to train: {len(stages)} ({sum(f.stage_seconds.values()) / 60:.1f} min)")
     console.print(f"teachers to fine-tune: {len(to_fit)} ({sum(f.teacher_seconds.values()) / 60:.1f} min); "
                   f"cells to train: {len(pending)} ({sum(f.cell_seconds.values()) / 60:.1f} min"
                   + (f", less {f.group_saving_s / 60:.1f} min of teacher passes shared in groups)"
                      if f.group_saving_s else ")"))
     console.print(f"forecast on {dev}: {f.total_s / 60:.1f} min in all "
                   f"(rates: {f.source}; {', '.join(f'{k}: {v}' for k, v in sorted(f.basis.items()))})")
+
+
+def _train_blocks(stages: list, data: DataCache) -> dict[str, int]:
+    """Per general stage, the packed blocks its corpus gives for training (the dev blocks out)."""
+    out: dict[str, int] = {}
+    for stage in stages:
+        if stage.kind == "general":
+            tr = stage.training
+            n = packed_corpus(stage.data, data.data_dir, load_tokenizer(stage.teacher), tr["max_length"]).input_ids.shape[0]
+            out[stage.stage_id] = n - -(-n // tr["dev_every"])
+    return out
+
+
+def _stage_rates(tracker: Tracker) -> dict[tuple[str, int], float]:
+    """Seconds per packed block of this store's finished general stages, by (student, max_length)."""
+    rates: dict[tuple[str, int], list[float]] = {}
+    for runs in tracker.runs(STAGE_EXPERIMENT, contract.KIND_STAGE, contract.TAG_STAGE_ID).values():
+        for run in runs:
+            p, m = run.data.params, run.data.metrics
+            if run.info.status == "FINISHED" and p.get("kind") == "general" and m.get(contract.METRIC_EXAMPLES_PER_S):
+                rates.setdefault((p["student"], int(p["max_length"])), []).append(1.0 / m[contract.METRIC_EXAMPLES_PER_S])
+    return {k: min(v) for k, v in rates.items()}

@@ -285,7 +285,9 @@ class StageRunner:
         self.tracker.log_metrics(run_id, [(contract.METRIC_TRAIN_TIME, result.train_time_s, 0),
                                           (contract.METRIC_WALL_TIME, result.wall_time_s, 0),
                                           (contract.METRIC_STUDENT_PARAMETERS, n_params, 0),
-                                          (contract.METRIC_GROUP_SIZE, result.group_size, 0)])
+                                          (contract.METRIC_GROUP_SIZE, result.group_size, 0),
+                                          (contract.METRIC_EXAMPLES_PER_S, result.train_examples_per_s, 0),
+                                          (contract.METRIC_CPU_TIME, result.cpu_time_s, 0)])
         return path
 
 
