@@ -205,6 +205,8 @@ def slopes_section(df: pd.DataFrame, metric: str = "score") -> tuple[str, pd.Dat
 PAPER_INTERACTIONS = (
     ("intermediate.loss", "intermediate.mapping"),  # Distiller: intermediate loss x layer mapping
     ("objective", "initialisation"),  # Wang et al. 2023
+    ("objective", "schedule"),  # Wang et al. 2023: the task-specific and task-agnostic settings side by side
+    ("initialisation", "student"),  # Lu et al. 2022: general-distilled or not x width against depth
     ("augmentation", "training.max_train_examples"),  # Distiller: augmentation x training-set size
     ("prediction.distance", "prediction.student_temperature"),  # Sultan et al. 2024
 )
