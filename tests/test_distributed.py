@@ -225,3 +225,31 @@ def test_driver_killed_and_restarted_resumes_without_retraining(tmp_path, server
     killed = cell_runs(server, "KILLED")
     assert 1 <= len(killed) <= group_size
     assert all("died before finishing" in k.data.tags[contract.TAG_ERROR] for k in killed)
+
+
+def test_two_machines_share_one_general_stage_through_the_server(tmp_path, server, shared_data):
+    """Two drivers (machines with their own runs/) whose cells start from the same general stage:
+    one trains the stage and logs its folder as artifacts, the other waits and downloads it."""
+    general = {"max_steps": 20, "batch_size": 8, "max_length": 32, "dev_every": 10,
+               "intermediate": [{"features": "hidden", "loss": "mse", "mapping": "last"}]}
+    grids = []
+    for name, objective in (("gen-a", "ce"), ("gen-b", "logit_kd")):
+        spec = yaml.safe_load(grid_file(tmp_path, name, [objective], [0]).read_text())
+        spec["axes"]["initialisation"] = ["general"]
+        spec["general"] = general
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+        grids.append(tmp_path / f"{name}.yaml")
+    procs = [study_run(g, shared_data, tmp_path / f"m{i}", server, node=f"m{i}", wait=False)
+             for i, g in enumerate(grids)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-1500:] for o in outputs]
+    finished_once(server, 2)
+    client = MlflowClient(server)
+    stages = client.search_runs([client.get_experiment_by_name("stages").experiment_id])
+    assert [s.info.status for s in stages if s.info.status != "KILLED"] == ["FINISHED"]  # trained once
+    (stage,) = [s for s in stages if s.info.status == "FINISHED"]
+    assert stage.data.tags[contract.TAG_STAGE_ARTIFACTS] == contract.STAGE_ARTIFACT_PATH
+    stage_id = stage.data.tags[contract.TAG_STAGE_ID]
+    for i in (0, 1):  # both machines hold the same checked folder
+        assert (tmp_path / f"m{i}" / "stages" / stage_id / "stage.json").is_file()
+    assert "downloaded from the artifact store" in "".join(outputs)

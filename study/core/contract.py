@@ -69,6 +69,9 @@ KIND_TEACHER = "teacher"
 #: A stage before a cell's own (``study.grid.stages``): a general-distilled or stage-1 student.
 KIND_STAGE = "stage"
 TAG_STAGE_ID = "study.stage_id"
+#: On a stage run with a tracking server: where its student's folder is among the run's artifacts.
+TAG_STAGE_ARTIFACTS = "study.stage_artifacts"
+STAGE_ARTIFACT_PATH = "stage"
 TAG_CELL_ID = "study.cell_id"
 TAG_TEACHER_ID = "study.teacher_id"
 TAG_TEACHER_RUN_ID = "study.teacher_run_id"

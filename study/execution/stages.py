@@ -9,6 +9,11 @@ folder is staged as ``<id>.tmp<pid>`` and renamed into place, so a kill mid-writ
 half-written stage; a file lock keeps two workers of one machine from training the same stage.
 Each stage is logged to the ``stages`` experiment as a run of kind ``stage``.
 
+With a tracking server (workers on several machines) a stage is claimed like a cell
+(``study.execution.locks``): one machine trains it and logs its folder as the run's artifacts
+(``stage/``, tag ``study.stage_artifacts``) before the run is FINISHED; a worker elsewhere that
+needs it waits for that run, then downloads the folder and checks every file's SHA-256.
+
 General stages that share their corpus blocks, teacher, budget and seed train together, the
 teacher's pass shared (``study.training.general.train_general_group``).
 """
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import mlflow.artifacts
 import torch
 from filelock import FileLock, Timeout
 from transformers import AutoModel, AutoModelForMaskedLM
@@ -32,6 +38,7 @@ from study.core.errors import StudyConfigError
 from study.core.hashing import derive_seed, stable_hash
 from study.core.paths import runs_dir
 from study.corpora import packed_corpus
+from study.execution import locks
 from study.execution.datacache import DataCache
 from study.execution.teacher import Teacher, checksum_problem, file_checksums, load_tokenizer
 from study.execution.tracking import STAGE_EXPERIMENT, Tracker, environment_tags
@@ -44,6 +51,8 @@ from study.training.general import train_general_group
 from study.training.trainer import Student, TrainResult, train
 
 STAGE_META = "stage.json"
+#: Seconds between two looks at a stage another machine is training.
+POLL_S = 5.0
 
 
 class StageCacheError(StudyConfigError):
@@ -144,7 +153,7 @@ class StageRunner:
         root = runs_dir() / "stages"
         root.mkdir(parents=True, exist_ok=True)
         with ExitStack() as held:
-            mine = []
+            mine, claimed, elsewhere = [], {}, []
             for stage in stages:
                 lock = FileLock(str(stage_dir(stage)) + ".lock")
                 try:
@@ -159,21 +168,79 @@ class StageRunner:
                     continue
                 for stale in root.glob(stage.stage_id + ".tmp*"):  # a killed worker's staging folder
                     shutil.rmtree(stale, ignore_errors=True)
+                if self.tracker.shared:  # other machines: claim it, or take what one stored
+                    got = self._claim(stage)
+                    if got is None:
+                        continue
+                    if got == "busy":
+                        elsewhere.append(stage)
+                        continue
+                    claimed[stage.stage_id] = got
                 mine.append(stage)
             if mine:
-                self._train_held(mine)
+                self._train_held(mine, claimed)
+            for stage in elsewhere:
+                self._wait_for(stage)
 
-    def _train_held(self, stages: list[Stage]) -> None:
+    def _claim(self, stage: Stage) -> str | None:
+        """On a tracking server: None when a stored run of ``stage`` was downloaded here, "busy"
+        while another machine trains it, else the id of the RUNNING run claimed for training it."""
+        lookup = lambda: self.tracker.runs(STAGE_EXPERIMENT, contract.KIND_STAGE, contract.TAG_STAGE_ID,  # noqa: E731
+                                           stage.stage_id).get(stage.stage_id, [])
+        got = locks.claim(self.tracker, STAGE_EXPERIMENT, stage.name,
+                          {contract.TAG_KIND: contract.KIND_STAGE, contract.TAG_STAGE_ID: stage.stage_id},
+                          lookup, is_done=_stored, timeout_s=self.tracker.claim_timeout_s)
+        if got.state == "done":
+            self._download(stage, got.run)
+            return None
+        if got.state == "busy":
+            self.log(f"stage {stage.name} [{stage.stage_id}]: {got.holder} is training it; waiting")
+            return "busy"
+        return got.run_id
+
+    def _wait_for(self, stage: Stage) -> None:
+        """Wait for another machine's run of ``stage`` (claiming it if that machine died)."""
+        while not stage_ready(stage):
+            got = self._claim(stage)
+            if got not in (None, "busy"):
+                self._train_held([stage], {stage.stage_id: got})
+            elif got == "busy":
+                time.sleep(POLL_S)
+
+    def _download(self, stage: Stage, run) -> Path:
+        """Download a stored stage's folder into ``runs/stages/<id>`` and check its checksums."""
+        path = stage_dir(stage)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            got = Path(mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path=run.data.tags[contract.TAG_STAGE_ARTIFACTS],
+                dst_path=str(tmp), tracking_uri=self.tracker.uri))
+            verify_stage(got)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(got, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.log(f"stage {stage.name} [{stage.stage_id}]: downloaded from the artifact store "
+                 f"(run {run.info.run_id}), checksums verified")
+        return path
+
+    def _train_held(self, stages: list[Stage], claimed: dict[str, str] | None = None) -> None:
+        """Train ``stages`` (held under their locks), each logged to a new run or to its
+        ``claimed`` RUNNING run (by stage id)."""
         runs = {}
         for stage in stages:
+            tags = {contract.TAG_KIND: contract.KIND_STAGE, contract.TAG_STAGE_ID: stage.stage_id,
+                    contract.TAG_MLFLOW_NOTE: describe(stage), **environment_tags(self.device.type)}
+            if (claimed or {}).get(stage.stage_id):
+                runs[stage.stage_id] = claimed[stage.stage_id]
+                self.tracker.annotate(claimed[stage.stage_id], tags, stage.params())
+                continue
             orphans = self.tracker.runs(STAGE_EXPERIMENT, contract.KIND_STAGE, contract.TAG_STAGE_ID, stage.stage_id)
             if self.tracker.kill_orphans(orphans.get(stage.stage_id, [])):
                 self.log(f"stage {stage.name} [{stage.stage_id}]: an earlier attempt died; its run is marked KILLED")
-            runs[stage.stage_id] = self.tracker.start(
-                STAGE_EXPERIMENT, stage.name,
-                {contract.TAG_KIND: contract.KIND_STAGE, contract.TAG_STAGE_ID: stage.stage_id,
-                 contract.TAG_MLFLOW_NOTE: describe(stage), **environment_tags(self.device.type)},
-                stage.params())
+            runs[stage.stage_id] = self.tracker.start(STAGE_EXPERIMENT, stage.name, tags, stage.params())
         try:
             if stages[0].kind == "general":
                 results, models, tokenizer = self._general(stages, runs)
@@ -281,6 +348,9 @@ class StageRunner:
         if path.exists():
             shutil.rmtree(path)  # a folder without stage.json: an interrupted save
         os.replace(tmp, path)
+        if self.tracker.shared:  # every machine can download it (``_download``)
+            self.tracker.client.log_artifacts(run_id, str(path), contract.STAGE_ARTIFACT_PATH)
+            self.tracker.client.set_tag(run_id, contract.TAG_STAGE_ARTIFACTS, contract.STAGE_ARTIFACT_PATH)
         n_params = sum(p.numel() for p in model.parameters())
         self.tracker.log_metrics(run_id, [(contract.METRIC_TRAIN_TIME, result.train_time_s, 0),
                                           (contract.METRIC_WALL_TIME, result.wall_time_s, 0),
@@ -289,6 +359,10 @@ class StageRunner:
                                           (contract.METRIC_EXAMPLES_PER_S, result.train_examples_per_s, 0),
                                           (contract.METRIC_CPU_TIME, result.cpu_time_s, 0)])
         return path
+
+
+def _stored(run) -> bool:
+    return run.info.status == "FINISHED" and contract.TAG_STAGE_ARTIFACTS in run.data.tags
 
 
 def describe(stage: Stage) -> str:
