@@ -35,7 +35,7 @@ from study.execution import forecast as fc
 from study.execution import locks
 from study.execution.datacache import DataCache
 from study.execution.executors import Executor, make_executor
-from study.execution.stages import pending_stages
+from study.execution.stages import pending_stages, reap_stage_runs
 from study.execution.students import remove_stale
 from study.execution.teacher import load_tokenizer, teacher_dir
 from study.execution.tracking import STAGE_EXPERIMENT, TEACHER_EXPERIMENT, Tracker, set_server_patience
@@ -118,6 +118,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     tracker.require_writable()
     set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~90 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
+    reap_stage_runs(tracker)  # stage runs of a killed process: KILLED, whichever grid needs them
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,

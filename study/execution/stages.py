@@ -361,6 +361,15 @@ class StageRunner:
         return path
 
 
+def reap_stage_runs(tracker: Tracker) -> int:
+    """Mark KILLED every RUNNING stage run whose holder is dead (a killed process on this machine,
+    or a machine whose heartbeat stopped; ``Tracker.kill_orphans``): a stage no grid needs any more
+    would otherwise stay RUNNING. Returns how many."""
+    runs = [r for rs in tracker.runs(STAGE_EXPERIMENT, contract.KIND_STAGE, contract.TAG_STAGE_ID).values()
+            for r in rs if r.info.status == "RUNNING"]
+    return tracker.kill_orphans(runs) if runs else 0
+
+
 def _stored(run) -> bool:
     return run.info.status == "FINISHED" and contract.TAG_STAGE_ARTIFACTS in run.data.tags
 
