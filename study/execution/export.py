@@ -27,6 +27,7 @@ from study.core import contract
 from study.core.device import select_device
 from study.core.errors import StudyConfigError
 from study.execution.cell import prepare_cell
+from study.execution.stages import StageRunner
 from study.execution.datacache import DataCache
 from study.execution.students import fetch_student, save_student
 from study.execution.teacher_store import obtain_teacher
@@ -145,8 +146,9 @@ def cell_in(grid: Grid, cell_id: str) -> Cell:
 
 
 def retrain(cell: Cell, tracker: Tracker, data_dir, device: torch.device, log=print):
-    """Train the cell's student again as its run did (its seeds, data, teacher), logging nothing;
-    return (model on CPU, tokenizer, dev metrics).
+    """Train the cell's student again as its run did (its seeds, data, teacher, the stages it
+    starts from), logging nothing but a stage that had to be trained again; return (model on CPU,
+    tokenizer, dev metrics).
 
     Raises:
         Exception: what training raised (a nan loss, a damaged teacher).
@@ -155,7 +157,11 @@ def retrain(cell: Cell, tracker: Tracker, data_dir, device: torch.device, log=pr
         torch.use_deterministic_algorithms(True, warn_only=True)  # as a worker trains
     data = DataCache(resolve_data_dir(data_dir))
     teacher, _ = obtain_teacher(cell.teacher, data, tracker, device, checkpoint=cell.teacher.checkpoint, log=log)
-    prep = prepare_cell(cell, teacher, data, _NoLog(), device, run_id="")
+    # the stages the cell starts from: saved ones are reused, missing ones trained (and logged) first
+    starts = StageRunner(data, tracker, device, lambda spec: obtain_teacher(spec, data, tracker, device,
+                                                                            checkpoint=spec.checkpoint, log=log)[0],
+                         log).ensure([cell])
+    prep = prepare_cell(cell, teacher, data, _NoLog(), device, run_id="", start=starts.get(cell.cell_id))
     [result] = train_group([prep.student], prep.train_ds, prep.dev_ds, prep.dev_labels, TASKS[cell.dataset],
                            teacher.tokenizer, device, teacher=teacher.model if prep.needs_teacher else None,
                            teacher_precision=cell.teacher.precision)
