@@ -27,8 +27,8 @@ from study.core import contract
 from study.core.device import select_device
 from study.core.errors import StudyConfigError
 from study.execution.cell import prepare_cell
-from study.execution.stages import StageRunner
 from study.execution.datacache import DataCache
+from study.execution.stages import StageRunner
 from study.execution.students import fetch_student, save_student
 from study.execution.teacher_store import obtain_teacher
 from study.execution.tracking import Tracker, environment_tags
