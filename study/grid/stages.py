@@ -149,19 +149,22 @@ class Stage:
 
 def corpus_identity(name: str) -> dict[str, Any]:
     """What a corpus contributes to a stage id: a file's SHA-256 (its content, never its path), a
-    hub dataset's coordinates, or a registered corpus's name and version.
+    hub dataset's coordinates, or a registered corpus's name; each with the packing version.
 
     Raises:
-        StudyConfigError: an unknown corpus (``study.corpora.get_corpus``).
+        StudyConfigError: an unknown corpus (``study.corpora.get_corpus``), a corpus file that
+            does not exist.
     """
     spec = get_corpus(name)
     path = Path(spec.path).expanduser() if getattr(spec, "path", None) else None
-    if spec.source in ("text", "jsonl") and path is not None and path.is_file():
+    if spec.source in ("text", "jsonl") and path is not None:
+        if not path.is_file():  # else its id would hold the path, and training would fail late
+            raise StudyConfigError(f"Corpus {name!r}: no file at {str(path)!r}.")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         return {"content": digest, "source": spec.source, "text_field": spec.text_field,
-                "separator": spec.separator}
+                "separator": spec.separator, "version": CORPUS_VERSION}
     if spec.source == "hub":
-        return {"hub": spec.hub, "max_documents": spec.max_documents}
+        return {"hub": spec.hub, "max_documents": spec.max_documents, "version": CORPUS_VERSION}
     return {"name": spec.name, "source": spec.source, "version": CORPUS_VERSION, "max_documents": spec.max_documents}
 
 
