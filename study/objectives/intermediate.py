@@ -60,8 +60,14 @@ def resolve_entry(entry: dict[str, Any] | None, where: str = "intermediate entry
                 f"{did_you_mean(key, allowed)}")
     return {"features": feature.name, "loss": loss_cls.name, "mapping": mapping_cls.name,
             "weight": validate_settings(_Weight, {"weight": given["weight"]}, where)["weight"],
-            **loss_cls.resolve(loss_params), **mapping_cls.resolve(mapping_params),
+            **_set(loss_cls.resolve(loss_params)), **_set(mapping_cls.resolve(mapping_params)),
             **check_feature_params(feature.name, feature_params)}
+
+
+def _set(params: dict[str, Any]) -> dict[str, Any]:
+    """Resolved parameters less those left unset (None): an optional parameter added to a component
+    (``last``'s ``teacher_layer``) leaves the identity of entries without it unchanged."""
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def entry_versions(entry: dict[str, Any]) -> str:
@@ -73,5 +79,6 @@ def entry_versions(entry: dict[str, Any]) -> str:
 def split_entry(entry: dict[str, Any]) -> tuple[dict, dict, dict]:
     """(loss params, mapping params, feature params) of a resolved entry."""
     loss_cls, mapping_cls = INTERMEDIATE_LOSSES[entry["loss"]], LAYER_MAPPINGS[entry["mapping"]]
-    return ({k: entry[k] for k in loss_cls.defaults}, {k: entry[k] for k in mapping_cls.defaults},
+    return ({k: entry.get(k, v) for k, v in loss_cls.defaults.items()},
+            {k: entry.get(k, v) for k, v in mapping_cls.defaults.items()},
             {k: entry[k] for k in FEATURE_PARAMS if k in entry})
