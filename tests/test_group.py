@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from study.execution.datacache import DataCache
-from study.models import resolve_teacher_path
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.tasks.catalogue import TASKS
-from study.tasks.spec import Split
 from study.training.trainer import (
     Student,
-    TokenizedSplit,
     TrainResult,
     teacher_logits,
     train,
     train_group,
 )
+from tests.conftest import tiny_bert
 
 CPU = torch.device("cpu")
 BUDGET = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 16, "warmup_ratio": 0.1,
@@ -36,31 +32,14 @@ SEED = 3
 
 
 @pytest.fixture(scope="module")
-def setup():
-    from tests.conftest import DATA
-
-    if not (DATA / "glue" / "SST-2" / "train.tsv").exists():
-        pytest.skip(f"real data not found at {DATA}")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only contends on a busy 2-core machine
-    tokenizer = AutoTokenizer.from_pretrained(resolve_teacher_path("all-MiniLM-L6-v2"))
-    raw = DataCache(DATA).raw("sst2")
-    train_split = Split(raw["train"].texts[:64], raw["train"].labels[:64])
-    dev_split = Split(raw["dev"].texts[:32], raw["dev"].labels[:32])
-    train_ds = TokenizedSplit(train_split, tokenizer, 32)
-    dev_ds = TokenizedSplit(dev_split, tokenizer, 32)
+def setup(sst2_tiny):
+    tokenizer, train_ds, dev_ds, dev_labels = sst2_tiny
     teacher = bert(tokenizer.vocab_size, layers=4, hidden=32, seed=100)
     cached = teacher_logits(teacher, train_ds, tokenizer, CPU)
-    yield tokenizer, train_ds, dev_ds, list(dev_split.labels), teacher, cached
-    torch.set_num_threads(threads)
+    return tokenizer, train_ds, dev_ds, dev_labels, teacher, cached
 
 
-def bert(vocab: int, layers: int, hidden: int, seed: int) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, num_labels=2, attn_implementation="sdpa")
-    return BertForSequenceClassification(cfg).eval()
+bert = tiny_bert
 
 
 #: (objective preset, student width, mix-up): widths differ so hidden_mse learns a projection

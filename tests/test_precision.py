@@ -17,21 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 from typer.testing import CliRunner
 
 from study.cli import app
 from study.core import device as device_mod
 from study.core.device import autocast, check_precision, supported_precisions
 from study.core.errors import StudyConfigError
-from study.execution.datacache import DataCache
 from study.grid import load_grid, parse_grid
-from study.models import resolve_teacher_path
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.tasks.catalogue import TASKS
-from study.tasks.spec import Split
-from study.training.trainer import Student, TokenizedSplit, teacher_logits, train_group
+from study.training.trainer import Student, teacher_logits, train_group
+from tests.conftest import tiny_bert
 
 CPU = torch.device("cpu")
 SPEC = {
@@ -136,27 +133,11 @@ def test_study_run_refuses_bf16_where_the_cpu_lacks_it(tmp_path, isolated_runs, 
 # ---------------------------------------------------------------- training on CPU
 
 @pytest.fixture(scope="module")
-def setup():
-    from tests.conftest import DATA
-
-    if not (DATA / "glue" / "SST-2" / "train.tsv").exists():
-        pytest.skip(f"real data not found at {DATA}")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_teacher_path("all-MiniLM-L6-v2"))
-    raw = DataCache(DATA).raw("sst2")
-    train_ds = TokenizedSplit(Split(raw["train"].texts[:64], raw["train"].labels[:64]), tokenizer, 32)
-    dev_split = Split(raw["dev"].texts[:32], raw["dev"].labels[:32])
-    yield tokenizer, train_ds, TokenizedSplit(dev_split, tokenizer, 32), list(dev_split.labels)
-    torch.set_num_threads(threads)
+def setup(sst2_tiny):
+    return sst2_tiny
 
 
-def _bert(vocab: int, layers: int, hidden: int, seed: int) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, num_labels=2, attn_implementation="sdpa")
-    return BertForSequenceClassification(cfg).eval()
+_bert = tiny_bert
 
 
 def _train(setup, precision: str, teacher_precision: str) -> list[list[tuple[str, float, int]]]:
