@@ -119,6 +119,9 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~90 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
     reap_stage_runs(tracker)  # stage runs of a killed process: KILLED, whichever grid needs them
+    # and the grid's cell runs a killed process left, including cells an edit of the grid dropped
+    tracker.kill_orphans([r for runs in tracker.runs(grid.name, contract.KIND_CELL, contract.TAG_CELL_ID).values()
+                          for r in runs if r.info.status == "RUNNING"])
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
@@ -211,7 +214,8 @@ def dry_run(grid: Grid, tracker: Tracker, data_dir: str | Path | None, device: s
         for col in ("stage", "id", "kind", "starts from"):
             st.add_column(col)
         for stage in stages:
-            st.add_row(stage.name, stage.stage_id, stage.kind, stage.start.stage_id if stage.chain[:-1] else stage.start)
+            start = stage.start.stage_id if stage.chain[:-1] else stage.start
+            st.add_row(stage.name, stage.stage_id, stage.kind, start)
         console.print(st)
     teachers = {c.teacher.teacher_id: c.teacher for c in pending}
     to_fit = [t for tid, t in teachers.items() if not (teacher_dir(t) / "teacher.json").exists()]
@@ -260,7 +264,8 @@ def _train_blocks(stages: list, data: DataCache) -> dict[str, int]:
     for stage in stages:
         if stage.kind == "general":
             tr = stage.training
-            n = packed_corpus(stage.data, data.data_dir, load_tokenizer(stage.teacher), tr["max_length"]).input_ids.shape[0]
+            packed = packed_corpus(stage.data, data.data_dir, load_tokenizer(stage.teacher), tr["max_length"])
+            n = packed.input_ids.shape[0]
             out[stage.stage_id] = n - -(-n // tr["dev_every"])
     return out
 
@@ -271,6 +276,7 @@ def _stage_rates(tracker: Tracker) -> dict[tuple[str, int], float]:
     for runs in tracker.runs(STAGE_EXPERIMENT, contract.KIND_STAGE, contract.TAG_STAGE_ID).values():
         for run in runs:
             p, m = run.data.params, run.data.metrics
-            if run.info.status == "FINISHED" and p.get("kind") == "general" and m.get(contract.METRIC_EXAMPLES_PER_S):
-                rates.setdefault((p["student"], int(p["max_length"])), []).append(1.0 / m[contract.METRIC_EXAMPLES_PER_S])
+            rate = m.get(contract.METRIC_EXAMPLES_PER_S)
+            if run.info.status == "FINISHED" and p.get("kind") == "general" and rate:
+                rates.setdefault((p["student"], int(p["max_length"])), []).append(1.0 / rate)
     return {k: min(v) for k, v in rates.items()}
