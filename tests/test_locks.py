@@ -93,6 +93,28 @@ def test_holder_that_died_on_this_machine_is_reaped_at_once(tracker):
     locks.finish(tracker, got.run_id, _lookup(tracker))
 
 
+def test_study_run_reaps_dead_cell_and_stage_runs_of_cells_no_grid_names(tracker):
+    """Runs a killed process left for a cell an edit of the grid dropped, and for a stage, are
+    marked KILLED when the grid next runs (no claim would ever reap them); a live holder's run
+    stays RUNNING."""
+    from study.execution.runner import reap_dead_runs
+
+    stage_tags = {contract.TAG_KIND: contract.KIND_STAGE, contract.TAG_STAGE_ID: "5ta9e"}
+    code = (f"from study.execution.tracking import Tracker; import os; t = Tracker({tracker.uri!r}); "
+            f"t.start('g', 'cell', {_tags('dropped')!r}, {{}}); t.start('stages', 'stage', {stage_tags!r}, {{}}); "
+            "os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], env=_env(), timeout=120).returncode == 9
+    live = tracker.start("g", "cell", _tags("alive"), {})
+    assert reap_dead_runs(tracker, "g") == 2
+    [dead] = _lookup(tracker, "dropped")()
+    stage = tracker.runs("stages", contract.KIND_STAGE, contract.TAG_STAGE_ID, "5ta9e")["5ta9e"][0]
+    assert dead.info.status == "KILLED" and stage.info.status == "KILLED"
+    assert "died before finishing" in stage.data.tags[contract.TAG_ERROR]
+    assert tracker.client.get_run(live).info.status == "RUNNING"
+    tracker.finish(live)
+    assert reap_dead_runs(tracker, "g") == 0
+
+
 def _foreign_run(tracker: Tracker, heartbeat_age_s: float) -> str:
     """A RUNNING run held by a process 'on another machine' whose last heartbeat is that old."""
     tags = {**_tags(), contract.TAG_CLAIM_NODE: "elsewhere:1", contract.TAG_CLAIM_PID: "1",

@@ -118,10 +118,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     tracker.require_writable()
     set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~90 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
-    reap_stage_runs(tracker)  # stage runs of a killed process: KILLED, whichever grid needs them
-    # and the grid's cell runs a killed process left, including cells an edit of the grid dropped
-    tracker.kill_orphans([r for runs in tracker.runs(grid.name, contract.KIND_CELL, contract.TAG_CELL_ID).values()
-                          for r in runs if r.info.status == "RUNNING"])
+    reap_dead_runs(tracker, grid.name)
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
@@ -280,3 +277,13 @@ def _stage_rates(tracker: Tracker) -> dict[tuple[str, int], float]:
             if run.info.status == "FINISHED" and p.get("kind") == "general" and rate:
                 rates.setdefault((p["student"], int(p["max_length"])), []).append(1.0 / rate)
     return {k: min(v) for k, v in rates.items()}
+
+
+def reap_dead_runs(tracker: Tracker, grid: str) -> int:
+    """Mark KILLED the RUNNING runs a dead process left (``Tracker.kill_orphans``): every stage run,
+    whichever grid needs it (``study.execution.stages.reap_stage_runs``), and every cell run of
+    ``grid``'s experiment, including cells an edit of the grid dropped (no claim would reap those).
+    A live holder's runs are left alone. Returns how many."""
+    cells = [r for runs in tracker.runs(grid, contract.KIND_CELL, contract.TAG_CELL_ID).values()
+             for r in runs if r.info.status == "RUNNING"]
+    return reap_stage_runs(tracker) + (tracker.kill_orphans(cells) if cells else 0)
