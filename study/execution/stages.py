@@ -40,7 +40,7 @@ from study.core.paths import runs_dir
 from study.corpora import packed_corpus
 from study.execution import locks
 from study.execution.datacache import DataCache
-from study.execution.teacher import Teacher, checksum_problem, file_checksums, load_tokenizer
+from study.execution.teacher import Teacher, file_checksums, load_tokenizer, read_checked
 from study.execution.tracking import STAGE_EXPERIMENT, Tracker, environment_tags
 from study.grid.stages import Stage
 from study.models import StudentSize, build_student, load_pretrained_classifier, resolve_teacher_path
@@ -76,13 +76,7 @@ def verify_stage(path: Path) -> dict:
         StageCacheError: unreadable metadata, or a missing, extra or changed file (the message
             names the folder to delete).
     """
-    try:
-        meta = json.loads((path / STAGE_META).read_text())
-        expected = meta["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StageCacheError(f"The stage in {str(path)!r} is damaged: {STAGE_META} cannot be read ({exc}). "
-                              f"Delete it (rm -r {path}) and rerun: the stage is trained again.") from None
-    problem = checksum_problem(file_checksums(path, (STAGE_META,)), expected, "the stage")
+    meta, problem = read_checked(path, STAGE_META, (STAGE_META,))
     if problem:
         raise StageCacheError(f"The stage in {str(path)!r} is damaged: {problem}. Delete it (rm -r {path}) "
                               "and rerun: the stage is trained again.")

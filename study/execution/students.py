@@ -24,7 +24,7 @@ import torch
 from study.core import contract
 from study.core.errors import StudyConfigError
 from study.core.paths import runs_dir
-from study.execution.teacher import checksum_problem, file_checksums
+from study.execution.teacher import file_checksums, read_checked
 from study.execution.tracking import Tracker
 
 STUDENT_META = "student.json"
@@ -95,13 +95,7 @@ def verify_student(folder: Path) -> dict:
     Raises:
         StudyConfigError: the metadata is unreadable or a file is missing, extra or changed.
     """
-    try:
-        meta = json.loads((folder / STUDENT_META).read_text())
-        expected = meta["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StudyConfigError(f"The student in {folder} has no readable {STUDENT_META} "
-                               f"({type(exc).__name__}: {exc}).") from None
-    problem = checksum_problem(file_checksums(folder, UNCHECKED), expected, "the student")
+    meta, problem = read_checked(folder, STUDENT_META, UNCHECKED)
     if problem:
         raise StudyConfigError(f"The student in {folder} is damaged: {problem}.")
     return meta

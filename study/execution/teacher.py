@@ -112,6 +112,19 @@ def verify_teacher(path: Path) -> dict:
     return meta
 
 
+def read_checked(folder: Path, meta_name: str, skip: tuple[str, ...]) -> tuple[dict | None, str | None]:
+    """A saved folder's metadata file and the first problem with its files: (metadata, None) when
+    every file matches the SHA-256 in ``meta["sha256"]``; (None, why) when the metadata cannot be
+    read; (metadata, what differs) otherwise. ``skip``: files the checksums leave out. Kept
+    students and stages read their folders through it (``study.execution.students``, ``stages``)."""
+    try:
+        meta = json.loads((folder / meta_name).read_text())
+        expected = meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"{meta_name} cannot be read ({type(exc).__name__}: {exc})"
+    return meta, checksum_problem(file_checksums(folder, skip), expected, f"the folder {folder}")
+
+
 def checksum_problem(found: dict[str, str], expected: dict[str, str], what: str) -> str | None:
     """The first difference between a folder's checksums (``file_checksums``) and the saved ones,
     in words (a file missing, extra, or changed), or None when they match."""

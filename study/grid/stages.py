@@ -24,6 +24,7 @@ trained once (``study.execution.stages``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -147,6 +148,17 @@ class Stage:
         return {k: str(v) for k, v in out.items()}
 
 
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """A corpus file's SHA-256 (16 hex digits), read once per process and version of the file:
+    every cell of a grid resolves its stages, so a large corpus must not be hashed per cell."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def corpus_identity(name: str) -> dict[str, Any]:
     """What a corpus contributes to a stage id: a file's SHA-256 (its content, never its path), a
     hub dataset's coordinates, or a registered corpus's name; each with the packing version.
@@ -160,7 +172,8 @@ def corpus_identity(name: str) -> dict[str, Any]:
     if spec.source in ("text", "jsonl") and path is not None:
         if not path.is_file():  # else its id would hold the path, and training would fail late
             raise StudyConfigError(f"Corpus {name!r}: no file at {str(path)!r}.")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        stat = path.stat()
+        digest = _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         return {"content": digest, "source": spec.source, "text_field": spec.text_field,
                 "separator": spec.separator, "version": CORPUS_VERSION}
     if spec.source == "hub":
