@@ -4,8 +4,9 @@ Usage: ``python scripts/faults.py [--only NAME ...] [--data-dir DIR] [--keep DIR
 
 Every scenario runs ``study`` as a separate process (``python -m study.cli``) in a fresh ``runs/``
 folder, injects its fault (several workers on a new store, SIGKILL, SIGTERM, Ctrl-C, damaged or
-deleted files, a copied store, a stopped UI, bad input), lets the documented recovery run, and
-checks:
+deleted files, a copied store, a stopped UI, bad input; a group of 8 killed after a checkpoint, a
+kill during a checkpoint's write, a full disk under the checkpoints, a Ray worker killed and its
+task retried), lets the documented recovery run, and checks:
 
 - every cell FINISHED exactly once (``lost``: cells with no FINISHED run; ``dup``: cells with more
   than one), where the scenario trains;
@@ -20,6 +21,7 @@ It prints one row per scenario and a closing count, and exits 1 if any check fai
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -155,8 +157,8 @@ class Workspace:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def check(self, out: Outcome, trains: bool = True) -> Outcome:
-        """The common checks, added to ``out``."""
+    def check(self, out: Outcome, trains: bool = True, cells: int = N_CELLS) -> Outcome:
+        """The common checks, added to ``out`` (``cells``: how many the grid has)."""
         runs = self.runs_by_kind()
         if trains:
             finished: dict[str, int] = {}
@@ -164,7 +166,7 @@ class Workspace:
                 if kind == contract.KIND_CELL and status == "FINISHED":
                     cell_id = tags[contract.TAG_CELL_ID]
                     finished[cell_id] = finished.get(cell_id, 0) + 1
-            out.lost = N_CELLS - len(finished)
+            out.lost = cells - len(finished)
             out.duplicated = sum(n - 1 for n in finished.values())
             teacher_runs = {r for k, r, s, _ in runs if k == contract.KIND_TEACHER and s == "FINISHED"}
             dangling = [t for k, _, s, t in runs if k == contract.KIND_CELL and s == "FINISHED"
@@ -679,6 +681,183 @@ def read_only_store(base: Path, data: Path) -> list[Outcome]:
     return rows
 
 
+#: A group of 8 cells (4 objectives x 2 students, one seed) with 20 steps each: the checkpoint scenarios.
+GROUP8 = dict(GRID, name="faults8", group_size=8,
+              axes=dict(GRID["axes"], student=["L2_H128", "L1_H128"],
+                        objective=["ce", "logit_kd", "hidden_mse", "attention_kl"], seed=[0]),
+              training=dict(GRID["training"], epochs=2, max_train_examples=160))
+GROUP8_STEPS = 20  # 160 examples / batch 16 x 2 epochs
+
+
+def _group8(base: Path, name: str, data: Path, warm: Path | None) -> Workspace:
+    ws = Workspace(base, name, data)
+    ws.grid.write_text(yaml.safe_dump(GROUP8))
+    seed_teacher(ws, warm)
+    return ws
+
+
+def _checkpoint_steps(ws: Workspace) -> list[int]:
+    steps = []
+    for record in (ws.runs / "checkpoints").glob("*/checkpoint.json"):
+        try:
+            steps.append(json.loads(record.read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            pass  # being replaced
+    return steps
+
+
+def _results(ws: Workspace) -> dict[str, tuple[float, tuple]]:
+    """cell id -> (dev score, its train_loss values by step) of the FINISHED cell runs, read with sqlite3."""
+    finished = {r: t[contract.TAG_CELL_ID] for k, r, s, t in ws.runs_by_kind()
+                if k == contract.KIND_CELL and s == "FINISHED"}
+    con = sqlite3.connect(f"file:{ws.db}?mode=ro", uri=True, timeout=30)
+    try:
+        out = {}
+        for run_id, cell_id in finished.items():
+            score = con.execute("SELECT value FROM latest_metrics WHERE run_uuid=? AND key='dev_score'",
+                                (run_id,)).fetchone()[0]
+            losses = tuple(con.execute("SELECT step, value FROM metrics WHERE run_uuid=? AND key='train_loss' "
+                                       "ORDER BY step", (run_id,)).fetchall())
+            out[cell_id] = (score, losses)
+        return out
+    finally:
+        con.close()
+
+
+_REFERENCE8: dict[Path, dict] = {}
+
+
+def _uninterrupted8(base: Path, data: Path, warm: Path | None) -> dict[str, tuple[float, tuple]]:
+    """The 8-cell group trained once without a break or a checkpoint (once per suite folder)."""
+    if base not in _REFERENCE8:
+        ws = _group8(base, "group8_reference", data, warm)
+        result = ws.train("--checkpoint-every", "0")
+        if result.returncode != 0:
+            raise RuntimeError(f"the uninterrupted group failed: {result.stderr[-500:]}")
+        _REFERENCE8[base] = _results(ws)
+    return _REFERENCE8[base]
+
+
+def kill_at_80_percent(base, data, warm) -> Outcome:
+    """SIGKILL a group of 8 once its checkpoint is at 80% of its steps; the rerun resumes from it and
+    every cell ends bit-identical (dev score and every step's loss) to an uninterrupted run."""
+    out = Outcome("13. SIGKILL at 80% of a group of 8 (checkpointed)")
+    reference = _uninterrupted8(base, data, warm)
+    ws = _group8(base, "kill80", data, warm)
+    proc = ws.start("--checkpoint-every", "0.01")
+    try:
+        ws.wait_for(lambda: len(_checkpoint_steps(ws)) == 8 and min(_checkpoint_steps(ws)) >= 0.8 * GROUP8_STEPS,
+                    "the group's checkpoint at 80% of its steps", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    at = min(_checkpoint_steps(ws))
+    t0 = time.time()
+    result = ws.train()
+    took = time.time() - t0
+    expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
+    expect(out, "8 cell(s) resume from their checkpoint" in result.stdout + result.stderr,
+           "the rerun did not resume the 8 cells from their checkpoint")
+    got = _results(ws)
+    same = sum(got.get(c) == r for c, r in reference.items())
+    expect(out, len(reference) == 8 and same == 8,
+           f"{same} of {len(reference)} cells bit-identical to the uninterrupted run")
+    expect(out, not list((ws.runs / "checkpoints").iterdir()), "checkpoints left after the cells finished")
+    out.outcome = (f"killed with the checkpoint at step {at} of {GROUP8_STEPS}; rerun {took:.0f} s resumed the group, "
+                   f"{same}/8 cells bit-identical to an uninterrupted run")
+    return ws.check(out, cells=8)
+
+
+def kill_during_checkpoint_write(base, data, warm) -> Outcome:
+    """SIGKILL while a checkpoint is being written (a ``.tmp`` file exists) after a whole one: the
+    rerun resumes from the previous checkpoint (or the new one, where its commit record was written);
+    every cell finishes once."""
+    out = Outcome("14. SIGKILL during a checkpoint's write")
+    ws = _group8(base, "kill_write", data, warm)
+    proc = ws.start("--checkpoint-every", "0.001")
+    folder = ws.runs / "checkpoints"
+    try:
+        ws.wait_for(lambda: len(_checkpoint_steps(ws)) == 8 and any(folder.glob("*/.*.tmp*")),
+                    "a checkpoint being written after a whole one", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = len(list(folder.glob("*/.*.tmp*")))
+    clean = ws.study("clean")
+    expect(out, clean.returncode == 0 and not list(folder.glob("*/.*.tmp*")),
+           f"study clean exit {clean.returncode}, temporary files left: {clean.stdout[-300:]}{clean.stderr[-300:]}")
+    result = ws.train()
+    said = result.stdout + result.stderr
+    expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
+    expect(out, "resume from their checkpoint" in said, f"the rerun did not resume: {said[-300:]}")
+    out.outcome = (f"killed with {left} partial file(s); `study clean` removed them; rerun "
+                   + ("resumed" if "resume from their checkpoint" in said else "started over") + ", all cells once")
+    return ws.check(out, cells=8)
+
+
+def full_disk_checkpoint(base, data, warm) -> Outcome:
+    """``--checkpoint-dir`` on a 24 MiB tmpfs: the first checkpoint (~400 MB) fails with ENOSPC. Needs root."""
+    out = Outcome("15. full disk while a checkpoint is saved")
+    ws = _group8(base, "enospc_checkpoint", data, warm)
+    ckpt = ws.dir / "ckpt"
+    ckpt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(ckpt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        out.outcome = f"skipped: cannot mount a tmpfs ({mounted.stderr.strip()[:80]})"
+        return out
+    try:
+        result = ws.train("--checkpoint-every", "0.005", "--checkpoint-dir", str(ckpt))
+        cells = ws.statuses(contract.KIND_CELL)
+        stopped = [ln for ln in result.stderr.splitlines() if ln.startswith("stopped")]
+        expect(out, result.returncode == 75, f"exit {result.returncode}, want 75: {result.stderr[-300:]}")
+        expect(out, len(stopped) == 1 and "no space left on device" in stopped[0],
+               f"no one-line 'stopped ... no space left on device': {result.stderr[-300:]}")
+        expect(out, "FAILED" not in cells and "RUNNING" not in cells, f"cell runs after the fault: {sorted(cells)}")
+        subprocess.run(["mount", "-o", "remount,size=1200m", str(ckpt)], check=True)  # space freed
+        rerun = ws.train("--checkpoint-every", "1", "--checkpoint-dir", str(ckpt))
+        expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
+        out.outcome = (f"exit {result.returncode}, cells left pending ({sorted(set(cells))}); after freeing space "
+                       "the rerun trains all")
+        return ws.check(out, cells=8)
+    finally:
+        subprocess.run(["umount", "-l", str(ckpt)], capture_output=True)
+
+
+def ray_worker_killed(base, data, warm) -> Outcome:
+    """``--executor ray`` on a local cluster: the Ray worker process training the group is SIGKILLed
+    after a checkpoint; Ray retries the task, whose worker resumes the cells from it, and every cell
+    ends bit-identical to an uninterrupted run."""
+    out = Outcome("16. Ray worker SIGKILLed mid-group, retried")
+    reference = _uninterrupted8(base, data, warm)
+    ws = _group8(base, "ray_retry", data, warm)
+    proc = ws.start("--executor", "ray", "--local-cpus", "2", "--checkpoint-every", "0.01")
+    try:
+        ws.wait_for(lambda: len(_checkpoint_steps(ws)) == 8 and min(_checkpoint_steps(ws)) >= 0.4 * GROUP8_STEPS,
+                    "the group's checkpoint at 40% of its steps", proc, limit=400)
+        at = min(_checkpoint_steps(ws))
+        victims = _processes_with("ray::unit")
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        rc = proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    expect(out, bool(victims), "no Ray worker process ('ray::unit ...') was found to kill")
+    expect(out, rc == 0, f"driver exit {rc}: {stderr[-300:]}")
+    resumed = [t.get(contract.TAG_RESUMED_FROM, "") for k, _, s, t in ws.runs_by_kind()
+               if k == contract.KIND_CELL and s == "FINISHED"]
+    expect(out, len(resumed) == 8 and all(resumed), f"finished runs resumed from a checkpoint: {resumed}")
+    got = _results(ws)
+    same = sum(got.get(c) == r for c, r in reference.items())
+    expect(out, same == 8, f"{same} of {len(reference)} cells bit-identical to the uninterrupted run")
+    out.outcome = (f"worker killed with the checkpoint at step {at} of {GROUP8_STEPS}; the retried task resumed "
+                   f"({resumed[0] if resumed else '-'}), {same}/8 cells bit-identical")
+    return ws.check(out, cells=8)
+
+
 SCENARIOS = {
     "concurrent": concurrent_workers,
     "kill_teacher": sigkill_teacher,
@@ -693,6 +872,10 @@ SCENARIOS = {
     "full_disk": full_disk_teacher,
     "server_killed": server_killed,
     "server_sigkill": server_wrapper_killed,
+    "kill_80": kill_at_80_percent,
+    "kill_write": kill_during_checkpoint_write,
+    "full_disk_checkpoint": full_disk_checkpoint,
+    "ray_retry": ray_worker_killed,
 }
 
 

@@ -8,8 +8,11 @@ grid, so this module takes minutes on a 2-core CPU; ``-m "not faults"`` leaves i
 together, SIGTERM mid-cell, a deleted store, and the bad inputs. ``STUDY_FAULTS=full`` adds the
 rest (SIGKILL during the teacher, Ctrl-C, zeroed and truncated teachers, a garbled
 ``teacher.json``, a copied store, stopping the UI, a full disk while the teacher is saved, the
-tracking server SIGKILLed mid-cell and restarted, ``study server`` SIGKILLed), whose code paths ``tests/test_reliability.py``
-also covers without training, and ``python scripts/faults.py`` runs them all with the table.
+tracking server SIGKILLed mid-cell and restarted, ``study server`` SIGKILLed; the checkpoint
+cases: a group of 8 SIGKILLed at 80% and resumed bit-identical, a kill during a checkpoint's write,
+a full disk while a checkpoint is saved, a Ray worker killed mid-group and its task retried), whose
+code paths ``tests/test_reliability.py`` and ``tests/test_checkpoint.py`` also cover (the latter's
+``study run`` SIGKILLed mid-group is the short form that runs in CI), and ``python scripts/faults.py`` runs them all with the table.
 """
 
 from __future__ import annotations
@@ -66,7 +69,9 @@ def test_fault_from_scratch(name, base, data):
     "sigterm", pytest.param("ctrl_c", marks=full_only), pytest.param("zeroed_teacher", marks=full_only),
     pytest.param("truncated_teacher", marks=full_only), "store_deleted",
     pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only),
-    pytest.param("server_killed", marks=full_only)])
+    pytest.param("server_killed", marks=full_only), pytest.param("kill_80", marks=full_only),
+    pytest.param("kill_write", marks=full_only), pytest.param("full_disk_checkpoint", marks=full_only),
+    pytest.param("ray_retry", marks=full_only)])
 def test_fault_with_cached_teacher(name, base, data, warm):
     _check(faults.SCENARIOS[name](base, data, warm))
 

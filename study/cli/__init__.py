@@ -81,6 +81,8 @@ def run(
     system_metrics: bool = typer.Option(False, "--system-metrics", help="Log MLflow's system metrics (CPU, memory; GPU utilisation and memory with nvidia-ml-py) to every cell run, every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Cells that share data, seed, budget shape and teacher train together on the same batches (one teacher pass per batch), up to this many (e.g. 8 on a GPU); 1: one cell at a time. Default: the grid's group_size, else 1."),
     keep_student: Optional[str] = typer.Option(None, "--keep-student", help="none or all: save every trained student (safetensors, with its tokenizer) as an artifact of its run, for `study export`. Default: the grid's keep_student, else none."),
+    checkpoint_every: Optional[float] = typer.Option(None, "--checkpoint-every", help="Minutes between checkpoints of the cells in training (a killed run resumes from the last one); 0: none. Default: 5 on CPU, 10 on a GPU."),
+    checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir", help="Where checkpoints go; default runs/checkpoints. With workers on several machines, a path they all share."),
 ) -> None:
     """Train every pending cell of a grid (finished cells are never retrained).
 
@@ -111,7 +113,8 @@ def run(
             summary = run_grid(g, data_dir=data_dir, device=device, tracking_uri=tracking_uri,
                                retry_failed=retry_failed, console=err, executor=ex,
                                claim_timeout_s=claim_timeout, group_size=group_size,
-                               keep_student=keep_student, system_metrics=system_metrics)
+                               keep_student=keep_student, system_metrics=system_metrics,
+                               checkpoint_every_min=checkpoint_every, checkpoint_dir=checkpoint_dir)
     except EnvironmentFault as exc:
         typer.echo(f"stopped, the environment failed: {exc}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
@@ -157,6 +160,35 @@ def status(grid: str = GridOpt, tracking_uri: Optional[str] = UriOpt,
         _cell_table(g, st, f"grid {g.name}")
     line = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "failed", "running", "killed", "pending"))
     out.print(f"grid {g.name}: {len(cells_list)} cells: {line}  (store {tracker.uri})")
+
+
+@app.command()
+def clean(tracking_uri: Optional[str] = UriOpt,
+          checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir", help="Where checkpoints are; default runs/checkpoints."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing.")) -> None:
+    """Remove what no run will use again: checkpoints of cells whose run finished or failed (or
+    that the store has no run of), and the temporary files of killed writers. Checkpoints of
+    killed or running cells are kept: the next `study run` resumes from them."""
+    _quiet_libraries()
+    from study.execution.checkpoints import CheckpointStore, orphans
+    from study.execution.students import remove_stale
+    from study.execution.tracking import Tracker
+
+    try:
+        tracker = Tracker(tracking_uri)
+    except StudyConfigError as exc:
+        raise _fail(exc) from None
+    store = CheckpointStore(checkpoint_dir)
+    stale = 0 if dry_run else store.remove_stale_files() + remove_stale()
+    found = orphans(store, tracker.cell_status())
+    for cell_id, why in found:
+        out.print(f"{'would remove' if dry_run else 'removed'} {store.folder(cell_id)}: {why}", soft_wrap=True)
+        if not dry_run:
+            store.remove(cell_id)
+    kept = len(store.cell_ids()) - (len(found) if dry_run else 0)
+    out.print(f"{len(found)} orphan checkpoint(s) {'found' if dry_run else 'removed'}, {stale} temporary "
+              f"file(s) of killed writers removed; {kept} checkpoint(s) kept for resuming (store {tracker.uri})",
+              soft_wrap=True)
 
 
 def load_known_grid(grid: str, tracker):

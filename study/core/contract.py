@@ -101,6 +101,9 @@ TAG_CLAIM_WITHDRAWN = "study.claim.withdrawn"
 TAG_FAILED_STAGE = "study.failed_stage"
 #: On a teacher run restored from a cached ``teacher.json``: the run id the cache recorded.
 TAG_RESTORED_FROM = "study.restored_from"
+#: On a cell run resumed from a checkpoint (``study.execution.checkpoints``): where it resumed,
+#: ``epoch E, batch B (step S)``.
+TAG_RESUMED_FROM = "study.resumed_from"
 #: The cell's augmentation version (which EDA operations the machine offered).
 TAG_AUGMENTATION_VERSION = "study.augmentation_version"
 

@@ -4,7 +4,8 @@ A cell's run is tagged with the contract's names and given its params (``open_ce
 student, data and objective are built from the cell's seed streams (``prepare_cell``), the group
 trains together on the same batches (``study.training.trainer.train_group``), and each run ends
 FINISHED with its costs (``finish_cell``), or FAILED with its error while the others go on
-(``run_group``). Claiming the runs is the worker's business (``study.execution.work``); this
+(``run_group``). Cells with a checkpoint resume from it and every cell in training writes one now
+and then (``study.execution.checkpoints``). Claiming the runs is the worker's business (``study.execution.work``); this
 module trains what it is handed.
 """
 
@@ -19,6 +20,7 @@ from study.core import contract
 from study.core.faults import environment_fault
 from study.core.hashing import derive_seed
 from study.execution import locks
+from study.execution.checkpoints import CheckpointStore, GroupCheckpointer, Saved, resume_plan
 from study.execution.datacache import DataCache
 from study.execution.students import keep_student
 from study.execution.teacher import Teacher
@@ -164,7 +166,8 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
               grid_version: str | None = None, run_ids: list[str | None] | None = None,
               teacher_source: str | None = None, lookups: list | None = None,
               keep_students: bool = False, system_metrics: bool = False,
-              starts: dict[str, Path] | None = None) -> list[float | Exception]:
+              starts: dict[str, Path] | None = None, checkpoints: CheckpointStore | None = None,
+              checkpoint_every_s: float = 0.0) -> list[float | Exception]:
     """Train cells that share a ``group_key`` together (``study.training.trainer.train_group``), each
     logged to its own run; per cell, its dev score (a fraction) or the exception that ended its
     run FAILED (the others go on). An interruption ends every open run KILLED and propagates.
@@ -178,6 +181,10 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
             (``Tracker.system_metrics``; the machine's, shared by the group).
         starts: per cell id, the folder of its last stage (``study.execution.stages``), for cells
             with stages.
+        checkpoints: where the cells' checkpoints are (``study.execution.checkpoints``): cells with
+            one resume from it (those sharing a position together, the others start over in a
+            group of their own); each is written every ``checkpoint_every_s`` seconds (0: never)
+            and removed when the cell's run ends. None: no checkpoints.
 
     Raises:
         ValueError: the cells do not share a ``group_key``.
@@ -214,15 +221,11 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
                                            (starts or {}).get(cell.cell_id))
             except Exception as exc:
                 fail(i, exc)
-        if prepared:
-            first = next(iter(prepared.values()))
-            with_teacher = any(p.needs_teacher for p in prepared.values())
-            with tracker.system_metrics([p.run_id for p in prepared.values()], system_metrics):
-                results = train_group([p.student for p in prepared.values()], first.train_ds, first.dev_ds,
-                                      first.dev_labels, TASKS[first.cell.dataset], teacher.tokenizer, device,
-                                      teacher=teacher.model if with_teacher else None,
-                                      teacher_precision=first.cell.teacher.precision)
-            for (i, prep), result in zip(prepared.items(), results):
+        for members, saved, states in _resume_parts(cells, prepared, checkpoints):
+            preps = [prepared[i] for i in members]
+            results = _train_part(preps, saved, states, teacher, tracker, device, system_metrics, checkpoints,
+                                  checkpoint_every_s)
+            for i, prep, result in zip(members, preps, results):
                 try:
                     if isinstance(result, Exception):
                         raise result
@@ -230,9 +233,47 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
                     opened.pop(i)
                 except Exception as exc:
                     fail(i, exc)
+                if checkpoints is not None and i not in opened:  # its run ended: FINISHED or FAILED
+                    checkpoints.remove(prep.cell.cell_id)
         teacher.model.cpu()
     except BaseException as exc:
         for i in list(opened):
             fail(i, exc if not isinstance(exc, Exception) else environment_fault(exc, tracker.uri) or exc)
         raise
     return outcomes
+
+
+def _resume_parts(cells: list[Cell], prepared: dict[int, PreparedCell], checkpoints: CheckpointStore | None
+                  ) -> list[tuple[list[int], Saved | None, list[dict]]]:
+    """The prepared cells (indices into ``cells``) split by where their checkpoints stand
+    (``checkpoints.resume_plan``): per part, its cells, the checkpoint to resume from (None: from
+    the start) and their states. Without ``checkpoints``, one part from the start."""
+    order = list(prepared)
+    if not order:
+        return []
+    if checkpoints is None:
+        return [(order, None, [])]
+    return [([order[j] for j in idx], saved, states)
+            for idx, saved, states in resume_plan(checkpoints, [cells[i].cell_id for i in order])]
+
+
+def _train_part(preps: list[PreparedCell], saved: Saved | None, states: list[dict], teacher: Teacher,
+                tracker: Tracker, device: torch.device, system_metrics: bool,
+                checkpoints: CheckpointStore | None, every_s: float) -> list[TrainResult | Exception]:
+    """Train ``preps`` together (``train_group``), from ``saved`` (tagging each run with where it
+    resumed) or from the start, checkpointing every ``every_s`` seconds into ``checkpoints``."""
+    resume = None
+    if saved is not None:
+        resume = (saved.position, states)
+        where = f"epoch {saved.position.epoch}, batch {saved.position.batches} (step {saved.position.step})"
+        checkpoints.log(f"{len(preps)} cell(s) resume from their checkpoint at {where}")
+        for prep in preps:
+            tracker.client.set_tag(prep.run_id, contract.TAG_RESUMED_FROM, where)
+    checkpointer = (GroupCheckpointer(checkpoints, [p.cell.cell_id for p in preps], every_s)
+                    if checkpoints is not None else None)
+    with tracker.system_metrics([p.run_id for p in preps], system_metrics):
+        return train_group([p.student for p in preps], preps[0].train_ds, preps[0].dev_ds, preps[0].dev_labels,
+                           TASKS[preps[0].cell.dataset], teacher.tokenizer, device,
+                           teacher=teacher.model if any(p.needs_teacher for p in preps) else None,
+                           teacher_precision=preps[0].cell.teacher.precision,
+                           checkpointer=checkpointer, resume=resume)

@@ -85,29 +85,27 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
              tracking_uri: str | None = None, retry_failed: bool = True,
              console: Console | None = None, executor: Executor | None = None,
              claim_timeout_s: float = locks.DEFAULT_CLAIM_TIMEOUT_S, group_size: int = 1,
-             keep_student: str | None = None, system_metrics: bool = False) -> RunSummary:
+             keep_student: str | None = None, system_metrics: bool = False,
+             checkpoint_every_min: float | None = None, checkpoint_dir: str | Path | None = None) -> RunSummary:
     """Train every pending cell of ``grid`` with ``executor`` (default ``serial``); see the
     module docstring for the guarantees. ``claim_timeout_s``: seconds without a heartbeat after
     which another machine's RUNNING run of a cell counts as dead; ``group_size``: cells that
     share their batches (``study.execution.units.group_key``) train together, up to this many at once;
     ``keep_student``: ``all`` keeps every trained student as an artifact of its run, ``none`` none
     (default: the grid's ``keep_student``); ``system_metrics``: log MLflow's system metrics (CPU,
-    memory, GPU) to every cell run.
+    memory, GPU) to every cell run; ``checkpoint_every_min``: minutes between checkpoints inside a
+    group (``study.execution.checkpoints``; None: 5 on CPU, 10 on a GPU; 0: none), written under
+    ``checkpoint_dir`` (default ``runs/checkpoints``; with workers on several machines, a shared path).
 
     Raises:
         StudyConfigError: a bad grid, data directory, device, precision the device cannot run
-            (``training.precision``/``teacher.precision``), executor setting, claim timeout or
-            group size, before any training.
+            (``training.precision``/``teacher.precision``), executor setting, claim timeout,
+            group size or checkpoint interval, before any training.
     """
     console = console or Console(stderr=True)
     start = time.perf_counter()
     executor = executor or make_executor("serial")
-    locks.check_claim_timeout(claim_timeout_s)
-    if group_size < 1:
-        raise StudyConfigError(f"--group-size must be at least 1, got {group_size}")
-    keep_student = grid.keep_student if keep_student is None else keep_student
-    if keep_student not in KEEP_STUDENT:
-        raise StudyConfigError(f"--keep-student must be one of {', '.join(KEEP_STUDENT)}, got {keep_student!r}")
+    keep_student = _check_options(grid, claim_timeout_s, group_size, keep_student, checkpoint_every_min)
     dev = select_device(device)
     cells = grid.validate()  # a cell the teacher's architecture refuses fails here, before the store is opened
     check_precisions(cells, dev)  # so does a precision this device cannot run, before any teacher
@@ -122,7 +120,9 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
-                     system_metrics=system_metrics)
+                     system_metrics=system_metrics,
+                     checkpoint_every_s=None if checkpoint_every_min is None else 60.0 * checkpoint_every_min,
+                     checkpoint_dir=data_dir_arg(checkpoint_dir))
     executor.check(ctx, tracker.shared)
     pending, done, status = plan(grid, tracker, retry_failed, cells=cells)
     summary = RunSummary(grid=grid.name, total=len(done) + len(pending), skipped=len(done),
@@ -159,6 +159,23 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         executor.run(work_units(pending, group_size), ctx, report, log=tqdm.write)
     summary.wall_time_s = time.perf_counter() - start
     return summary
+
+
+def _check_options(grid: Grid, claim_timeout_s: float, group_size: int, keep_student: str | None,
+                   checkpoint_every_min: float | None) -> str:
+    """Check ``study run``'s options; return the ``keep_student`` in force (the grid's by default).
+
+    Raises:
+        StudyConfigError: the first option out of range, naming it and what is allowed."""
+    locks.check_claim_timeout(claim_timeout_s)
+    if group_size < 1:
+        raise StudyConfigError(f"--group-size must be at least 1, got {group_size}")
+    if checkpoint_every_min is not None and not checkpoint_every_min >= 0:
+        raise StudyConfigError(f"--checkpoint-every must be minutes >= 0 (0: no checkpoints), got {checkpoint_every_min}")
+    keep_student = grid.keep_student if keep_student is None else keep_student
+    if keep_student not in KEEP_STUDENT:
+        raise StudyConfigError(f"--keep-student must be one of {', '.join(KEEP_STUDENT)}, got {keep_student!r}")
+    return keep_student
 
 
 def print_summary(summary: RunSummary, tracker_uri: str, console: Console) -> None:

@@ -26,6 +26,7 @@ from study.core.faults import environment_fault
 from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
+from study.execution.checkpoints import CheckpointStore, checkpoints_dir, default_every_s
 from study.execution.datacache import DataCache
 from study.execution.stages import StageRunner
 from study.execution.teacher import Teacher
@@ -58,6 +59,11 @@ class RunContext:
     tasks: dict = field(default_factory=dict, hash=False, compare=False)
     #: ``keep_student``: ``all`` saves every trained student as an artifact of its run
     keep_student: str = "none"
+    #: seconds between checkpoints inside a group (``study.execution.checkpoints``); None: the
+    #: device's default (5 min on CPU, 10 on a GPU); 0: none
+    checkpoint_every_s: float | None = None
+    #: where checkpoints go (a path every worker shares); None: ``runs/checkpoints`` where it runs
+    checkpoint_dir: str | None = None
     #: one per ``study run``: a worker process keeps its teachers for one run only
     run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -109,10 +115,14 @@ class Worker:
         self.teachers: dict[tuple[str, str], tuple[Teacher, str]] = {}
         self.lock_dir = runs_dir() / "locks"
         self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir = Path(ctx.checkpoint_dir) if ctx.checkpoint_dir else checkpoints_dir()
+        self.checkpoint_every_s = (default_every_s(self.device.type) if ctx.checkpoint_every_s is None
+                                   else ctx.checkpoint_every_s)
 
     def run(self, unit: WorkUnit, log=print) -> list[CellOutcome]:
         """Train the cells of ``unit`` that are neither done nor held elsewhere, together on the
-        same batches (``study.execution.cell.run_group``); one outcome per cell. A cell's failure is
+        same batches (``study.execution.cell.run_group``), resuming from their checkpoints
+        (``study.execution.checkpoints``) where they have them; one outcome per cell. A cell's failure is
         logged FAILED on its run and reported; the other cells still finish. ``KeyboardInterrupt``
         (Ctrl-C, SIGTERM) ends the claimed cells' runs KILLED and propagates."""
         outs = [CellOutcome(cell.cell_id, cell.name, "busy", dataset=cell.dataset) for cell in unit.cells]
@@ -141,7 +151,9 @@ class Worker:
                 scores = run_group(cells, teacher, self.data, tracker, self.device,
                                    self.ctx.grid_version, [run_id for _, _, run_id, _ in held], source,
                                    [lookup for *_, lookup in held], self.ctx.keep_student == "all",
-                                   system_metrics=self.ctx.system_metrics, starts=starts)
+                                   system_metrics=self.ctx.system_metrics, starts=starts,
+                                   checkpoints=CheckpointStore(self.checkpoint_dir, log),
+                                   checkpoint_every_s=self.checkpoint_every_s)
             except BaseException as exc:
                 fault = environment_fault(exc, tracker.uri) if isinstance(exc, Exception) else None
                 self._end_held(held, outs, fault or exc, stage)

@@ -29,10 +29,9 @@ from study.core import contract
 from study.core.device import autocast, peak_memory_mb
 from study.core.hashing import derive_seed
 from study.objectives import FeatureSource, FeatureTap, KDInputs
+from study.training.state import LiveStudent, Student
 from study.training.trainer import (
     CHECK_EVERY,
-    LiveStudent,
-    Student,
     TrainResult,
     check_finite,
     drop_student,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +33,15 @@ from study.objectives.prediction import teacher_loss
 from study.tasks.spec import TaskSpec
 from study.tasks.types import get_type
 from study.tasktypes.sequence import TokenizedSplit
+from study.training.state import (
+    Checkpointer,
+    LiveStudent,
+    Position,
+    RNGState,
+    Student,
+    restore_student,
+    student_state,
+)
 
 
 @dataclass
@@ -93,24 +101,6 @@ def teacher_logits(teacher: torch.nn.Module, data: TokenizedSplit, tokenizer: Pr
     return out
 
 
-@dataclass
-class Student:
-    """One student of a group trained by ``train_group``: its model and objective, its budget
-    (``epochs``, ``learning_rate``, ``batch_size``, ``warmup_ratio``, ``weight_decay``,
-    ``max_grad_norm``, optionally ``precision``: fp32 when absent), its cell's seed, and its
-    callbacks (as ``train``'s arguments)."""
-
-    model: torch.nn.Module
-    objective: Distillation
-    budget: dict
-    seed: int
-    log_metrics: Callable[[list[tuple[str, float, int]]], None] | None = None
-    desc: str = "train"
-    cached_teacher_logits: torch.Tensor | None = None
-    mixup: dict | None = None
-    on_epoch_end: Callable[[int, torch.nn.Module, dict[str, float]], None] | None = None
-
-
 def train(
     model: torch.nn.Module,
     objective: Distillation,
@@ -159,57 +149,6 @@ def train(
     if isinstance(result, BaseException):
         raise result
     return result
-
-
-class RNGState:
-    """One student's global random state (CPU, and the device's on CUDA): dropout draws from the
-    global generator, so in a group each student's stream is swapped in around its own work and
-    is exactly the stream it would have alone."""
-
-    def __init__(self, seed: int, device: torch.device):
-        self.device = device
-        torch.manual_seed(seed)
-        self._save()
-
-    def _save(self) -> None:
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-
-    @contextmanager
-    def active(self):
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
-        try:
-            yield
-        finally:
-            self._save()
-
-
-@dataclass
-class LiveStudent:
-    """A student's training state inside ``train_group``."""
-
-    spec: Student
-    position: int
-    rng: RNGState
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    params: list
-    tap: FeatureTap | None
-    use_cache: bool
-    run_teacher: bool
-    mix_gen: torch.Generator
-    mix_rng: random.Random
-    precision: str = "fp32"
-    scaler: torch.amp.GradScaler | None = None  # fp16 only
-    history: list[dict] = field(default_factory=list)
-    dev_metrics: dict[str, float] = field(default_factory=dict)
-    recorded: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    step: int = 0
-    first_step: int = 1  # the first step of the current epoch
-    seen: int = 0
-    error: Exception | None = None
 
 
 def setup_student(spec: Student, position: int, teacher: torch.nn.Module | None, total_batches: int,
@@ -325,17 +264,11 @@ def optimiser_step(s: LiveStudent, loss: torch.Tensor, max_grad_norm: float) -> 
     s.scaler.update()
 
 
-def train_group(
-    students: list[Student],
-    train_data: TokenizedSplit,
-    dev_data: TokenizedSplit,
-    dev_labels: list,
-    task: TaskSpec,
-    tokenizer: PreTrainedTokenizerBase,
-    device: torch.device,
-    teacher: torch.nn.Module | None = None,
-    teacher_precision: str = "fp32",
-) -> list[TrainResult | Exception]:
+def train_group(students: list[Student], train_data: TokenizedSplit, dev_data: TokenizedSplit, dev_labels: list,
+                task: TaskSpec, tokenizer: PreTrainedTokenizerBase, device: torch.device,
+                teacher: torch.nn.Module | None = None, teacher_precision: str = "fp32",
+                checkpointer: Checkpointer | None = None,
+                resume: tuple[Position, list[dict]] | None = None) -> list[TrainResult | Exception]:
     """Train several students on the same batches; each ends as it would have trained alone.
 
     The students share the training data, the seed (hence the data order), the batch size and the
@@ -346,6 +279,10 @@ def train_group(
     logit-only students read their cached logits. Each student runs in its budget's
     ``precision``; the teacher's passes run in ``teacher_precision`` (its fine-tuning's).
 
+    After a batch, when ``checkpointer.due()``, it saves each live student's state (``study.training.state``).
+    ``resume`` = (a ``Position``, one state per student) continues from one: on CPU every student
+    ends bit-identical to an uninterrupted run, its earlier epochs logged again.
+
     Returns:
         Per student, in order: its ``TrainResult`` (costs are the group's: ``train_time_s`` and
         ``wall_time_s`` are the seconds the whole group took), or the exception that dropped it
@@ -354,12 +291,13 @@ def train_group(
         ``KeyboardInterrupt`` propagates.
 
     Raises:
-        ValueError: the students differ in seed, batch size or epochs.
+        ValueError: the students differ in seed, batch size or epochs, or ``resume`` has not one
+            state per student (a state that does not fit its student is that student's result).
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     if not students:
         return []
-    _check_shared(students)
+    _check_shared(students, resume)
     seed, batch_size, epochs = students[0].seed, students[0].budget["batch_size"], students[0].budget["epochs"]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -369,21 +307,26 @@ def train_group(
         teacher.to(device).eval()
     results: list[TrainResult | Exception | None] = [None] * len(students)
     members = setup_all(students, results, teacher, len(loader), device)
+    first_epoch, done = _restore_all(members, resume) if resume is not None else (1, 0)
     t_pass = _TeacherPass.for_students(teacher, members, teacher_precision)
     train_time = 0.0
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             live = [s for s in members if s.error is None]
             if not live:
                 break
-            batches = _open_epoch(live, loader)
+            order_state = loader.sampler.generator.get_state()  # the epoch's data order, for checkpoints
+            if resume is not None and epoch == first_epoch:
+                order_state = resume[0].order_state
+                batches = _reopen_epoch(live, loader, order_state, done)
+            else:
+                batches, done = _open_epoch(live, loader), 0
             t0 = time.perf_counter()
             desc = live[0].spec.desc if len(students) == 1 else f"{live[0].spec.desc} (+{len(live) - 1})"
-            bar = tqdm(batches, total=len(loader), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, unit="batch")
-            for batch in bar:
-                _train_batch(live, batch, t_pass, ttype, device)
-                if live[0].error is None and live[0].step % CHECK_EVERY == 0:
-                    bar.set_postfix(loss=f"{live[0].recorded['train_loss'][-1].item():.4f}")
+            bar = tqdm(batches, total=len(loader), initial=done, desc=f"{desc} epoch {epoch}/{epochs}", leave=False,
+                       unit="batch")
+            _train_epoch(live, bar, Position(epoch, done, live[0].step, order_state), t_pass, ttype, device,
+                         checkpointer)
             train_time += time.perf_counter() - t0
             for s in live:
                 if s.error is None:
@@ -398,12 +341,17 @@ def train_group(
                 tap.remove()
     wall, cpu, memory = time.perf_counter() - start, time.process_time() - cpu_start, peak_memory_mb(device)
     for s in members:
-        results[s.position] = s.error if s.error is not None else TrainResult(
-            dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
-            train_examples_per_s=s.seen / train_time if train_time else float("nan"),
-            peak_memory_mb=memory, history=s.history, group_size=len(students), cpu_time_s=cpu,
-            cpu_threads=torch.get_num_threads())
+        results[s.position] = s.error if s.error is not None else _result(s, wall, train_time, memory, cpu,
+                                                                          len(students))
     return results
+
+
+def _result(s: LiveStudent, wall: float, train_time: float, memory: float, cpu: float, size: int) -> TrainResult:
+    """A finished student's ``TrainResult``; the costs (seconds, MB) are its group's."""
+    return TrainResult(dev_metrics=s.dev_metrics, wall_time_s=wall, train_time_s=train_time,
+                       train_examples_per_s=s.seen / train_time if train_time else float("nan"),
+                       peak_memory_mb=memory, history=s.history, group_size=size, cpu_time_s=cpu,
+                       cpu_threads=torch.get_num_threads())
 
 
 def _loaders(train_data: TokenizedSplit, dev_data: TokenizedSplit, collate, batch_size: int,
@@ -430,8 +378,11 @@ def setup_all(students: list[Student], results: list, teacher: torch.nn.Module |
     return members
 
 
-def _check_shared(students: list[Student]) -> None:
-    """Raise ValueError unless every student shares the first one's seed, batch size and epochs."""
+def _check_shared(students: list[Student], resume: tuple[Position, list[dict]] | None = None) -> None:
+    """Raise ValueError unless every student shares the first one's seed, batch size and epochs,
+    and ``resume`` (if any) has one state per student."""
+    if resume is not None and len(resume[1]) != len(students):
+        raise ValueError(f"resume gives {len(resume[1])} state(s) for {len(students)} student(s)")
     first = students[0]
     for spec in students[1:]:
         for what, a, b in (("seed", first.seed, spec.seed),
@@ -497,6 +448,53 @@ def _open_epoch(live: list[LiveStudent], loader: DataLoader):
     return batches
 
 
+def _restore_all(members: list[LiveStudent], resume: tuple[Position, list[dict]]) -> tuple[int, int]:
+    """Restore each member from its state in ``resume`` and log its earlier epochs again (a resumed
+    cell's run then holds them too); a member whose state does not fit is dropped with the error.
+    Returns (the epoch to resume, the batches of it done)."""
+    for s in members:
+        try:
+            restore_student(s, resume[1][s.position])
+        except ValueError as exc:  # another recipe's state: this student fails, the others go on
+            drop_student(s, exc)
+            continue
+        if s.spec.log_metrics and s.logged:
+            s.spec.log_metrics(s.logged)
+    return resume[0].epoch, resume[0].batches
+
+
+def _train_epoch(live: list[LiveStudent], bar, start: Position, t_pass: _TeacherPass, ttype, device: torch.device,
+                 checkpointer: Checkpointer | None) -> None:
+    """Train ``live`` on the rest of an epoch's batches (``bar``, from ``start``), handing every
+    live student's state to ``checkpointer`` whenever it is due."""
+    done = start.batches
+    for batch in bar:
+        _train_batch(live, batch, t_pass, ttype, device)
+        done += 1
+        if live[0].error is None and live[0].step % CHECK_EVERY == 0:
+            bar.set_postfix(loss=f"{live[0].recorded['train_loss'][-1].item():.4f}")
+        if checkpointer is not None and checkpointer.due():
+            kept = [s for s in live if s.error is None]
+            if kept:
+                checkpointer.save(Position(start.epoch, done, kept[0].step, start.order_state),
+                                  {s.position: student_state(s) for s in kept})
+
+
+def _reopen_epoch(live: list[LiveStudent], loader: DataLoader, order_state: torch.Tensor, done: int):
+    """The batch iterator of a resumed epoch, past its first ``done`` batches, the loader's data
+    order replayed from ``order_state`` (its generator's state at the epoch's start). The students'
+    random streams are left as restored: the draws ``_open_epoch`` made from them happened before
+    the checkpoint."""
+    loader.sampler.generator.set_state(order_state)
+    for s in live:
+        s.spec.model.train()
+    with torch.random.fork_rng(devices=[]):
+        batches = iter(loader)
+        for _ in range(done):
+            next(batches)
+    return batches
+
+
 def _train_batch(live: list[LiveStudent], batch: dict, t_pass: _TeacherPass, ttype, device: torch.device) -> None:
     """One optimiser step of every live student on ``batch``, the teacher run once for all of
     them when some student reads it; a student that raises leaves the group (``drop_student``)."""
@@ -537,6 +535,7 @@ def _end_epoch(s: LiveStudent, epoch: int, dev_loader: DataLoader, dev_data: Tok
     s.dev_metrics = ttype.evaluate(s.spec.model, dev_loader, dev_data, dev_labels, task, device, s.precision)
     points += [(contract.DEV_PREFIX + k, float(v), epoch) for k, v in s.dev_metrics.items()]
     s.history.append({"epoch": epoch, **s.dev_metrics})
+    s.logged += points
     if s.spec.log_metrics:
         s.spec.log_metrics(points)
     if s.spec.on_epoch_end:
