@@ -502,6 +502,7 @@ def server_killed(base, data, warm) -> Outcome:
         stderr = proc.stderr.read()
         expect(out, rc == 75, f"exit {rc}, want 75: {stderr[-300:]}")
         expect(out, uri in stderr and "stopped answering" in stderr, f"no line naming {uri}: {stderr[-300:]}")
+        expect(out, waited <= 60, f"the dead server was reported after {waited:.0f} s, not within a minute")
         server.wait(timeout=60)
         server = _start_server(ws, port)
         rerun = subprocess.run(ws.run_args(), capture_output=True, text=True, timeout=900,
@@ -509,6 +510,50 @@ def server_killed(base, data, warm) -> Outcome:
         expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
         out.outcome = f"driver exit {rc} after {waited:.0f} s; rerun on the restarted server exit {rerun.returncode}"
     finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        _kill_port(port)
+    return ws.check(out)
+
+
+def server_frozen(base, data, warm) -> Outcome:
+    """The MLflow server frozen (SIGSTOP: its port open, no answer, as a hung or swapped-out server)
+    while a cell trains: the driver reports it in one line within a minute and stops with exit 75;
+    thawed (SIGCONT), the rerun finishes every cell once."""
+    out = Outcome("11b. tracking server frozen mid-cell, thawed")
+    ws = Workspace(base, "server_frozen", data)
+    seed_teacher(ws, warm)
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(ws, port)
+    frozen: list[int] = []
+    try:
+        proc = ws.start(MLFLOW_TRACKING_URI=uri)
+        ws.wait_for(lambda: "RUNNING" in ws.statuses(contract.KIND_CELL), "a cell mid-training", proc)
+        frozen = [p for p in _processes_with(f"--port {port}") if p != server.pid]
+        t0 = time.time()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        rc = proc.wait(timeout=240)
+        waited = time.time() - t0
+        stderr = proc.stderr.read()
+        stopped = [ln for ln in stderr.splitlines() if ln.startswith("stopped")]
+        expect(out, rc == 75, f"exit {rc}, want 75: {stderr[-300:]}")
+        expect(out, len(stopped) == 1 and uri in stopped[0], f"no one line naming {uri}: {stderr[-300:]}")
+        expect(out, waited <= 60, f"the frozen server was reported after {waited:.0f} s, not within a minute")
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        rerun = subprocess.run(ws.run_args(), capture_output=True, text=True, timeout=900,
+                               env=ws.env(MLFLOW_TRACKING_URI=uri), cwd=ws.dir)
+        expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
+        out.outcome = f"driver exit {rc} after {waited:.0f} s; thawed, the rerun exit {rerun.returncode}"
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=60)
@@ -724,18 +769,22 @@ def _results(ws: Workspace) -> dict[str, tuple[float, tuple]]:
         con.close()
 
 
-_REFERENCE8: dict[Path, dict] = {}
+_REFERENCE8: dict[tuple[Path, str], dict] = {}
 
 
-def _uninterrupted8(base: Path, data: Path, warm: Path | None) -> dict[str, tuple[float, tuple]]:
-    """The 8-cell group trained once without a break or a checkpoint (once per suite folder)."""
-    if base not in _REFERENCE8:
-        ws = _group8(base, "group8_reference", data, warm)
-        result = ws.train("--checkpoint-every", "0")
+def _uninterrupted8(base: Path, data: Path, warm: Path | None, threads: str = "") -> dict[str, tuple[float, tuple]]:
+    """The 8-cell group trained once without a break or a checkpoint (once per suite folder), on
+    ``threads`` intra-op threads (``OMP_NUM_THREADS``; empty: torch's default). CPU results are
+    bit-identical run to run only at the same thread count: a Ray task with ``--num-cpus 1`` runs
+    on one thread."""
+    if (base, threads) not in _REFERENCE8:
+        ws = _group8(base, f"group8_reference{threads}", data, warm)
+        result = subprocess.run(ws.run_args("--checkpoint-every", "0"), capture_output=True, text=True, timeout=900,
+                                env=ws.env(**({"OMP_NUM_THREADS": threads} if threads else {})), cwd=ws.dir)
         if result.returncode != 0:
             raise RuntimeError(f"the uninterrupted group failed: {result.stderr[-500:]}")
-        _REFERENCE8[base] = _results(ws)
-    return _REFERENCE8[base]
+        _REFERENCE8[(base, threads)] = _results(ws)
+    return _REFERENCE8[(base, threads)]
 
 
 def kill_at_80_percent(base, data, warm) -> Outcome:
@@ -829,7 +878,7 @@ def ray_worker_killed(base, data, warm) -> Outcome:
     after a checkpoint; Ray retries the task, whose worker resumes the cells from it, and every cell
     ends bit-identical to an uninterrupted run."""
     out = Outcome("16. Ray worker SIGKILLed mid-group, retried")
-    reference = _uninterrupted8(base, data, warm)
+    reference = _uninterrupted8(base, data, warm, threads="1")  # a Ray task of one CPU runs one thread
     ws = _group8(base, "ray_retry", data, warm)
     proc = ws.start("--executor", "ray", "--local-cpus", "2", "--checkpoint-every", "0.01")
     try:
@@ -871,6 +920,7 @@ SCENARIOS = {
     "ui": ui_stopped,
     "full_disk": full_disk_teacher,
     "server_killed": server_killed,
+    "server_frozen": server_frozen,
     "server_sigkill": server_wrapper_killed,
     "kill_80": kill_at_80_percent,
     "kill_write": kill_during_checkpoint_write,

@@ -69,7 +69,8 @@ def test_fault_from_scratch(name, base, data):
     "sigterm", pytest.param("ctrl_c", marks=full_only), pytest.param("zeroed_teacher", marks=full_only),
     pytest.param("truncated_teacher", marks=full_only), "store_deleted",
     pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only),
-    pytest.param("server_killed", marks=full_only), pytest.param("kill_80", marks=full_only),
+    pytest.param("server_killed", marks=full_only), pytest.param("server_frozen", marks=full_only),
+    pytest.param("kill_80", marks=full_only),
     pytest.param("kill_write", marks=full_only), pytest.param("full_disk_checkpoint", marks=full_only),
     pytest.param("ray_retry", marks=full_only)])
 def test_fault_with_cached_teacher(name, base, data, warm):

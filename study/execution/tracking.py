@@ -54,13 +54,14 @@ SCHEMA_LOCK_TIMEOUT_S = 300
 #: MLflow's defaults, or whatever the user set.
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 #: While a grid runs against a tracking server: 3 retries 1, 2, 4 s apart (plus up to 1 s of
-#: jitter each), 20 s per attempt, so a server that died is found within about 90 s (10 s when its
+#: jitter each), 10 s per attempt, so a server that died is found within about 50 s (10 s when its
 #: port is closed) instead of MLflow's minutes; the grid then stops (``EnvironmentFault``) with the
 #: cell pending. Variables the user set win.
-SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-#: About how long (seconds) a dead server is retried under ``SERVER_ENV``.
-SERVER_PATIENCE_S = 90
+#: About how long (seconds) a dead server is retried under ``SERVER_ENV``: 4 attempts of 10 s,
+#: 7 s of back-off, up to 3 s of jitter.
+SERVER_PATIENCE_S = 50
 
 
 def set_server_patience(uri: str) -> None:
