@@ -4,6 +4,7 @@ retrained and checked; bad ids, empty grids and bad options give one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -120,6 +121,10 @@ def test_kept_and_retrained_students_export(tmp_path, isolated_runs, shared_data
         assert dev_score(out, shared_data) == run.data.metrics["dev_score"]
         card = (out / "README.md").read_text()
         assert card.startswith("---\n") and run.data.tags["study.cell_id"] in card and "study run --grid" in card
+        assert "None" not in card.split("## Data")[1].split("##")[0]  # every count is a number or "all"
+        config = json.loads((out / "config.json").read_text())
+        assert config["id2label"] == {"0": "negative", "1": "positive"}  # the task's class names
+        assert all(f.stat().st_mode & 0o044 for f in out.iterdir())  # readable by others, as shared
     best = max(runs, key=lambda r: r.data.metrics["dev_score"])
     result = invoke("export", "--grid", str(grid), "--best", "--dataset", "sst2", "--out", str(tmp_path / "best"))
     assert result.exit_code == 0 and best.data.tags["study.cell_id"] in result.output, result.stderr

@@ -7,6 +7,7 @@ whose dev score fails its check is written, and the command exits with code 1.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -42,6 +43,7 @@ def export_command(
     if dataset is not None and not best:
         raise _fail("--dataset goes with --grid G --best.")
     _quiet_libraries()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per outcome, no bars
     # imported here, not at the top: `study --help` must not import torch or mlflow
     from study.execution.export import export_student
     from study.execution.tracking import Tracker

@@ -37,6 +37,8 @@ _TEXT_ERRNO = (("no space left on device", errno.ENOSPC), ("database or disk is 
 _UNREACHABLE = ("max retries exceeded", "failed to establish a new connection", "connection refused",
                 "read timed out", "connection aborted", "remotedisconnected", "connection reset")
 RERUN = "then run `study run` again: the cells left pending train then"
+#: ``EnvironmentFault.what`` of a tracking server that stopped answering.
+SERVER_STOPPED = "the MLflow tracking server stopped answering"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -86,6 +88,12 @@ def environment_fault(exc: BaseException, store: str = "the MLflow store") -> En
     if store.startswith(("http://", "https://")) and (
             any(n in text for n in _UNREACHABLE) or names & {"ConnectionError", "ConnectTimeout", "ReadTimeout"}):
         at = time.strftime("%H:%M:%S UTC", time.gmtime())
-        return EnvironmentFault("the MLflow tracking server stopped answering", f"{store}, given up at {at}",
+        return EnvironmentFault(SERVER_STOPPED, f"{store}, given up at {at}",
                                 f"start it again on the same store (`study server`), {RERUN}")
     return None
+
+
+def server_stopped(exc: BaseException) -> bool:
+    """True when ``exc`` is the fault of a tracking server that stopped answering: ending runs on
+    it then only costs a timeout each (the next ``study run`` reaps them)."""
+    return isinstance(exc, EnvironmentFault) and exc.what == SERVER_STOPPED

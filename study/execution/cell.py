@@ -113,6 +113,9 @@ def prepare_cell(cell: Cell, teacher: Teacher, data: DataCache, tracker: Tracker
     else:
         student = build_student(teacher.model, size, cell.initialisation, ttype.num_labels(task), "sdpa",
                                 auto_class=ttype.auto_class)
+    if task.label_names and len(task.label_names) == student.config.num_labels:  # exported models name them
+        student.config.id2label = dict(enumerate(task.label_names))
+        student.config.label2id = {name: i for i, name in enumerate(task.label_names)}
     train_ds = data.tokenized(cell.dataset, "train", teacher.tokenizer, tr["max_length"],
                               max_examples=tr["max_train_examples"], data_seed=tr["data_seed"],
                               augmentation=cell.augmentation_steps, augmentation_seed=cell.seed)

@@ -215,6 +215,10 @@ def export_student(out: Path, tracker: Tracker, *, cell_id: str | None = None, g
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in out.iterdir():  # downloads can arrive private (0600): a model folder is for sharing
+            f.chmod(0o666 & ~umask)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
@@ -268,6 +272,12 @@ def _grid_arg(run, grid: Grid | None) -> str:
     return run.data.tags.get(contract.TAG_GRID, "GRID")
 
 
+def _at_most(params: dict, key: str, what: str) -> str:
+    """``at most N <what> examples`` from the run's param ``key``, or ``all <what> examples`` where unset."""
+    value = params.get(key)
+    return f"all {what} examples" if value in (None, "None", "") else f"at most {value} {what} examples"
+
+
 def model_card(run, result: Exported, grid_arg: str) -> str:
     """The folder's ``README.md``: Hugging Face model-card front matter, then what the student is
     and how it was made."""
@@ -314,8 +324,8 @@ The task's dev split (score: `{p.get(contract.PARAM_SCORE_METRIC, '')}`); the ru
 
 ## Data
 
-Dataset `{dataset}`: at most {p.get('max_train_examples', '?')} training examples (data seed {p.get('data_seed', '?')},
-augmentation `{p.get('augmentation', 'none')}`), at most {p.get('max_eval_examples', '?')} dev examples,
+Dataset `{dataset}`: {_at_most(p, 'max_train_examples', 'training')} (data seed {p.get('data_seed', '?')},
+augmentation `{p.get('augmentation', 'none')}`), {_at_most(p, 'max_eval_examples', 'dev')},
 sequences of at most {p.get('max_length', '?')} tokens; {int(m.get(contract.METRIC_TRAIN_EXAMPLES, 0))} training
 examples seen per epoch.
 

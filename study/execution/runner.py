@@ -114,7 +114,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
         data.raw(dataset)  # a missing or malformed data set fails here, before anything is logged
     tracker = Tracker(tracking_uri, claim_timeout_s=claim_timeout_s)
     tracker.require_writable()
-    set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~50 s, not minutes
+    set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~45 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
     reap_dead_runs(tracker, grid.name)
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,

@@ -39,7 +39,7 @@ from mlflow.utils import get_results_from_paginated_fn
 import study
 from study.core import contract
 from study.core.errors import EnvironmentFault, StudyConfigError
-from study.core.faults import environment_fault
+from study.core.faults import environment_fault, server_stopped
 from study.core.paths import SOURCE_ROOT, make_directory, tracking_uri
 from study.execution import locks
 
@@ -54,14 +54,14 @@ SCHEMA_LOCK_TIMEOUT_S = 300
 #: MLflow's defaults, or whatever the user set.
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 #: While a grid runs against a tracking server: 3 retries 1, 2, 4 s apart (plus up to 1 s of
-#: jitter each), 10 s per attempt, so a server that died is found within about 50 s (10 s when its
+#: jitter each), 8 s per attempt, so a server that died is found within about 45 s (10 s when its
 #: port is closed) instead of MLflow's minutes; the grid then stops (``EnvironmentFault``) with the
 #: cell pending. Variables the user set win.
-SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+SERVER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-#: About how long (seconds) a dead server is retried under ``SERVER_ENV``: 4 attempts of 10 s,
+#: About how long (seconds) a dead server is retried under ``SERVER_ENV``: 4 attempts of 8 s,
 #: 7 s of back-off, up to 3 s of jitter.
-SERVER_PATIENCE_S = 50
+SERVER_PATIENCE_S = 42
 
 
 def set_server_patience(uri: str) -> None:
@@ -380,10 +380,13 @@ class Tracker:
         An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM via ``study.execution.interrupt``)
         or an ``EnvironmentFault`` (a full disk, a dead server) ends it KILLED, not FAILED: the cell
         did not fail, so ``--skip-failed`` must not skip it. Ending it then is best effort: a store
-        that refuses (busy, gone) never replaces the interruption or the fault, and a run left
-        RUNNING by a dead process is marked KILLED by the next ``study run`` (``locks.reap``).
+        that refuses (busy, gone) never replaces the interruption or the fault, a server that
+        stopped answering is not asked again, and a run left RUNNING by a dead process is marked
+        KILLED by the next ``study run`` (``locks.reap``).
         """
         self.release(run_id)
+        if isinstance(exc, Exception) and not isinstance(exc, EnvironmentFault):
+            exc = environment_fault(exc, self.uri) or exc  # a dead server's error is its fault, not the run's
         if isinstance(exc, (KeyboardInterrupt, EnvironmentFault)):
             self._end_killed(run_id, exc)
             return
@@ -399,6 +402,8 @@ class Tracker:
         """End the run KILLED, retried a few times (a sqlite store busy with the heartbeat's write, a
         session an interrupted request left behind), giving up quietly after a store error."""
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "environment fault"
+        if server_stopped(exc):  # each request would wait out its timeout: leave the run to be reaped
+            return
         for attempt in range(attempts):
             try:
                 with self.quickly():

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from study.core import contract
 from study.core.device import check_precision, select_device
 from study.core.errors import EnvironmentFault
-from study.core.faults import environment_fault
+from study.core.faults import environment_fault, server_stopped
 from study.core.paths import runs_dir
 from study.execution import locks
 from study.execution.cell import cell_tags, run_group
@@ -189,6 +189,10 @@ class Worker:
         ``Exception`` makes their outcomes failed."""
         tracker = self.tracker
         for i, _, run_id, _ in held:
+            if server_stopped(exc):  # asking it again costs a timeout a run; the next run reaps them
+                if isinstance(exc, Exception):
+                    outs[i].state, outs[i].error = "failed", f"{type(exc).__name__}: {exc}"
+                continue
             try:
                 with tracker.quickly():
                     running = tracker.client.get_run(run_id).info.status == "RUNNING"
