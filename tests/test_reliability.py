@@ -284,3 +284,17 @@ def test_cli_refusal_is_one_line(tmp_path, runs):
     result = CliRunner().invoke(app, ["analyze", "--csv", str(path), "--metric", "score", "--factors", "a"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "line 3" in result.output
+
+
+def test_study_ui_prints_each_experiments_runs_list_link(tmp_path, capsys):
+    """MLflow 3.17's UI opens an experiment on its GenAI overview whatever its kind: `study ui`
+    prints the link that opens each experiment's runs list instead."""
+    from mlflow.tracking import MlflowClient
+
+    from study.cli import _print_runs_links
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = MlflowClient(uri).create_experiment("smoke")
+    _print_runs_links(uri, "http://127.0.0.1:5077")
+    printed = capsys.readouterr().out
+    assert f"smoke: http://127.0.0.1:5077/#/experiments/{exp}/runs" in printed and "Default" not in printed

@@ -230,9 +230,25 @@ def ui(port: int = typer.Option(5000, help="Port to serve on."),
     uri = resolve_uri(tracking_uri)
     _check_bind(host, port)
     out.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)")
+    _print_runs_links(uri, f"http://{host}:{port}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
            "--port", str(port)]
     raise typer.Exit(run_process_group(cmd))
+
+
+def _print_runs_links(uri: str, base: str, most: int = 12) -> None:
+    """Print each experiment's runs-list link: MLflow 3.17's UI opens an experiment on its GenAI
+    overview whatever the experiment's kind, unless the link names the runs list."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        experiments = [e for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
+    except Exception:  # no store yet, or one the UI will report on itself
+        return
+    for e in experiments[:most]:
+        out.print(f"  {e.name}: {base}/#/experiments/{e.experiment_id}/runs", soft_wrap=True)
+    if len(experiments) > most:
+        out.print(f"  ... and {len(experiments) - most} more experiment(s)")
 
 
 @app.command()
