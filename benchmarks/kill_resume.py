@@ -47,8 +47,11 @@ def env_for(runs: Path) -> dict[str, str]:
 
 
 def fresh(base: Path, name: str, teacher: Path | None) -> Path:
+    """A new ``runs/`` folder with its store's schema created (so polling it never races the
+    worker's migration), and ``teacher`` copied into its teacher cache."""
     runs = base / name / "runs"
     runs.mkdir(parents=True)
+    MlflowClient(f"sqlite:///{runs / 'mlflow.db'}").search_experiments()
     if teacher is not None:
         shutil.copytree(teacher, runs / "teachers" / teacher.name)
     return runs
