@@ -255,7 +255,7 @@ def _interrupt_mid_cell(base, data, warm, sig: int, label: str, code: int) -> Ou
     cells = ws.statuses(contract.KIND_CELL)
     expect(out, rc == code, f"exit {rc}, want {code}")
     expect(out, "RUNNING" not in cells and "KILLED" in cells and "FAILED" not in cells,
-           f"cell runs right after the signal: {sorted(cells)}")
+           f"cell runs right after the signal: {sorted(cells)}; stderr: {stderr[-600:]}")
     expect(out, "interrupted" in stderr, "no 'interrupted' line on stderr")
     result = ws.train("--skip-failed")  # an interrupted cell is not a failed one: it is retrained
     expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")

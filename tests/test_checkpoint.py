@@ -234,16 +234,20 @@ def test_study_run_sigkilled_mid_group_resumes_from_its_checkpoint(tmp_path, iso
     from mlflow.tracking import MlflowClient
 
     from study.execution.tracking import Tracker
-    from tests.test_e2e import TINY, cell_runs, invoke, write_grid
+    from tests.test_e2e import TINY, cell_runs, write_grid
 
     spec = dict(TINY, axes=dict(TINY["axes"], student=["L2_H128"], objective=["logit_kd", "hidden_mse"],
                                 initialisation=["random"]),
                 training=dict(TINY["training"], epochs=2, max_train_examples=160), group_size=2)
     grid = write_grid(tmp_path, spec, "tiny_ckpt")
     Tracker()  # the store's schema first, so polling never races the worker's migration
+    # Every `study run` in its own process on one thread: CPU floats are bit-identical only at the
+    # same thread count (this module's fixture pins the test process to one).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-m", "study.cli", "run", "--grid", str(grid), "--data-dir", str(shared_data),
-           "--device", "cpu", "--checkpoint-every", "0.01"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+           "--device", "cpu"]
+    proc = subprocess.Popen(cmd + ["--checkpoint-every", "0.01"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     record = isolated_runs / "checkpoints"
     deadline = time.time() + 300
     try:
@@ -261,9 +265,9 @@ def test_study_run_sigkilled_mid_group_resumes_from_its_checkpoint(tmp_path, iso
         proc.wait()
     assert not [r for r in cell_runs("tiny_ckpt") if r.info.status == "FINISHED"]
 
-    result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu")
-    assert result.exit_code == 0, result.output
-    assert "resume from their checkpoint at epoch 2" in result.output
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resume from their checkpoint at epoch 2" in result.stdout + result.stderr
     runs = [r for r in cell_runs("tiny_ckpt") if r.info.status == "FINISHED"]
     assert len(runs) == 2 and all(r.data.tags["study.resumed_from"].startswith("epoch 2") for r in runs)
     assert list(record.iterdir()) == []  # removed when the cells finished
@@ -279,9 +283,9 @@ def test_study_run_sigkilled_mid_group_resumes_from_its_checkpoint(tmp_path, iso
     monkeypatch.setenv("STUDY_RUNS_DIR", str(other))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other / 'mlflow.db'}")
     other.mkdir()
-    result = invoke("run", "--grid", str(grid), "--data-dir", str(shared_data), "--device", "cpu",
-                    "--checkpoint-every", "0")
-    assert result.exit_code == 0, result.output
+    env.update(STUDY_RUNS_DIR=str(other), MLFLOW_TRACKING_URI=f"sqlite:///{other / 'mlflow.db'}")
+    result = subprocess.run(cmd + ["--checkpoint-every", "0"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     fresh = {r.data.tags["study.cell_id"]: (r.data.metrics["dev_score"], losses(r)) for r in cell_runs("tiny_ckpt")}
     assert fresh == resumed

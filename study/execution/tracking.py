@@ -19,6 +19,7 @@ import platform
 import re
 import sqlite3
 import subprocess
+import sys
 import time
 import traceback
 from collections import defaultdict
@@ -410,9 +411,12 @@ class Tracker:
                     self.client.set_tag(run_id, contract.TAG_ERROR, f"{why} ({type(exc).__name__}: {exc})"[:4000])
                     self.client.set_terminated(run_id, "KILLED")
                 return
-            except Exception:
+            except Exception as err:
                 if isinstance(exc, EnvironmentFault) or attempt == attempts - 1:
-                    return  # the store is away or refuses: the next `study run` reaps the run
+                    # the store is away or refuses: the next `study run` reaps the run
+                    print(f"warning: run {run_id} could not be ended KILLED ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:300]}); the next `study run` marks it", file=sys.stderr)
+                    return
                 time.sleep(0.5)
 
     @contextmanager

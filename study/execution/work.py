@@ -231,8 +231,12 @@ class Worker:
             elif got.state == "busy":
                 out.note = f"held by {got.holder}"
             else:
-                for why in got.reaped:
-                    log(f"{cell.name}: an earlier run ended without finishing ({why}); retraining it")
+                try:
+                    for why in got.reaped:
+                        log(f"{cell.name}: an earlier run ended without finishing ({why}); retraining it")
+                except BaseException as exc:  # interrupted between the claim and its holder: end the run
+                    tracker.fail(got.run_id, exc)
+                    raise
                 return lock, got.run_id, lookup
         except Exception as exc:  # one cell's failure never stops the grid; the environment's does
             if (fault := environment_fault(exc, tracker.uri)) is not None:
