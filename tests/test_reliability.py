@@ -112,20 +112,6 @@ def test_interruptions_end_runs_killed_and_errors_failed(runs, exc, status):
     assert ("interrupted" in run.data.tags["study.error"]) == (status == "KILLED")
 
 
-def test_an_interruption_ends_the_runs_this_process_holds_and_no_others(runs):
-    """A run whose creation an interruption cut short (its id never reached the caller) is found
-    by its holder tags and ended KILLED; another process's RUNNING run is left alone."""
-    tracker = Tracker()
-    ours = tracker.start("g", "cell", {"study.kind": "cell", "study.cell_id": "c1"}, {})
-    tracker.release(ours)  # as if the caller never got its id: nothing else will end it
-    other = tracker.client.create_run(tracker.experiment_id("g"), tags={
-        "study.kind": "cell", "study.cell_id": "c2", "study.claim.node": "elsewhere", "study.claim.pid": "1",
-        "study.claim.process_start": "0.00"}).info.run_id
-    assert tracker.end_own_runs(Terminated(signal.SIGTERM)) == 1
-    assert tracker.client.get_run(ours).info.status == "KILLED"
-    assert tracker.client.get_run(other).info.status == "RUNNING"
-
-
 def test_sigterm_becomes_terminated_in_the_block_and_the_handler_is_restored():
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Terminated) as info:

@@ -419,22 +419,6 @@ class Tracker:
                     return
                 time.sleep(0.5)
 
-    def end_own_runs(self, exc: BaseException) -> int:
-        """End KILLED (``fail``) every RUNNING run that this process holds (its ``study.claim``
-        node, pid and start time): after an interruption, also a run whose creation it cut short
-        before its id reached the caller. Best effort, without retries; returns how many."""
-        holder = {k: v for k, v in locks.holder_tags().items() if k != contract.TAG_HEARTBEAT}
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in holder.items()) + " and attributes.status = 'RUNNING'"
-        try:
-            with self.quickly():
-                experiments = [e.experiment_id for e in self.client.search_experiments()]
-                runs = self.client.search_runs(experiments, query, max_results=1000) if experiments else []
-        except Exception:  # the store is away: the next `study run` reaps them
-            return 0
-        for run in runs:
-            self.fail(run.info.run_id, exc)
-        return len(runs)
-
     @contextmanager
     def quickly(self):
         """Within the block, a tracking server's requests are not retried and time out after 10 s

@@ -161,7 +161,6 @@ class Worker:
                     raise fault from exc
                 if isinstance(exc, Exception):  # one unit's failure never stops the grid
                     return outs
-                tracker.end_own_runs(exc)  # a run an interruption cut off before it was held
                 raise
             note = f"{time.perf_counter() - t0:.0f} s" + (f" (a group of {len(held)})" if len(held) > 1 else "")
             for (i, *_), score in zip(held, scores):
