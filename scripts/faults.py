@@ -481,50 +481,14 @@ def _kill_port(port: int) -> None:
             pass
 
 
-def server_killed(base, data, warm) -> Outcome:
-    """The MLflow server SIGKILLed while a cell trains; the driver stops with exit 75 and the cell
-    pending; the server restarted on the same store, the rerun finishes every cell once."""
-    out = Outcome("11. tracking server SIGKILLed mid-cell, restarted")
-    ws = Workspace(base, "server_killed", data)
-    seed_teacher(ws, warm)
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = _start_server(ws, port)
-    try:
-        proc = ws.start(MLFLOW_TRACKING_URI=uri)
-        ws.wait_for(lambda: "RUNNING" in ws.statuses(contract.KIND_CELL), "a cell mid-training", proc)
-        mlflow = [p for p in _processes_with(f"--port {port}") if p != server.pid]
-        t0 = time.time()
-        for pid in mlflow:
-            os.kill(pid, signal.SIGKILL)
-        rc = proc.wait(timeout=240)
-        waited = time.time() - t0
-        stderr = proc.stderr.read()
-        expect(out, rc == 75, f"exit {rc}, want 75: {stderr[-300:]}")
-        expect(out, uri in stderr and "stopped answering" in stderr, f"no line naming {uri}: {stderr[-300:]}")
-        expect(out, waited <= 60, f"the dead server was reported after {waited:.0f} s, not within a minute")
-        server.wait(timeout=60)
-        server = _start_server(ws, port)
-        rerun = subprocess.run(ws.run_args(), capture_output=True, text=True, timeout=900,
-                               env=ws.env(MLFLOW_TRACKING_URI=uri), cwd=ws.dir)
-        expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
-        out.outcome = f"driver exit {rc} after {waited:.0f} s; rerun on the restarted server exit {rerun.returncode}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        _kill_port(port)
-    return ws.check(out)
-
-
-def server_frozen(base, data, warm) -> Outcome:
-    """The MLflow server frozen (SIGSTOP: its port open, no answer, as a hung or swapped-out server)
-    while a cell trains: the driver reports it in one line within a minute and stops with exit 75;
-    thawed (SIGCONT), the rerun finishes every cell once."""
-    out = Outcome("11b. tracking server frozen mid-cell, thawed")
-    ws = Workspace(base, "server_frozen", data)
+def _server_fault(base, data, warm, label: str, name: str, freeze: bool) -> Outcome:
+    """The MLflow server SIGKILLed (``freeze`` False: its port closes) or frozen with SIGSTOP
+    (``freeze``: its port open, no answer, as a hung or swapped-out server) while a cell trains:
+    the driver reports it in one line within a minute and stops with exit 75, the cell pending;
+    with the server restarted on the same store (or thawed with SIGCONT), the rerun finishes every
+    cell once."""
+    out = Outcome(label)
+    ws = Workspace(base, name, data)
     seed_teacher(ws, warm)
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -533,24 +497,31 @@ def server_frozen(base, data, warm) -> Outcome:
     try:
         proc = ws.start(MLFLOW_TRACKING_URI=uri)
         ws.wait_for(lambda: "RUNNING" in ws.statuses(contract.KIND_CELL), "a cell mid-training", proc)
-        frozen = [p for p in _processes_with(f"--port {port}") if p != server.pid]
+        mlflow = [p for p in _processes_with(f"--port {port}") if p != server.pid]
         t0 = time.time()
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
+        for pid in mlflow:
+            os.kill(pid, signal.SIGSTOP if freeze else signal.SIGKILL)
+        frozen = mlflow if freeze else []
         rc = proc.wait(timeout=240)
         waited = time.time() - t0
         stderr = proc.stderr.read()
         stopped = [ln for ln in stderr.splitlines() if ln.startswith("stopped")]
         expect(out, rc == 75, f"exit {rc}, want 75: {stderr[-300:]}")
+        expect(out, uri in stderr and "stopped answering" in stderr, f"no line naming {uri}: {stderr[-300:]}")
         expect(out, len(stopped) == 1 and uri in stopped[0], f"no one line naming {uri}: {stderr[-300:]}")
-        expect(out, waited <= 60, f"the frozen server was reported after {waited:.0f} s, not within a minute")
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        frozen = []
+        expect(out, waited <= 60, f"the server was reported after {waited:.0f} s, not within a minute")
+        if freeze:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            frozen = []
+        else:
+            server.wait(timeout=60)
+            server = _start_server(ws, port)
         rerun = subprocess.run(ws.run_args(), capture_output=True, text=True, timeout=900,
                                env=ws.env(MLFLOW_TRACKING_URI=uri), cwd=ws.dir)
         expect(out, rerun.returncode == 0, f"rerun exit {rerun.returncode}: {rerun.stderr[-300:]}")
-        out.outcome = f"driver exit {rc} after {waited:.0f} s; thawed, the rerun exit {rerun.returncode}"
+        out.outcome = (f"driver exit {rc} after {waited:.0f} s; "
+                       f"{'thawed, the rerun' if freeze else 'rerun on the restarted server'} exit {rerun.returncode}")
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
@@ -561,6 +532,16 @@ def server_frozen(base, data, warm) -> Outcome:
             server.kill()
         _kill_port(port)
     return ws.check(out)
+
+
+def server_killed(base, data, warm) -> Outcome:
+    return _server_fault(base, data, warm, "11. tracking server SIGKILLed mid-cell, restarted", "server_killed",
+                         freeze=False)
+
+
+def server_frozen(base, data, warm) -> Outcome:
+    return _server_fault(base, data, warm, "11b. tracking server frozen mid-cell, thawed", "server_frozen",
+                         freeze=True)
 
 
 def server_wrapper_killed(base, data, warm) -> Outcome:

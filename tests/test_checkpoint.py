@@ -111,11 +111,11 @@ def test_a_group_killed_after_a_checkpoint_resumes_bit_identical(setup, uninterr
 
     plan = resume_plan(store, ids)
     assert len(plan) == 1 and plan[0][0] == [0, 1, 2]
-    _, saved, states = plan[0]
-    assert (saved.position.epoch, saved.position.step) == ((at_step - 1) // BATCHES + 1, at_step)
+    _, position, states = plan[0]
+    assert (position.epoch, position.step) == ((at_step - 1) // BATCHES + 1, at_step)
     logs: list[list] = [[] for _ in STUDENTS]
     students = group(setup, logs)  # fresh models, as a new process builds them
-    results = train(setup, students, resume=(saved.position, states))
+    results = train(setup, students, resume=(position, states))
 
     for s, r, log, ref, ref_r, ref_log in zip(students, results, logs, ref_students, ref_results, ref_logs):
         assert isinstance(r, TrainResult), r
@@ -214,7 +214,7 @@ def test_cells_resume_together_only_where_their_checkpoints_share_a_position(tmp
         store.save(cid, _position(step), {"w": torch.full((2,), float(step))})
     (store.folder("d")).mkdir()  # a folder with nothing committed: partial
     plan = resume_plan(store, ["a", "b", "c", "d", "e"])
-    parts = {tuple(idx): (saved.position.step if saved else None, len(states)) for idx, saved, states in plan}
+    parts = {tuple(idx): (position.step if position else None, len(states)) for idx, position, states in plan}
     assert parts == {(0, 2): (4, 2), (1,): (6, 1), (3, 4): (None, 0)}
     assert len(warnings) == 1 and "/d" in warnings[0]
 

@@ -20,7 +20,7 @@ from study.core import contract
 from study.core.faults import environment_fault
 from study.core.hashing import derive_seed
 from study.execution import locks
-from study.execution.checkpoints import CheckpointStore, GroupCheckpointer, Saved, resume_plan
+from study.execution.checkpoints import CheckpointStore, GroupCheckpointer, resume_plan
 from study.execution.datacache import DataCache
 from study.execution.students import keep_student
 from study.execution.teacher import Teacher
@@ -33,6 +33,7 @@ from study.objectives import ModelDims
 from study.tasks.catalogue import TASKS
 from study.tasks.types import get_type
 from study.tasktypes.sequence import TokenizedSplit
+from study.training.state import Position
 from study.training.trainer import Student, TrainResult, train_group
 
 
@@ -224,9 +225,9 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
                                            (starts or {}).get(cell.cell_id))
             except Exception as exc:
                 fail(i, exc)
-        for members, saved, states in _resume_parts(cells, prepared, checkpoints):
+        for members, position, states in _resume_parts(cells, prepared, checkpoints):
             preps = [prepared[i] for i in members]
-            results = _train_part(preps, saved, states, teacher, tracker, device, system_metrics, checkpoints,
+            results = _train_part(preps, position, states, teacher, tracker, device, system_metrics, checkpoints,
                                   checkpoint_every_s)
             for i, prep, result in zip(members, preps, results):
                 try:
@@ -247,28 +248,28 @@ def run_group(cells: list[Cell], teacher: Teacher, data: DataCache, tracker: Tra
 
 
 def _resume_parts(cells: list[Cell], prepared: dict[int, PreparedCell], checkpoints: CheckpointStore | None
-                  ) -> list[tuple[list[int], Saved | None, list[dict]]]:
+                  ) -> list[tuple[list[int], Position | None, list[dict]]]:
     """The prepared cells (indices into ``cells``) split by where their checkpoints stand
-    (``checkpoints.resume_plan``): per part, its cells, the checkpoint to resume from (None: from
+    (``checkpoints.resume_plan``): per part, its cells, the position to resume from (None: from
     the start) and their states. Without ``checkpoints``, one part from the start."""
     order = list(prepared)
     if not order:
         return []
     if checkpoints is None:
         return [(order, None, [])]
-    return [([order[j] for j in idx], saved, states)
-            for idx, saved, states in resume_plan(checkpoints, [cells[i].cell_id for i in order])]
+    return [([order[j] for j in idx], position, states)
+            for idx, position, states in resume_plan(checkpoints, [cells[i].cell_id for i in order])]
 
 
-def _train_part(preps: list[PreparedCell], saved: Saved | None, states: list[dict], teacher: Teacher,
+def _train_part(preps: list[PreparedCell], position: Position | None, states: list[dict], teacher: Teacher,
                 tracker: Tracker, device: torch.device, system_metrics: bool,
                 checkpoints: CheckpointStore | None, every_s: float) -> list[TrainResult | Exception]:
-    """Train ``preps`` together (``train_group``), from ``saved`` (tagging each run with where it
+    """Train ``preps`` together (``train_group``), from ``position`` (tagging each run with where it
     resumed) or from the start, checkpointing every ``every_s`` seconds into ``checkpoints``."""
     resume = None
-    if saved is not None:
-        resume = (saved.position, states)
-        where = f"epoch {saved.position.epoch}, batch {saved.position.batches} (step {saved.position.step})"
+    if position is not None:
+        resume = (position, states)
+        where = f"epoch {position.epoch}, batch {position.batches} (step {position.step})"
         checkpoints.log(f"{len(preps)} cell(s) resume from their checkpoint at {where}")
         for prep in preps:
             tracker.client.set_tag(prep.run_id, contract.TAG_RESUMED_FROM, where)

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import torch
 
 from study.core.paths import runs_dir
@@ -168,22 +169,10 @@ class CheckpointStore:
         n = 0
         for tmp in self.root.glob("*/.*.tmp*"):
             pid = tmp.name.rsplit(".tmp", 1)[1]
-            if not pid.isdigit() or not _alive(int(pid)):
+            if not pid.isdigit() or (int(pid) != os.getpid() and not psutil.pid_exists(int(pid))):
                 tmp.unlink(missing_ok=True)
                 n += 1
         return n
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class GroupCheckpointer:
@@ -211,16 +200,17 @@ class GroupCheckpointer:
                        f"(step {position.step}): {size / 2**20:.0f} MiB in {time.perf_counter() - t0:.1f} s")
 
 
-def resume_plan(store: CheckpointStore, cell_ids: Iterable[str]) -> list[tuple[list[int], Saved | None, list[dict]]]:
+def resume_plan(store: CheckpointStore, cell_ids: Iterable[str]) -> list[tuple[list[int], Position | None, list[dict]]]:
     """Split a group's cells (``cell_ids``, in order) by where their checkpoints stand: per part,
-    (the cells' indices, the first one's ``Saved`` or None to start over, their states). Cells
+    (the cells' indices, their shared ``Position`` or None to start over, their states). Cells
     whose checkpoints share a position resume together; those without a usable one start over
     together (warned about by ``CheckpointStore.load``)."""
     saved = [store.load(cid) for cid in cell_ids]
     parts: dict[tuple[int, int] | None, list[int]] = {}
     for i, sv in enumerate(saved):
         parts.setdefault(None if sv is None else sv.position.key, []).append(i)
-    return [(idx, saved[idx[0]], [saved[i].state for i in idx] if key is not None else [])
+    return [(idx, None if key is None else saved[idx[0]].position,
+             [saved[i].state for i in idx] if key is not None else [])
             for key, idx in parts.items()]
 
 

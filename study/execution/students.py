@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import mlflow.artifacts
+import psutil
 import torch
 
 from study.core import contract
@@ -48,23 +49,13 @@ def save_student(model: torch.nn.Module, tokenizer, folder: Path, meta: dict) ->
     return meta
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale(cell_id: str = "*") -> int:
     """Remove the staging folders of ``cell_id`` (default: of every cell) that a dead process (or
     this one) left; return how many."""
     n = 0
     for stale in students_dir().glob(f"{cell_id}.tmp*"):
         pid = stale.name.rsplit(".tmp", 1)[1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or not psutil.pid_exists(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
             n += 1
     return n

@@ -280,8 +280,8 @@ def train_group(students: list[Student], train_data: TokenizedSplit, dev_data: T
     ``precision``; the teacher's passes run in ``teacher_precision`` (its fine-tuning's).
 
     After a batch, when ``checkpointer.due()``, it saves each live student's state (``study.training.state``).
-    ``resume`` = (a ``Position``, one state per student) continues from one: on CPU every student
-    ends bit-identical to an uninterrupted run, its earlier epochs logged again.
+    ``resume`` = (a ``Position``, one state per student, emptied once restored) continues from one:
+    on CPU every student ends bit-identical to an uninterrupted run, its earlier epochs logged again.
 
     Returns:
         Per student, in order: its ``TrainResult`` (costs are the group's: ``train_time_s`` and
@@ -451,7 +451,9 @@ def _open_epoch(live: list[LiveStudent], loader: DataLoader):
 def _restore_all(members: list[LiveStudent], resume: tuple[Position, list[dict]]) -> tuple[int, int]:
     """Restore each member from its state in ``resume`` and log its earlier epochs again (a resumed
     cell's run then holds them too); a member whose state does not fit is dropped with the error.
-    Returns (the epoch to resume, the batches of it done)."""
+    The states are emptied from ``resume``'s list once restored: they hold a copy of every weight
+    and optimiser moment, which the training that follows does not need. Returns (the epoch to
+    resume, the batches of it done)."""
     for s in members:
         try:
             restore_student(s, resume[1][s.position])
@@ -460,6 +462,7 @@ def _restore_all(members: list[LiveStudent], resume: tuple[Position, list[dict]]
             continue
         if s.spec.log_metrics and s.logged:
             s.spec.log_metrics(s.logged)
+    resume[1][:] = [None] * len(resume[1])
     return resume[0].epoch, resume[0].batches
 
 
