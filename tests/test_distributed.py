@@ -164,6 +164,33 @@ def test_two_drivers_on_one_grid_train_each_cell_once(tmp_path, server, shared_d
     assert [t.info.status for t in teachers] == ["FINISHED"]  # fine-tuned once, the other waited
 
 
+_TAGGER = """
+import sys, time
+from mlflow.tracking import MlflowClient
+from study.execution.locks import set_tag_racing
+client = MlflowClient(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[5]) - time.time()))  # both start together
+for i in range(int(sys.argv[3])):
+    set_tag_racing(client.set_experiment_tag, sys.argv[2], f"k{i}", sys.argv[4])
+"""
+
+
+def test_two_writers_setting_the_same_new_tags_both_succeed(tmp_path, server):
+    """MLflow's tag setters select, then insert: two drivers tagging a grid's experiment at once
+    (its version, description, source) can both find no row, and one insert fails with a UNIQUE
+    constraint error (CI's two-drivers run died so). Two processes set the same 300 new keys at
+    once through the server; both finish, and every key holds one of their values."""
+    client = MlflowClient(server)
+    exp_id = client.create_experiment("race")
+    start = str(time.time() + 10)  # after both have imported MLflow
+    procs = [subprocess.Popen([sys.executable, "-c", _TAGGER, server, exp_id, "300", who, start], env=env_for(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for who in "ab"]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-1500:] for o in outputs]
+    tags = client.get_experiment(exp_id).tags
+    assert all(tags.get(f"k{i}") in ("a", "b") for i in range(300))
+
+
 def _wait_for_training(uri: str, proc, limit: float = 300) -> str:
     """The id of a cell run that has started training (its teacher is set), once one has."""
     deadline = time.time() + limit

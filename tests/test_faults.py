@@ -33,6 +33,8 @@ _spec = importlib.util.spec_from_file_location(
 faults = importlib.util.module_from_spec(_spec)
 sys.modules["faults"] = faults  # dataclasses look their module up there
 _spec.loader.exec_module(faults)
+if not FULL and "STUDY_FAULTS_REPEAT" not in os.environ:
+    faults.SIGTERM_REPEAT = 1  # the short form kills once; the full suite three times
 
 
 @pytest.fixture(scope="module")

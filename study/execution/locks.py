@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from study.core import contract
@@ -182,6 +183,25 @@ def _holder(run) -> str:
     return f"{t.get(contract.TAG_CLAIM_NODE, '?')} pid {t.get(contract.TAG_CLAIM_PID, '?')} (run {run.info.run_id})"
 
 
+# What a SQL backend says when two writers insert the same tag key at once (sqlite, MySQL,
+# PostgreSQL): MLflow's tag setters are a select then an insert (SQLAlchemy's merge), so two
+# drivers tagging one experiment or run together can both find no row and one insert fails.
+_DUPLICATE_KEY = ("UNIQUE constraint failed", "Duplicate entry", "duplicate key value")
+
+
+def set_tag_racing(setter, *args, attempts: int = 3) -> None:
+    """Call an MLflow tag ``setter`` (``client.set_tag`` / ``client.set_experiment_tag``) with
+    ``args``, again when a concurrent writer inserted the same key first (the row exists then, so
+    the next call updates it). Raises the MlflowException when it is anything else, or after
+    ``attempts`` races."""
+    for attempt in range(attempts):
+        try:
+            return setter(*args)
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not any(s in str(exc) for s in _DUPLICATE_KEY):
+                raise
+
+
 def reap(tracker, runs: list, timeout_s: float) -> list[str]:
     """Mark KILLED every RUNNING run of ``runs`` whose holder is dead (``dead_reason``), with the
     reason as ``study.error``; return the reasons."""
@@ -191,7 +211,7 @@ def reap(tracker, runs: list, timeout_s: float) -> list[str]:
             continue
         why = dead_reason(run, timeout_s)
         if why is not None:
-            tracker.client.set_tag(run.info.run_id, contract.TAG_ERROR, why[:4000])
+            set_tag_racing(tracker.client.set_tag, run.info.run_id, contract.TAG_ERROR, why[:4000])
             tracker.client.set_terminated(run.info.run_id, "KILLED")
             reasons.append(why)
     return reasons

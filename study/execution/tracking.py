@@ -206,8 +206,8 @@ class Tracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if create and not self.read_only and contract.TAG_MLFLOW_EXPERIMENT_KIND not in exp.tags:
-                self.client.set_experiment_tag(exp.experiment_id, contract.TAG_MLFLOW_EXPERIMENT_KIND,
-                                               contract.EXPERIMENT_KIND_TRAINING)
+                locks.set_tag_racing(self.client.set_experiment_tag, exp.experiment_id,
+                               contract.TAG_MLFLOW_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
             return exp.experiment_id
         if not create:
             return None
@@ -265,7 +265,7 @@ class Tracker:
                 if run.info.status == "FINISHED":
                     value = contract.encode_membership(cell.name, cell.factors, version)
                     if run.data.tags.get(key) != value:
-                        self.client.set_tag(run.info.run_id, key, value)
+                        locks.set_tag_racing(self.client.set_tag, run.info.run_id, key, value)
                         n += 1
                     break
         return n
@@ -276,11 +276,12 @@ class Tracker:
         ``description`` (the grid's) as the experiment's description in MLflow's UI, and the YAML
         file it came from (``source``), so `study status --grid NAME` finds a user grid."""
         exp_id = self.experiment_id(grid)
-        self.client.set_experiment_tag(exp_id, contract.TAG_GRID_VERSION, version)
+        locks.set_tag_racing(self.client.set_experiment_tag, exp_id, contract.TAG_GRID_VERSION, version)
         if description and description.strip():
-            self.client.set_experiment_tag(exp_id, contract.TAG_MLFLOW_NOTE, description.strip())
+            locks.set_tag_racing(self.client.set_experiment_tag, exp_id, contract.TAG_MLFLOW_NOTE, description.strip())
         if source is not None:
-            self.client.set_experiment_tag(exp_id, contract.TAG_GRID_SOURCE, str(Path(source).resolve()))
+            locks.set_tag_racing(self.client.set_experiment_tag, exp_id, contract.TAG_GRID_SOURCE,
+                           str(Path(source).resolve()))
 
     def log_datasets(self, run_id: str, records: Iterable[DatasetRecord]) -> None:
         """Log ``records`` as the run's dataset inputs (the Dataset column, the run's lineage)."""
