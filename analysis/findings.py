@@ -167,7 +167,8 @@ def to_markdown(findings: list[Finding], command: str = "study findings") -> str
              "each verdict also needing an exact sign-flip test over units at α = 0.05 and at least "
              f"{MIN_UNITS} units (else *underpowered*); refitted statistics (η² shares, worst-case cost) use a "
              "95% cluster bootstrap (500 draws, seeded) with the F-test as their test. MDE: the minimum "
-             "effect the design detects with 80% power (Card et al. 2020). Seed SD: the seed-to-seed "
+             "effect the design detects with 80% power under that rule, simulated from the units' seed "
+             "and dataset variance as `study plan` does (Card et al. 2020). Seed SD: the seed-to-seed "
              "s.d. of one configuration's score, per dataset (Bouthillier et al. 2021). "
              "Points = score × 100.", "",
              summary_table(findings).to_markdown(index=False), ""]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis.claim_tests import TESTS
 from analysis.claims import Claim
-from analysis.power import POWER, first_reaching, mde, plan_design, variance_components
+from analysis.power import POWER, first_reaching, plan_design, simulated_mde, variance_components
 
 
 def contrast_units(df: pd.DataFrame, factor: str, a: str, b: str,
@@ -94,5 +94,6 @@ def plan_contrast(units: pd.DataFrame, effect: float | None, rng: np.random.Gene
     if effect is None:
         effect, source = abs(estimate), "the pilot's own estimate (optimistic: a pilot's estimate is noisy)"
     table = plan_design(effect, comps, rng, power, max_seeds=max_seeds, max_datasets=max_datasets, n_sims=n_sims)
-    return Plan(units, comps, effect, source, mde(comps["unit_sd"], len(units), power), table,
+    pilot_mde = simulated_mde(comps, int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1), power, n_sims)
+    return Plan(units, comps, effect, source, pilot_mde, table,
                 first_reaching(table, "seeds", power), first_reaching(table, "datasets", power))

@@ -6,22 +6,32 @@ with ``analysis.smallsample``: the t-interval on the G unit values (G − 1 df) 
 sign-flip test over units. ``reproduced`` / ``not reproduced`` need the interval on one side AND
 the test rejecting the boundary at α = 0.05 AND at least ``MIN_UNITS`` units; a decisive interval
 without the rest, or fewer units, is ``underpowered``. It also gives the minimum detectable effect
-(``analysis.power.mde``, 80% power) and, for a verdict short of one, the seeds or datasets that
-would detect the paper's effect (or, lacking one, the effect observed).
+(``analysis.power.simulated_mde``, 80% power) and, for a verdict short of one, the seeds or datasets
+that would detect the paper's effect (or, lacking one, the effect observed), both simulated from the
+units' seed and dataset variance exactly as ``study plan`` does, so the two agree.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from analysis.power import POWER, mde, units_needed
+from analysis.power import (
+    POWER,
+    first_reaching,
+    mde,
+    plan_design,
+    simulated_mde,
+    simulated_power,
+    variance_components,
+)
 from analysis.smallsample import ALPHA, MIN_UNITS, sign_flip_test, t_interval
 
 UNIT = ("dataset", "seed")
+PLAN_SIMS = 300  # simulated draws per design, as `study plan`
+PLAN_MAX = 20  # the most seeds or datasets a power note considers, as `study plan`
 
 
 @dataclass
@@ -56,17 +66,41 @@ def unit_values(frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
     return out if "dataset" in out.columns else out.assign(dataset="all")
 
 
-def power_note(effect: float, unit_sd: float, units: pd.DataFrame, what: str) -> str:
-    """"needs about N seeds or M datasets to detect X points with 80% power" for ``units``'
-    design (``dataset`` column, one row per unit) at unit s.d. ``unit_sd``."""
-    if not np.isfinite(unit_sd) or effect == 0 or not np.isfinite(effect):
+def power_note(effect: float, units: pd.DataFrame, what: str, power: float = POWER) -> str:
+    """"needs about N seeds (on D datasets) or M datasets (at S seeds) to detect X points with 80%
+    power" for ``units``' design (``dataset`` and ``value`` columns, one row per unit), by the same
+    simulation as ``study plan`` (``analysis.power.plan_design`` from the units' seed and dataset
+    variance, rng seeded 0): more seeds do not average away a contrast that differs between
+    datasets, more datasets do. "" when the effect or the noise is not finite, or the effect is 0."""
+    values = units["value"].to_numpy(dtype=float)
+    if len(values) < 2 or not np.isfinite(values).all() or effect == 0 or not np.isfinite(effect):
         return ""
-    need = units_needed(effect, unit_sd)
-    n_ds = max(units["dataset"].nunique(), 1)
-    n_seeds = max(int(round(len(units) / n_ds)), 1)
-    return (f"needs about {math.ceil(need / n_ds)} seeds (on {n_ds} datasets) or {math.ceil(need / n_seeds)} "
-            f"datasets (at {n_seeds} seeds) to detect {abs(effect):.2f} points ({what}) with "
-            f"{POWER:.0%} power")
+    comps = variance_components(units)
+    table = plan_design(abs(effect), comps, np.random.default_rng(0), power, max_seeds=PLAN_MAX, max_datasets=PLAN_MAX,
+                        n_sims=PLAN_SIMS)
+    n_ds, n_seeds = int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1)
+    seeds, datasets = first_reaching(table, "seeds", power), first_reaching(table, "datasets", power)
+    by_seeds = (f"about {int(seeds['n_seeds'])} seeds (on {n_ds} datasets)" if seeds is not None
+                else f"more than {PLAN_MAX} seeds (on {n_ds} datasets)")
+    by_datasets = (f"{int(datasets['n_datasets'])} datasets (at {n_seeds} seeds)" if datasets is not None
+                   else f"more than {PLAN_MAX} datasets (at {n_seeds} seeds)")
+    return (f"needs {by_seeds} or {by_datasets} to detect {abs(effect):.2f} points ({what}) with {power:.0%} "
+            f"power (simulated from this design's seed s.d. {comps['seed_sd']:.2f} and dataset s.d. "
+            f"{comps['dataset_sd']:.2f}, as `study plan`)")
+
+
+def _design(units: pd.DataFrame) -> tuple[int, int]:
+    """(datasets, seeds per dataset) of ``units``' design, as ``study plan`` reads a pilot."""
+    comps = variance_components(units)
+    return int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1)
+
+
+def design_power(effect: float, units: pd.DataFrame) -> float:
+    """Simulated power of ``units``' own design (its datasets × seeds) to detect ``effect`` points
+    under the verdict rule (``analysis.power.simulated_power``, seeded 0, as ``study plan``)."""
+    comps = variance_components(units)
+    return simulated_power(abs(effect), comps["seed_sd"], comps["dataset_sd"], *_design(units),
+                           np.random.default_rng(0), PLAN_SIMS)
 
 
 def _sides(x: np.ndarray, low: float, high: float, expect: str, margin: float,
@@ -121,14 +155,14 @@ def decide(units: pd.DataFrame, expect: str, rng: np.random.Generator, margin: f
     sd = float(x.std(ddof=1)) if g > 1 else float("nan")
     if g < MIN_UNITS:
         verdict = "underpowered"
-    floor = mde(sd, g)
+    floor = simulated_mde(variance_components(units), *_design(units), n_sims=PLAN_SIMS) if g >= 2 else mde(sd, g)
     detectable = None if paper_effect is None else bool(abs(paper_effect) >= floor)
     note = ""
     if verdict in ("inconclusive", "underpowered"):
         observed = float(x.mean()) - (margin if expect == "positive" else -margin if expect == "negative" else 0.0)
-        if paper_effect is not None and units_needed(paper_effect, sd) > g:
-            note = power_note(paper_effect, sd, units, "the paper's effect")
+        if g >= 2 and paper_effect is not None and design_power(paper_effect, units) < POWER:
+            note = power_note(paper_effect, units, "the paper's effect")
         else:  # no paper effect, or this design already detects it: size for the effect seen here
-            note = power_note(observed, sd, units, "the effect observed here")
+            note = power_note(observed, units, "the effect observed here")
     return UnitResult(float(x.mean()) if g else float("nan"), low, high, p, verdict, rule, g, sd, floor,
                       detectable, note, units)

@@ -252,4 +252,4 @@ def test_power_and_seed_noise_reach_the_markdown():
         assert col in text.splitlines()[4]
     assert "minimum detectable effect" in text and "Seed noise" in text
     if f.verdict in ("inconclusive", "underpowered"):
-        assert "needs about" in f.power_note and "80% power" in f.power_note
+        assert "needs " in f.power_note and "80% power" in f.power_note

@@ -45,7 +45,7 @@ def test_decide_needs_interval_test_and_units():
     noisy = six.assign(value=[3.0, -2.0, 1.0, -1.0, 2.0, -2.5])
     res = decide(noisy, "positive", rng, paper_effect=1.0)
     assert res.verdict == "inconclusive" and not res.detectable
-    assert res.note.startswith("needs about") and "1.00 points (the paper's effect)" in res.note
+    assert res.note.startswith("needs ") and "1.00 points (the paper's effect)" in res.note
 
 
 def test_mde_and_units_needed_agree():
@@ -63,3 +63,34 @@ def test_simulated_power_grows_with_units():
     assert seeds["power"].iloc[0] == 0.0 and seeds["power"].iloc[-1] >= 0.8
     first = power.first_reaching(plan, "seeds")
     assert first is not None and 5 <= first["units"] <= 14  # t-test: about 10 units for d = 1
+
+
+def test_simulated_mde_matches_the_t_test_without_dataset_spread_and_grows_with_it():
+    flat = {"seed_sd": 2.0, "dataset_sd": 0.0}
+    sim = power.simulated_mde(flat, 3, 4)
+    assert sim == pytest.approx(power.mde(2.0, 12), rel=0.15)  # the verdict rule is the t-test, plus sign-flip
+    spread = power.simulated_mde({"seed_sd": 2.0, "dataset_sd": 4.0}, 3, 4)
+    assert spread > power.mde(float(np.hypot(2.0, 4.0)), 12) > sim  # dataset spread is not averaged by seeds
+    assert power.simulated_mde(flat, 1, 4) == float("inf")  # fewer units than a verdict needs
+
+
+def test_findings_and_study_plan_size_a_contrast_alike():
+    """The power note of a finding and `study plan` on the same units: one simulation from the
+    seed and dataset variance, so they name the same seeds, datasets and minimum effect (they did
+    not when findings used a t-test on all units as if they were independent)."""
+    from analysis.planning import plan_contrast
+
+    # +12.7 points on one dataset, about 0 on the other, 3 seeds each (lu2022-cpu's shape)
+    units = pd.DataFrame({"dataset": list("aaabbb"), "value": [17.7, 6.2, 14.2, 0.5, -1.3, 0.1]})
+    res = decide(units, "positive", np.random.default_rng(1), paper_effect=None)
+    plan = plan_contrast(units, None, np.random.default_rng(0))
+    assert res.verdict == "inconclusive"
+    assert res.mde == pytest.approx(plan.pilot_mde)
+    seeds = "more than 20 seeds" if plan.seeds is None else f"about {int(plan.seeds['n_seeds'])} seeds"
+    datasets = ("more than 20 datasets" if plan.datasets is None
+                else f"{int(plan.datasets['n_datasets'])} datasets")
+    assert f"needs {seeds} (on 2 datasets) or {datasets} (at 3 seeds)" in res.note, res.note
+    assert plan.datasets is not None and plan.datasets["n_datasets"] > 2
+    # the t-test on 6 units as if independent asks far fewer seeds than the simulation
+    assert power.units_needed(float(units["value"].mean()), float(units["value"].std())) / 2 < (
+        21 if plan.seeds is None else plan.seeds["n_seeds"])
