@@ -93,6 +93,23 @@ def test_worst_cost_in_percent_of_best():
     assert f.verdict == "not reproduced"
 
 
+def test_worst_cost_interval_is_a_t_interval_over_units():
+    """With noise, the interval is the t-interval (G − 1 df) of the worst level's per-unit cost in
+    % of that unit's best, not a percentile bootstrap (which undercovers at few units)."""
+    from scipy import stats
+
+    df = table({"alpha": {"0.5": 0.0, "1.0": 0.02}, "distance": {"kl": 0.0, "mse": 0.0}}, noise=0.01,
+               seeds=range(4))
+    f = claim_tests.worst_cost(df, claim("worst_cost", factors=["alpha", "distance"], published=2.5))
+    costs = []
+    for _, unit in df.groupby(["dataset", "seed"]):
+        costs.append(100 * (1 - unit.loc[unit["alpha"] == "0.5", "score"].max() / unit["score"].max()))
+    low, high = stats.t.interval(0.95, len(costs) - 1, loc=np.mean(costs), scale=stats.sem(costs))
+    assert f.n_units == 8 and f.estimate == pytest.approx(np.mean(costs))
+    assert (f.ci_low, f.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert "alpha = 0.5" in f.reason and "t-interval" in f.rule
+
+
 def test_recipe_regret_against_the_best_per_unit():
     df = table({"ckpt": {"best": 0.0, "low": 0.01}, "tau": {"1": 0.0, "2": -0.03}})
     f = claim_tests.recipe_regret(df, claim("recipe_regret", recipe={"ckpt": "low", "tau": 1}, margin=1.0))
