@@ -182,7 +182,7 @@ def test_two_writers_setting_the_same_new_tags_both_succeed(tmp_path, server):
     once through the server; both finish, and every key holds one of their values."""
     client = MlflowClient(server)
     exp_id = client.create_experiment("race")
-    start = str(time.time() + 10)  # after both have imported MLflow
+    start = str(time.time() + 6)  # after both have imported MLflow
     procs = [subprocess.Popen([sys.executable, "-c", _TAGGER, server, exp_id, "300", who, start], env=env_for(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for who in "ab"]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
