@@ -12,10 +12,13 @@ mix-up's two random streams, a CRD memory bank in a non-persistent buffer, atten
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
+from study.execution import interrupt
 from study.execution.checkpoints import (
     CHECKPOINT_META,
     CheckpointStore,
@@ -23,6 +26,7 @@ from study.execution.checkpoints import (
     orphans,
     resume_plan,
 )
+from study.execution.interrupt import Terminated, signals_as_interrupt
 from study.objectives import Distillation, ModelDims
 from study.objectives.presets import preset
 from study.tasks.catalogue import TASKS
@@ -127,6 +131,42 @@ def test_a_group_killed_after_a_checkpoint_resumes_bit_identical(setup, uninterr
         assert sorted(log) == sorted(ref_log), s.desc
     # not a comparison of a run with itself: the students differ, and something was skipped
     assert len({str(r.dev_metrics) + s.desc for r, s in zip(results, students)}) == 3
+
+
+class SigtermAt(GroupCheckpointer):
+    """A group checkpointer (periodic checkpoints never due) that sends this process SIGTERM when
+    asked at ``at_step``'s batch end, as a scheduler's preemption notice would arrive."""
+
+    def __init__(self, store: CheckpointStore, cell_ids: list[str], at_step: int, steps: list[int]):
+        super().__init__(store, cell_ids, every_s=1e9)
+        self.at_step, self.steps = at_step, steps
+
+    def due(self) -> bool:
+        self.steps.append(1)
+        if len(self.steps) == self.at_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().due()
+
+
+def test_a_sigterm_mid_group_is_checkpointed_at_the_batch_end_and_resumes_bit_identical(setup, uninterrupted,
+                                                                                        tmp_path):
+    """With checkpoints on, SIGTERM is held to the batch's end: every member's state is written at
+    that batch, then the group ends with ``Terminated``; the resumed group ends as if never stopped."""
+    ref_students, ref_results, _ = uninterrupted
+    ids = [f"cell{i}" for i in range(len(STUDENTS))]
+    lines: list[str] = []
+    store = CheckpointStore(tmp_path, log=lines.append)
+    with pytest.raises(Terminated):
+        with signals_as_interrupt(), interrupt.held():
+            train(setup, group(setup, [[] for _ in STUDENTS]), checkpointer=SigtermAt(store, ids, BATCHES + 2, []))
+    [(idx, position, states)] = resume_plan(store, ids)
+    assert idx == [0, 1, 2] and (position.epoch, position.batches, position.step) == (2, 2, BATCHES + 2)
+    assert len(lines) == 1 and "checkpoint on the interruption of 3 cell(s)" in lines[0]
+    students = group(setup, [[] for _ in STUDENTS])
+    results = train(setup, students, resume=(position, states))
+    for s, r, ref, ref_r in zip(students, results, ref_students, ref_results):
+        assert r.dev_metrics == ref_r.dev_metrics and r.history == ref_r.history
+        assert all(torch.equal(v, ref.model.state_dict()[k]) for k, v in s.model.state_dict().items()), s.desc
 
 
 def test_checkpoint_every_is_wall_time_and_off_at_zero(tmp_path):

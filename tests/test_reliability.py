@@ -124,6 +124,45 @@ def test_sigterm_becomes_terminated_in_the_block_and_the_handler_is_restored():
     assert exit_code(KeyboardInterrupt()) == 130
 
 
+def test_a_held_sigterm_waits_for_raise_pending_and_a_second_one_does_not():
+    from study.execution import interrupt
+
+    with pytest.raises(Terminated) as info:
+        with signals_as_interrupt(), interrupt.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # held: nothing raised
+            assert interrupt.pending()
+            interrupt.raise_pending()  # what the checkpointer does once it has written
+    assert info.value.signum == signal.SIGTERM and not interrupt.pending()
+    with pytest.raises(Terminated):  # a second signal is not held
+        with signals_as_interrupt(), interrupt.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)
+    with pytest.raises(Terminated):  # still held when the block ends: raised there
+        with signals_as_interrupt():
+            with interrupt.held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+            pytest.fail("the held signal was not raised at the end of the block")
+    with interrupt.held():  # outside signals_as_interrupt: nothing held, nothing pending
+        assert not interrupt.pending()
+        interrupt.raise_pending()
+
+
+def test_a_held_sigterm_is_raised_anyway_after_the_grace(monkeypatch):
+    from study.execution import interrupt
+
+    monkeypatch.setattr(interrupt, "HOLD_GRACE_S", 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(Terminated):
+        with signals_as_interrupt(), interrupt.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # never reaches a batch's end
+    assert 0.25 < time.monotonic() - t0 < 5
+
+
 def test_ui_process_group_is_stopped_with_its_parent():
     """Fault 8: SIGTERM to ``study ui`` ends every process of the server's group."""
     from study.cli import run_process_group

@@ -11,6 +11,7 @@ module trains what it is handed.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from study.core import contract
 from study.core.faults import environment_fault
 from study.core.hashing import derive_seed
-from study.execution import locks
+from study.execution import interrupt, locks
 from study.execution.checkpoints import CheckpointStore, GroupCheckpointer, resume_plan
 from study.execution.datacache import DataCache
 from study.execution.students import keep_student
@@ -275,7 +276,9 @@ def _train_part(preps: list[PreparedCell], position: Position | None, states: li
             tracker.client.set_tag(prep.run_id, contract.TAG_RESUMED_FROM, where)
     checkpointer = (GroupCheckpointer(checkpoints, [p.cell.cell_id for p in preps], every_s)
                     if checkpoints is not None else None)
-    with tracker.system_metrics([p.run_id for p in preps], system_metrics):
+    # with checkpoints on, a SIGTERM/SIGHUP is held to the batch's end and checkpointed there
+    hold = interrupt.held() if checkpointer is not None and every_s > 0 else nullcontext()
+    with tracker.system_metrics([p.run_id for p in preps], system_metrics), hold:
         return train_group([p.student for p in preps], preps[0].train_ds, preps[0].dev_ds, preps[0].dev_labels,
                            TASKS[preps[0].cell.dataset], teacher.tokenizer, device,
                            teacher=teacher.model if any(p.needs_teacher for p in preps) else None,

@@ -47,6 +47,7 @@ import psutil
 import torch
 
 from study.core.paths import runs_dir
+from study.execution import interrupt
 from study.training.state import Position
 
 #: The checkpoint folder's commit record.
@@ -177,8 +178,10 @@ class CheckpointStore:
 
 class GroupCheckpointer:
     """A group's ``study.training.state.Checkpointer``: due every ``every_s`` seconds of wall time
-    (``<= 0``: never), it writes each member's state under its cell id (``cell_ids``, in the
-    group's order) and logs one line with what it wrote and how long it took."""
+    (``<= 0``: never), and at the first batch's end after a held SIGTERM/SIGHUP
+    (``study.execution.interrupt.held``); it writes each member's state under its cell id
+    (``cell_ids``, in the group's order), logs one line with what it wrote and how long it took,
+    and then raises the held signal, if any, as ``Terminated``."""
 
     def __init__(self, store: CheckpointStore, cell_ids: list[str], every_s: float,
                  clock: Callable[[], float] = time.monotonic):
@@ -187,7 +190,7 @@ class GroupCheckpointer:
         self.written = 0
 
     def due(self) -> bool:
-        return self.every_s > 0 and self.clock() - self.last >= self.every_s
+        return self.every_s > 0 and (interrupt.pending() or self.clock() - self.last >= self.every_s)
 
     def save(self, position: Position, states: dict[int, dict]) -> None:
         t0 = time.perf_counter()
@@ -196,8 +199,11 @@ class GroupCheckpointer:
             size += self.store.save(self.cell_ids[i], position, state).stat().st_size
         self.written += 1
         self.last = self.clock()
-        self.store.log(f"checkpoint of {len(states)} cell(s) at epoch {position.epoch}, batch {position.batches} "
-                       f"(step {position.step}): {size / 2**20:.0f} MiB in {time.perf_counter() - t0:.1f} s")
+        why = " on the interruption" if interrupt.pending() else ""
+        self.store.log(f"checkpoint{why} of {len(states)} cell(s) at epoch {position.epoch}, batch "
+                       f"{position.batches} (step {position.step}): {size / 2**20:.0f} MiB in "
+                       f"{time.perf_counter() - t0:.1f} s")
+        interrupt.raise_pending()
 
 
 def resume_plan(store: CheckpointStore, cell_ids: Iterable[str]) -> list[tuple[list[int], Position | None, list[dict]]]:
