@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from study.core import contract
+from study.execution.checkpoints import CHECKPOINT_META
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {
@@ -257,10 +258,16 @@ def _interrupt_mid_cell(base, data, warm, sig: int, label: str, code: int) -> Ou
     expect(out, "RUNNING" not in cells and "KILLED" in cells and "FAILED" not in cells,
            f"cell runs right after the signal: {sorted(cells)}; stderr: {stderr[-600:]}")
     expect(out, "interrupted" in stderr, "no 'interrupted' line on stderr")
+    # SIGTERM (not Ctrl-C) during training is held to the batch's end and checkpointed there
+    held = any((ws.runs / "checkpoints").glob(f"*/{CHECKPOINT_META}"))
     result = ws.train("--skip-failed")  # an interrupted cell is not a failed one: it is retrained
     expect(out, result.returncode == 0, f"rerun exit {result.returncode}: {result.stderr[-300:]}")
+    if held:
+        expect(out, "resume from their checkpoint" in result.stdout + result.stderr,
+               "a checkpoint was written on the signal, but the rerun did not resume from it")
     out.outcome = (f"exit {rc}; interrupted cell ended KILLED ({cells.count('KILLED')}), "
-                   "retrained by `run --skip-failed`")
+                   + ("checkpointed at the batch's end and resumed" if held else "retrained")
+                   + " by `run --skip-failed`")
     return ws.check(out)
 
 
