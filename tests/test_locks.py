@@ -138,6 +138,23 @@ def test_claim_with_a_stale_heartbeat_is_taken_over(tracker):
     assert tracker.client.get_run(stale).info.status == "KILLED"
 
 
+def test_a_heartbeat_going_stale_during_a_claim_is_either_reaped_or_busy(tracker, monkeypatch):
+    """The clock read once per look: a claim that read it twice (reaping, then filtering the live
+    holders) saw a heartbeat just under the timeout, then just over it, neither reaped the run nor
+    waited for it, and left it RUNNING beside the cell it then trained (the stale-worker test's
+    intermittent failure)."""
+    import types
+
+    stale = _foreign_run(tracker, heartbeat_age_s=58.6)
+    readings = iter(range(1, 1000))
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.time = lambda: time.time() + next(readings)  # each reading a second later: 59.6 s, 60.6 s, ...
+    monkeypatch.setattr(locks, "time", clock)
+    got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker), timeout_s=60)
+    status = tracker.client.get_run(stale).info.status
+    assert (got.state, status) in (("busy", "RUNNING"), ("claimed", "KILLED")), (got.state, status)
+
+
 def test_finished_cell_is_done_and_a_late_finisher_is_a_duplicate(tracker):
     got = locks.claim(tracker, "g", "cell", _tags(), _lookup(tracker))
     first = _foreign_run(tracker, heartbeat_age_s=0)

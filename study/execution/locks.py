@@ -202,14 +202,14 @@ def set_tag_racing(setter, *args, attempts: int = 3) -> None:
                 raise
 
 
-def reap(tracker, runs: list, timeout_s: float) -> list[str]:
-    """Mark KILLED every RUNNING run of ``runs`` whose holder is dead (``dead_reason``), with the
-    reason as ``study.error``; return the reasons."""
+def reap(tracker, runs: list, timeout_s: float, now: float | None = None) -> list[str]:
+    """Mark KILLED every RUNNING run of ``runs`` whose holder is dead (``dead_reason`` at ``now``,
+    default the current time), with the reason as ``study.error``; return the reasons."""
     reasons = []
     for run in runs:
         if run.info.status != "RUNNING":
             continue
-        why = dead_reason(run, timeout_s)
+        why = dead_reason(run, timeout_s, now)
         if why is not None:
             set_tag_racing(tracker.client.set_tag, run.info.run_id, contract.TAG_ERROR, why[:4000])
             tracker.client.set_terminated(run.info.run_id, "KILLED")
@@ -232,8 +232,11 @@ def claim(tracker, experiment: str, run_name: str, tags: dict[str, str], lookup:
         done = next((r for r in runs if is_done(r)), None)
         if done is not None:
             return Claim("done", run=done, reaped=tuple(reaped))
-        reaped += reap(tracker, runs, timeout_s)
-        live = [r for r in runs if r.info.status == "RUNNING" and dead_reason(r, timeout_s) is None]
+        # one clock reading for both: a heartbeat crossing the timeout between two readings was
+        # neither reaped nor live, and its run was left RUNNING beside the retrained one
+        now = time.time()
+        reaped += reap(tracker, runs, timeout_s, now)
+        live = [r for r in runs if r.info.status == "RUNNING" and dead_reason(r, timeout_s, now) is None]
         if live:
             return Claim("busy", holder=_holder(min(live, key=_order)), reaped=tuple(reaped))
         run_id = tracker.start(experiment, run_name, {**tags, contract.TAG_CLAIM_STATE: "pending"}, {})
