@@ -48,7 +48,7 @@ def test_every_shipped_yaml_is_a_task_with_registered_metrics():
     files = sorted(p.stem for p in data.TASKS_DIR.glob("*.yaml"))
     assert files == sorted(TASKS)
     for name, spec in TASKS.items():
-        assert spec.name == name and spec.version == "1" and spec.folder
+        assert spec.name == name and spec.version in ("1", "2") and spec.folder
         assert all(m in get_type(spec.task_type).metrics for m in spec.metrics), name
         assert set(spec.score) <= set(spec.metrics)
         assert spec.split_names[:2] == ("train", "dev")
@@ -181,13 +181,18 @@ def test_mr_keeps_the_nel_character_inside_a_sentence(offline):
 
 @needs_data
 def test_boolq_devsplit_is_passage_disjoint(offline):
+    from study.tasks.splits import word_spans
+
     split = offline["boolq-devsplit"]
-    assert len(split["train"]) + len(split["dev"]) == 3270
+    # 43 train questions dropped: their passages are edits of a dev passage (held_out: dev)
+    assert len(split["train"]) + len(split["dev"]) == 3270 - 43
     train_passages = {t[1] for t in split["train"].texts}
     dev_passages = {t[1] for t in split["dev"].texts}
     assert not train_passages & dev_passages
-    assert len(train_passages) + len(dev_passages) == 2938  # distinct passages in the dev file
+    assert len(train_passages) + len(dev_passages) == 2938 - 36  # distinct passages in the dev file
     assert len(dev_passages) == round(0.3 * 2938)
+    spans = set().union(*map(word_spans, dev_passages))  # no 13-word span shared with a dev passage
+    assert not [p for p in train_passages if word_spans(p) & spans]
     first = json.loads((SHARED_DATA / "other/BoolQ/dev.jsonl").open().readline())
     where = "train" if first["passage"] in train_passages else "dev"
     i = [t[1] for t in split[where].texts].index(first["passage"])
@@ -255,6 +260,41 @@ def test_grouped_split_keeps_groups_whole():
     train_groups = {group_of[t[0]] for t in parts["train"].texts}
     assert not dev_groups & train_groups
     assert len(dev_groups) == round(0.25 * 10) and len(parts["dev"]) == 4 * len(dev_groups)
+
+
+def test_a_shipped_tasks_version_from_2_moves_its_cells_and_teachers():
+    from study.tasks.catalogue import version_identity
+
+    assert version_identity("sst2") == {}  # version 1: the ids it always had
+    assert version_identity("boolq-devsplit") == {"task_version": "2"}  # held_out: dev changed its train part
+    assert version_identity("no-such-task") == {}
+
+
+def test_held_out_drops_other_parts_passages_sharing_13_words_with_it():
+    """``held_out: dev``: a train passage that is an edit of a dev passage (13 words in a row in
+    common) is dropped with its questions; unrelated passages stay; without it, both stay."""
+    import dataclasses
+
+    words = [f"w{i}" for i in range(200)]
+    passages = [" ".join(words[10 * k:10 * k + 20]) for k in range(12)]  # neighbours share 10 words
+    edit = " ".join(words[0:14]) + " changed"  # shares 14 words with passage 0
+    texts = [(f"q{i}", p) for i, p in enumerate(passages + [edit])]
+    toy = Split(texts=texts, labels=[0] * len(texts))
+    groups = [t[1] for t in texts]
+    spec = _spec_with_split(3, "passage")  # seed 3 puts the edit (unit 12) in dev
+    plain = apply_split(spec, toy, groups)
+    held = apply_split(dataclasses.replace(spec, split=dataclasses.replace(spec.split, held_out="dev")), toy, groups)
+    dev = {t[1] for t in held["dev"].texts}
+    assert dev == {t[1] for t in plain["dev"].texts}  # the held-out part is unchanged
+    leaked = {t[1] for t in plain["train"].texts} - {t[1] for t in held["train"].texts}
+    assert edit in dev and leaked == {passages[0]}  # neighbours share 10 words only: they stay
+    assert len(plain["train"]) + len(plain["dev"]) == len(texts)
+    with pytest.raises(ValueError, match="split.held_out 'test' is not one of the parts"):
+        from study.tasks.schema import SplitDoc, TaskDoc
+
+        TaskDoc(name="t", version=1, task_type="classification", format="jsonl", metrics=["accuracy"],
+                files={"all": "a.jsonl"}, split=SplitDoc(source="all", seed=0, fractions={"dev": 0.3, "train": 0.7},
+                                                         held_out="test"))
 
 
 # --------------------------------------------------------------------------- metrics

@@ -12,19 +12,19 @@ every split but ``dev``, in task order, then split order, then file order, less:
 - every passage of any listed task's ``dev`` split (one SQuAD paragraph is also a BoolQ dev
   passage: it is left out too);
 - every document that shares a 13-word span (lower-cased words, ``\\w+``; the contamination
-  test of GPT-3, Brown et al. 2020, appendix C) with a ``dev`` passage: BoolQ holds several
-  edits of one Wikipedia paragraph, which its split by exact passage puts on both sides (37
-  documents, 21,861 characters; up to 200 shared spans each).
+  test of GPT-3, Brown et al. 2020, appendix C) with a ``dev`` passage. BoolQ holds several
+  edits of one Wikipedia paragraph, which a split by exact passage put on both sides (37
+  documents, 21,861 characters; up to 200 shared spans each); the tasks' splits now drop them
+  from ``train`` themselves (``held_out: dev``), so this rule is a second guard.
 
 So a student distilled on ``wiki-offline`` never saw the text it is scored on in
 squad-devsplit or boolq-devsplit. Measured on /work/shared/data: 3,475 documents, 2,264,964
-characters (squad-devsplit's train part gives 1,456 paragraphs, boolq-devsplit's 2,057
+characters (squad-devsplit's train part gives 1,455 paragraphs, boolq-devsplit's 2,021
 passages; their dev parts, 611 and 881, are left out).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from study.core.errors import StudyConfigError
@@ -32,23 +32,15 @@ from study.corpora.spec import CorpusSpec
 from study.tasks.catalogue import get_task, load_task
 from study.tasks.hub import DATA_DIR_ENV
 from study.tasks.spec import Split
+from study.tasks.splits import word_spans
 
 HELD_OUT = "dev"
-#: the length of a shared word span that marks a document as overlapping a held-out passage
-LEAK_NGRAM = 13
-_WORD = re.compile(r"\w+")
 
 
 def passages(split: Split) -> list[str]:
     """The distinct passages of a split: the last text field of each example, stripped, in order
     of first appearance."""
     return list(dict.fromkeys(texts[-1].strip() for texts in split.texts))
-
-
-def word_spans(text: str, n: int = LEAK_NGRAM) -> set[str]:
-    """The ``n``-word spans of ``text`` (lower-cased ``\\w+`` words joined by one space)."""
-    words = _WORD.findall(text.lower())
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
 def offline_wiki_documents(spec: CorpusSpec, data_dir: Path | None) -> list[str]:

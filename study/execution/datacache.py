@@ -17,7 +17,7 @@ from study import augment as augment_mod
 from study.core.hashing import stable_hash
 from study.core.paths import runs_dir
 from study.execution.tracking import DatasetRecord
-from study.tasks.catalogue import TASKS, load_task
+from study.tasks.catalogue import TASKS, load_task, version_identity
 from study.tasks.spec import Split, TaskSpec
 from study.tasks.splits import subsample
 from study.tasks.types import get_type
@@ -59,7 +59,9 @@ class DataCache:
         steps = _steps(augmentation, augmentation_params)
         if not steps:
             return split
-        key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed}, 12)
+        # a shipped task's version (from 2) too: augmented examples of an older split are not reused
+        key = stable_hash({"dataset": dataset, "n": max_examples, "data_seed": data_seed,
+                           **version_identity(dataset)}, 12)
         out, _ = augment_mod.augment_pipeline(split, steps, augmentation_seed,
                                               cache_dir=self.cache_dir,
                                               cache_key=f"{dataset}-{key}")

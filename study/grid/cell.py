@@ -54,7 +54,7 @@ class TeacherSpec:
         s = without_default_precision({k: v for k, v in self.settings.items() if k != "checkpoint"})
         s["model"] = teacher_identity(s["model"])  # never a path: a local folder is its weights' hash
         return {"dataset": self.dataset, "teacher": s, "trainer_version": TRAINER_VERSION,
-                "data_version": data_mod.VERSION}
+                "data_version": data_mod.VERSION, **data_mod.version_identity(self.dataset)}
 
     @cached_property
     def teacher_id(self) -> str:
@@ -138,6 +138,7 @@ class Cell:
             "trainer_version": TRAINER_VERSION,
             "initialisation_version": INIT_VERSION,
             "data_version": data_mod.VERSION,
+            **data_mod.version_identity(self.dataset),
             # a cell in one stage keeps the identity it had before stages (study.grid.stages)
             **({"stages": [s.stage_id for s in self.stages]} if self.stages else {}),
         }

@@ -121,7 +121,7 @@ def task_identity(spec: TaskSpec) -> dict[str, Any]:
         "label_range": list(spec.label_range) if spec.label_range else None,
         "metrics": list(spec.metrics), "score": list(spec.score),
         "files": {split: [{"label": e.label, "sha256": e.sha256} for e in entries] for split, entries in spec.files},
-        "split": asdict(spec.split) if spec.split else None,
+        "split": _split_identity(spec),
     }
     if spec.options:  # plug-in task types only: the sequence tasks keep the ids they had
         out["options"] = dict(spec.options)
@@ -129,6 +129,29 @@ def task_identity(spec: TaskSpec) -> dict[str, Any]:
         out["columns"] = list(spec.columns)
     if not spec.files and spec.hub:
         out["hub"] = asdict(spec.hub)
+    return out
+
+
+def version_identity(dataset: str) -> dict[str, str]:
+    """What a shipped task's own ``version:`` adds to the identity of its cells and teachers:
+    ``{"task_version": V}`` from version 2 on, nothing at version 1 (every cell keeps the id it had
+    before the field counted). Bump a shipped task's version when a change to its YAML changes its
+    examples (a split rule): its cells and teachers then get new ids and are trained again. A
+    user's task is identified by its content instead (``resolve_dataset``): nothing here."""
+    spec = TASKS.get(dataset)
+    if spec is None or spec.root is not None or str(spec.version) == "1":
+        return {}
+    return {"task_version": str(spec.version)}
+
+
+def _split_identity(spec: TaskSpec) -> dict[str, Any] | None:
+    """The split rule as it enters an identity: ``held_out`` only when set (a rule without it keeps
+    the id it had before the field existed)."""
+    if not spec.split:
+        return None
+    out = asdict(spec.split)
+    if out["held_out"] is None:
+        del out["held_out"]
     return out
 
 

@@ -68,6 +68,7 @@ class SplitDoc(_Doc):
     seed: StrictInt = Field(ge=0)
     fractions: dict[str, float]
     group_by: str | None = None
+    held_out: str | None = None
 
 
 class HubDoc(_Doc):
@@ -133,6 +134,8 @@ class TaskDoc(_Doc):
                 or not math.isclose(sum(fractions.values()), 1.0):
             raise ValueError(f"split.fractions must map two or more split names to fractions in (0, 1) "
                              f"summing to 1, got {fractions!r}.")
+        if rule.held_out is not None and rule.held_out not in fractions:
+            raise ValueError(f"split.held_out {rule.held_out!r} is not one of the parts {list(fractions)}.")
         clash = sorted(set(fractions) & (set(declared) - {rule.source}))
         if clash:
             raise ValueError(f"split.fractions names {clash}, which files already declares.")
@@ -153,7 +156,8 @@ class TaskDoc(_Doc):
         if self.split is None:
             return None
         s = self.split
-        return SplitRule(s.source, s.seed, tuple((k, float(v)) for k, v in s.fractions.items()), s.group_by)
+        return SplitRule(s.source, s.seed, tuple((k, float(v)) for k, v in s.fractions.items()), s.group_by,
+                         s.held_out)
 
     def hub_source(self, text_fields: tuple) -> HubSource | None:
         """``hub`` as a ``HubSource`` (its text fields default to ``text_fields``), or None."""

@@ -25,13 +25,15 @@ class SplitRule:
     The units (examples, or the distinct values of ``group_by`` in order of first appearance) are
     permuted with ``numpy.random.default_rng(seed)``; the parts take consecutive runs of that
     permutation in the declared order, ``round(fraction * units)`` each and the last part the
-    rest. Each part keeps the file order of its examples.
+    rest. Each part keeps the file order of its examples. ``held_out`` names a part whose passages
+    the other parts must not overlap (``study.tasks.splits.apply_split``), or None.
     """
 
     source: str
     seed: int
     fractions: tuple[tuple[str, float], ...]
     group_by: str | None = None
+    held_out: str | None = None
 
 
 @dataclass(frozen=True)
