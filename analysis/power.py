@@ -103,6 +103,24 @@ def simulated_power(effect: float, seed_sd: float, dataset_sd: float, n_datasets
     return hits / n_sims
 
 
+def expected_width(components: dict[str, float], n_datasets: int, n_seeds: int, n_sims: int = 300,
+                   seed: int = 0, alpha: float = ALPHA) -> float:
+    """The median width (unit of the components) of the (1 − ``alpha``) t-interval over the
+    ``n_datasets`` × ``n_seeds`` unit values a design gives, by simulation from ``components``
+    (``seed_sd``, ``dataset_sd``; the effect does not change the width). NaN below 2 units."""
+    g = n_datasets * n_seeds
+    if g < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    widths = []
+    for _ in range(n_sims):
+        values = (np.repeat(rng.normal(0, components["dataset_sd"], n_datasets), n_seeds)
+                  + rng.normal(0, components["seed_sd"], g))
+        low, high = t_interval(values, alpha)
+        widths.append(high - low)
+    return float(np.median(widths))
+
+
 def simulated_mde(components: dict[str, float], n_datasets: int, n_seeds: int, power: float = POWER,
                   n_sims: int = 300, seed: int = 0) -> float:
     """The smallest effect a design of ``n_datasets`` × ``n_seeds`` units detects with ``power``

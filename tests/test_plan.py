@@ -30,6 +30,7 @@ def test_plan_for_a_claim_prints_a_resized_grid(pilot, tmp_path):
     assert "pilot: grid wang2023-cpu, claim wang-lower-beats-upper-logit-kd (contrast): +0.40 points" in res.output
     assert "4 units (2 datasets × 2 seeds)" in res.output and "planning for 1.00 points (given)" in res.output
     assert "more seeds:" in res.output and "more datasets:" in res.output
+    assert "its 95% interval is" in res.output and "expected 95% interval width about" in res.output
     import yaml
 
     spec = yaml.safe_load(out.read_text())

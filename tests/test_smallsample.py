@@ -94,3 +94,12 @@ def test_findings_and_study_plan_size_a_contrast_alike():
     # the t-test on 6 units as if independent asks far fewer seeds than the simulation
     assert power.units_needed(float(units["value"].mean()), float(units["value"].std())) / 2 < (
         21 if plan.seeds is None else plan.seeds["n_seeds"])
+
+
+def test_expected_width_is_the_t_interval_width_and_grows_with_dataset_spread():
+    from scipy import stats
+
+    flat = power.expected_width({"seed_sd": 2.0, "dataset_sd": 0.0}, 3, 4, n_sims=2000)
+    assert flat == pytest.approx(2 * stats.t.ppf(0.975, 11) * 2.0 / np.sqrt(12), rel=0.08)
+    assert power.expected_width({"seed_sd": 2.0, "dataset_sd": 4.0}, 3, 4) > flat
+    assert np.isnan(power.expected_width({"seed_sd": 1.0, "dataset_sd": 0.0}, 1, 1))

@@ -142,11 +142,21 @@ def plan_command(
             typer.echo(f"no forecast: {' '.join(str(exc).split())}")
 
 
+def _pilot_width(units) -> str:
+    from analysis.smallsample import t_interval
+
+    low, high = t_interval(units["value"].to_numpy(dtype=float))
+    return f"{high - low:.2f} points" if math.isfinite(high - low) else "not defined"
+
+
 def _print_plan(plan, grid: str, label: str, power: float) -> None:
+    from analysis.power import expected_width
+
     c = plan.components
     typer.echo(f"pilot: grid {grid}, {label}: {plan.units['value'].mean():+.2f} points over "
                f"{len(plan.units)} units ({int(c['n_datasets'])} datasets × {c['n_seeds']:g} seeds); seed s.d. "
-               f"{c['seed_sd']:.2f}, dataset s.d. {c['dataset_sd']:.2f}, unit s.d. {c['unit_sd']:.2f} points")
+               f"{c['seed_sd']:.2f}, dataset s.d. {c['dataset_sd']:.2f}, unit s.d. {c['unit_sd']:.2f} points; "
+               f"its 95% interval is {_pilot_width(plan.units)} wide")
     mde = "∞ (too few units for a verdict)" if math.isinf(plan.pilot_mde) else f"{plan.pilot_mde:.2f} points"
     typer.echo(f"the pilot design detects {mde} with {power:.0%} power; planning for {plan.effect:.2f} points "
                f"({plan.effect_source})")
@@ -154,4 +164,7 @@ def _print_plan(plan, grid: str, label: str, power: float) -> None:
         trail = plan.table[plan.table["route"] == route]
         steps = ", ".join(f"{r.n_datasets}×{r.n_seeds}: {r.power:.2f}" for r in trail.itertuples())
         got = "not within 20" if row is None else f"{int(row['n_datasets'])} datasets × {int(row['n_seeds'])} seeds"
+        if row is not None:
+            width = expected_width(c, int(row["n_datasets"]), int(row["n_seeds"]))
+            got += f", expected 95% interval width about {width:.2f} points"
         typer.echo(f"more {route}: {got} (simulated power, datasets×seeds: {steps})")
