@@ -55,3 +55,34 @@ def test_plan_without_pilot_runs_says_what_to_run(tmp_path):
     assert "no pilot runs of grid wang2023-cpu in this store: run `study run --grid wang2023-cpu`" in res.output
     res = CliRunner().invoke(app, ["plan", "--claim", "sultan-one-recipe", "--tracking-uri", uri])
     assert res.exit_code == 2 and "sizes contrast, best_level, interaction claims" in res.output
+
+
+def test_plan_for_a_users_grid_reads_the_yaml_the_store_recorded(tmp_path):
+    """A grid run from a YAML file (not shipped) is resized from the file `study run` recorded;
+    one the store has no file for is refused in one line, not with a traceback."""
+    import yaml
+    from mlflow_fixtures import Cell, log_cells, sqlite_uri
+
+    from study.core import contract
+    from study.execution.tracking import Tracker
+
+    uri = sqlite_uri(tmp_path / "store")
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"name": "mine", "axes": {
+        "dataset": ["sst2", "mrpc"], "student": ["L2_H384"], "objective": ["logit_kd"],
+        "initialisation": ["teacher_lower", "teacher_upper"], "seed": [0, 1]}}))
+    noise = [0.004, -0.006, 0.009, -0.002]
+    log_cells(uri, "mine", [Cell(dataset=d, objective="logit_kd", initialisation=i, seed=s,
+                                 score=0.8 + (0.01 if i == "teacher_lower" else 0.0) + noise[2 * k + s])
+                            for k, d in enumerate(("sst2", "mrpc")) for i in ("teacher_lower", "teacher_upper")
+                            for s in (0, 1)])
+    args = ["plan", "--grid", "mine", "--contrast", "teacher_lower:teacher_upper", "--effect", "1.0",
+            "--tracking-uri", uri, "--no-forecast"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "grid 'mine' is not shipped and the store has no readable YAML" in res.output
+    tracker = Tracker(uri)  # what `study run --grid FILE` records (the grid version is left out here)
+    tracker.client.set_experiment_tag(tracker.experiment_id("mine"), contract.TAG_GRID_SOURCE, str(path))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    resized = yaml.safe_load(res.output.split("resized grid:\n", 1)[1])
+    assert resized["name"] == "mine" and len(resized["axes"]["seed"]) > 2

@@ -24,15 +24,17 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def _target(claim: Optional[str], grid: Optional[str], contrast: Optional[str], effect: Optional[float]):
-    """(grid, the Claim or None, factor or None, a, b, effect) from --claim or --grid/--contrast."""
+def _target(claim: Optional[str], grid: Optional[str], contrast: Optional[str], effect: Optional[float],
+            claims_file: Optional[Path] = None):
+    """(grid, the Claim or None, factor or None, a, b, effect) from --claim (in ``claims_file``,
+    default analysis/claims.yaml) or --grid/--contrast."""
     if (claim is None) == (grid is None):
         raise ValueError("give --claim ID, or --grid NAME with --contrast [FACTOR=]A:B")
     if claim is not None:
         from analysis.claims import claim_params, load_claims
         from analysis.planning import PLANNABLE
 
-        found = {c.id: c for c in load_claims()}
+        found = {c.id: c for c in (load_claims(claims_file) if claims_file else load_claims())}
         if claim not in found:
             raise ValueError(f"no claim {claim!r}; claims: {', '.join(found)}")
         c = found[claim]
@@ -47,13 +49,28 @@ def _target(claim: Optional[str], grid: Optional[str], contrast: Optional[str], 
     return grid, None, factor or None, a, b, effect
 
 
-def _resized(grid_name: str, n_seeds: int, n_datasets: int) -> tuple[dict, list[str]]:
-    """The grid's YAML mapping with ``n_seeds`` seeds; notes on datasets it would need to add."""
+def _resized(grid_name: str, n_seeds: int, n_datasets: int,
+             tracking_uri: Optional[str] = None) -> tuple[dict, list[str]]:
+    """The grid's YAML mapping with ``n_seeds`` seeds; notes on datasets it would need to add. A
+    grid that is not shipped is read from the YAML the store recorded for it (``study run --grid
+    FILE`` records it).
+
+    Raises:
+        StudyConfigError: neither a shipped grid nor one whose YAML the store knows and can read.
+    """
     import yaml
 
-    from study.grid import load_grid
+    from study.core.errors import StudyConfigError
+    from study.execution.tracking import Tracker
+    from study.grid import available_grids, load_grid
 
-    g = load_grid(grid_name)
+    source = None
+    if grid_name not in available_grids():
+        source = (Tracker(tracking_uri).grid_source(grid_name) or (None, None))[0]
+        if source is None or not Path(source).is_file():
+            raise StudyConfigError(f"grid {grid_name!r} is not shipped and the store has no readable YAML for it "
+                                   f"(recorded: {source!r}); run `study run --grid FILE` on it first")
+    g = load_grid(source or grid_name)
     spec = yaml.safe_load(Path(g.source).read_text())
     seeds = [int(s) for s in spec["axes"].get("seed", [0])]
     spec["axes"]["seed"] = sorted(set(seeds) | set(range(max(seeds) + 1, max(seeds) + 1 + n_seeds)))[:n_seeds]
@@ -79,7 +96,8 @@ def _forecast(path: Path, tracking_uri: Optional[str]) -> None:
 
 
 def plan_command(
-    claim: Optional[str] = typer.Option(None, "--claim", help="A contrast claim of analysis/claims.yaml."),
+    claim: Optional[str] = typer.Option(None, "--claim", help="A contrast claim of analysis/claims.yaml (or of --claims)."),
+    claims_file: Optional[Path] = typer.Option(None, "--claims", help="Claims YAML (default: analysis/claims.yaml), as study findings takes."),
     grid: Optional[str] = typer.Option(None, "--grid", "-g", help="The pilot grid (with --contrast)."),
     contrast: Optional[str] = typer.Option(None, "--contrast", help="[FACTOR=]A:B: level A minus level B."),
     effect: Optional[float] = typer.Option(None, "--effect", help="Effect to detect, points; default the claim's paper_effect, else the pilot's estimate."),
@@ -97,7 +115,7 @@ def plan_command(
     from analysis.table import load_runs
 
     try:
-        grid_name, the_claim, factor, a, b, target = _target(claim, grid, contrast, effect)
+        grid_name, the_claim, factor, a, b, target = _target(claim, grid, contrast, effect, claims_file)
         from study.cli.analysis import _check_store
 
         _check_store(tracking_uri)
@@ -122,7 +140,10 @@ def plan_command(
         typer.echo("no design within 20 seeds or 20 datasets reaches that power: the effect is too small "
                    "for this contrast's noise")
         return
-    spec, notes = _resized(grid_name, int(pick["n_seeds"]), int(pick["n_datasets"]))
+    try:
+        spec, notes = _resized(grid_name, int(pick["n_seeds"]), int(pick["n_datasets"]), tracking_uri)
+    except ValueError as exc:
+        raise _fail(exc) from None
     text = yaml.safe_dump(spec, sort_keys=False)
     typer.echo(f"\nresized grid{' (' + '; '.join(notes) + ')' if notes else ''}:\n{text}")
     if out is not None:
