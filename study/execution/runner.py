@@ -116,7 +116,11 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     tracker.require_writable()
     set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~45 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
-    reap_dead_runs(tracker, grid.name)
+    reaped = reap_dead_runs(tracker, grid.name)
+    if reaped:
+        console.print(f"{reaped} earlier run(s) ended without finishing (their holders are dead: a pid gone "
+                      "from this machine, or no heartbeat within the claim timeout): marked KILLED; their cells "
+                      "are retrained")
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
