@@ -19,6 +19,7 @@ and stops the grid; the next run retrains that cell.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,11 +117,7 @@ def run_grid(grid: Grid, data_dir: str | Path | None = None, device: str = "auto
     tracker.require_writable()
     set_server_patience(tracker.uri)  # a server that dies mid-grid stops it in ~45 s, not minutes
     remove_stale()  # students' staging folders that a killed process left
-    reaped = reap_dead_runs(tracker, grid.name)
-    if reaped:
-        console.print(f"{reaped} earlier run(s) ended without finishing (their holders are dead: a pid gone "
-                      "from this machine, or no heartbeat within the claim timeout): marked KILLED; their cells "
-                      "are retrained")
+    reap_dead_runs(tracker, grid.name, log=console.print)
     ctx = RunContext(grid=grid.name, grid_version=grid.version, tracking_uri=tracker.uri,
                      data_dir=data_dir_arg(data_dir), device=device, claim_timeout_s=claim_timeout_s,
                      tasks={c.dataset: TASKS[c.dataset] for c in cells}, keep_student=keep_student,
@@ -300,11 +297,15 @@ def _stage_rates(tracker: Tracker) -> dict[tuple[str, int], float]:
     return {k: min(v) for k, v in rates.items()}
 
 
-def reap_dead_runs(tracker: Tracker, grid: str) -> int:
+def reap_dead_runs(tracker: Tracker, grid: str, log: Callable[[str], None] | None = None) -> int:
     """Mark KILLED the RUNNING runs a dead process left (``Tracker.kill_orphans``): every stage run,
     whichever grid needs it (``study.execution.stages.reap_stage_runs``), and every cell run of
     ``grid``'s experiment, including cells an edit of the grid dropped (no claim would reap those).
-    A live holder's runs are left alone. Returns how many."""
+    A live holder's runs are left alone. Says how many to ``log``, when any; returns how many."""
     cells = [r for runs in tracker.runs(grid, contract.KIND_CELL, contract.TAG_CELL_ID).values()
              for r in runs if r.info.status == "RUNNING"]
-    return reap_stage_runs(tracker) + (tracker.kill_orphans(cells) if cells else 0)
+    n = reap_stage_runs(tracker) + (tracker.kill_orphans(cells) if cells else 0)
+    if n and log is not None:
+        log(f"{n} earlier run(s) ended without finishing (their holders are dead: a pid gone from this "
+            "machine, or no heartbeat within the claim timeout): marked KILLED; their cells are retrained")
+    return n
