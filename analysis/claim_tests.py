@@ -33,7 +33,7 @@ import pandas as pd
 from analysis.anova import anova_table
 from analysis.bootstrap import cluster_bootstrap_ci
 from analysis.claims import Claim, Finding, claim_params
-from analysis.cost import tuned_cost
+from analysis.cost import block_costs, tuned_cost
 from analysis.lodo import grid_lodo
 from analysis.power import mde as t_mde
 from analysis.smallsample import ALPHA, MIN_UNITS, t_interval
@@ -278,20 +278,6 @@ def largest_share(df: pd.DataFrame, claim: Claim) -> Finding:
                    detail=full.rename("partial_eta_sq").rename_axis("factor").reset_index())
 
 
-def _unit_cost(rel: pd.DataFrame, factor: str, level: object, block: list[str]) -> pd.DataFrame:
-    """Per unit (``block`` combination), 100 × (1 − the best ``_rel`` with ``factor`` = ``level``):
-    the % of the unit's best score lost by fixing that level with the others tuned
-    (``analysis.cost.tuned_cost`` per block); only units that ran ``level`` and another level."""
-    groups = rel.groupby(block, observed=True) if block else [("all", rel)]
-    rows = []
-    for key, frame in groups:
-        levels = frame[factor].astype(str)
-        if levels.nunique() > 1 and (levels == str(level)).any():
-            best_at = float(frame.loc[levels == str(level), "_rel"].max())
-            rows.append({"unit": "|".join(map(str, np.atleast_1d(key))), "value": 100 * (1 - best_at)})
-    return pd.DataFrame(rows, columns=["unit", "value"])
-
-
 @test("worst_cost")
 def worst_cost(df: pd.DataFrame, claim: Claim) -> Finding:
     """The worst-case cost of a sub-optimal choice, in % of the best score: per (dataset, seed)
@@ -313,9 +299,10 @@ def worst_cost(df: pd.DataFrame, claim: Claim) -> Finding:
     full = costs.groupby("factor")["mean_cost"].max() * 100  # worst level, mean over units
     worst = str(full.idxmax())
     level = costs[costs["factor"] == worst].sort_values("mean_cost").iloc[-1]["level"]
-    per_unit = _unit_cost(rel, worst, level, block)  # % of best, one value per unit
+    per_unit = block_costs(rel, "_rel", worst, block)
+    per_unit = 100 * per_unit.loc[per_unit["level"] == level, "cost"]  # % of best, one value per unit
     est = float(full.max())
-    low, high = t_interval(per_unit["value"].to_numpy()) if len(per_unit) > 1 else (est, est)
+    low, high = t_interval(per_unit.to_numpy()) if len(per_unit) > 1 else (est, est)
     published = p.published
     rule = (f"reproduced if the published {published:g}% lies inside our 95% t-interval over units (G − 1 df) "
             f"of the worst factor's worst-level cost; otherwise not reproduced (larger or smaller here)")
@@ -324,7 +311,7 @@ def worst_cost(df: pd.DataFrame, claim: Claim) -> Finding:
     reason = (f"worst-level cost (others tuned), mean over units: {listing}; the largest {est:.2f}% "
               f"({worst} = {level}; 95% t-interval {low:.2f} to {high:.2f} over {len(per_unit)} units) "
               f"against the published {published:g}%")
-    g = per_unit["unit"].nunique()
+    g = len(per_unit)
     rule += f"; at least {MIN_UNITS} units (else underpowered)"
     if g < MIN_UNITS:
         verdict = "underpowered"

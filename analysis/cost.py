@@ -118,6 +118,37 @@ def _teacher_scores(data: pd.DataFrame, block: list[str], teacher_col: str) -> d
     return scores
 
 
+def _level_bests(data: pd.DataFrame, factor: str, block: list[str]):
+    """(block key, its rows, the best ``_y`` per level of ``factor``) for each block that ran at
+    least two levels of it: the blocks a tuned cost counts."""
+    for key, g in _blocks(data, block):
+        best_by_level = g.groupby(factor, observed=True)["_y"].max()
+        if len(best_by_level) >= 2:
+            yield key, g, best_by_level
+
+
+def block_costs(df: pd.DataFrame, metric: str, factor: str, block: Sequence[str] | str = DEFAULT_BLOCK,
+                *, higher_is_better: bool = True) -> pd.DataFrame:
+    """``tuned_cost``'s per-block costs of one factor, before they are averaged: one row per block
+    that counts and level run in it, with the block's columns, ``level`` (str) and ``cost`` (the
+    metric's units, never negative). For an interval over blocks, where ``tuned_cost`` gives the
+    mean and the maximum.
+
+    Raises:
+        ValueError: as ``tuned_cost``.
+    """
+    block = column_list(block)
+    _check(df, metric, [factor], block)
+    data = df[df[metric].notna()].copy()
+    data["_y"] = (1.0 if higher_is_better else -1.0) * data[metric].astype(float)
+    rows = []
+    for key, _, best_by_level in _level_bests(data, factor, block):
+        keys = dict(zip(block, key if isinstance(key, tuple) else (key,)))
+        best = best_by_level.max()
+        rows += [{**keys, "level": str(lv), "cost": float(best - y)} for lv, y in best_by_level.items()]
+    return pd.DataFrame(rows, columns=[*block, "level", "cost"])
+
+
 def _factor_costs(data: pd.DataFrame, factor: str, block: list[str], teacher_by_block: dict) -> list[dict]:
     """``tuned_cost``'s rows of one factor: per level, its costs over the blocks that count."""
     levels = observed_levels(data[factor])
@@ -125,10 +156,7 @@ def _factor_costs(data: pd.DataFrame, factor: str, block: list[str], teacher_by_
     fracs: dict = {lv: [] for lv in levels}
     runs = dict.fromkeys(levels, 0)
     missing = dict.fromkeys(levels, 0)
-    for key, g in _blocks(data, block):
-        best_by_level = g.groupby(factor, observed=True)["_y"].max()
-        if len(best_by_level) < 2:
-            continue
+    for key, g, best_by_level in _level_bests(data, factor, block):
         best = best_by_level.max()
         count = g[factor].value_counts()
         teacher = teacher_by_block.get(key, np.nan)

@@ -18,15 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.power import (
-    POWER,
-    first_reaching,
-    mde,
-    plan_design,
-    simulated_mde,
-    simulated_power,
-    variance_components,
-)
+from analysis.power import POWER, first_reaching, mde, plan_design, simulated_mde, variance_components
 from analysis.smallsample import ALPHA, MIN_UNITS, sign_flip_test, t_interval
 
 UNIT = ("dataset", "seed")
@@ -66,18 +58,25 @@ def unit_values(frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
     return out if "dataset" in out.columns else out.assign(dataset="all")
 
 
-def power_note(effect: float, units: pd.DataFrame, what: str, power: float = POWER) -> str:
+def _plan(effect: float, comps: dict[str, float], power: float = POWER) -> pd.DataFrame:
+    """``analysis.power.plan_design`` of ``effect`` from ``comps`` exactly as ``study plan`` runs it
+    (rng seeded 0, ``PLAN_SIMS`` draws, up to ``PLAN_MAX``); its first row is the units' own design."""
+    return plan_design(abs(effect), comps, np.random.default_rng(0), power, max_seeds=PLAN_MAX,
+                       max_datasets=PLAN_MAX, n_sims=PLAN_SIMS)
+
+
+def power_note(effect: float, units: pd.DataFrame, what: str, power: float = POWER,
+               table: pd.DataFrame | None = None) -> str:
     """"needs about N seeds (on D datasets) or M datasets (at S seeds) to detect X points with 80%
     power" for ``units``' design (``dataset`` and ``value`` columns, one row per unit), by the same
-    simulation as ``study plan`` (``analysis.power.plan_design`` from the units' seed and dataset
-    variance, rng seeded 0): more seeds do not average away a contrast that differs between
-    datasets, more datasets do. "" when the effect or the noise is not finite, or the effect is 0."""
+    simulation as ``study plan`` (``table``, else ``_plan`` from the units' seed and dataset
+    variance): more seeds do not average away a contrast that differs between datasets, more
+    datasets do. "" when the effect or the noise is not finite, or the effect is 0."""
     values = units["value"].to_numpy(dtype=float)
     if len(values) < 2 or not np.isfinite(values).all() or effect == 0 or not np.isfinite(effect):
         return ""
     comps = variance_components(units)
-    table = plan_design(abs(effect), comps, np.random.default_rng(0), power, max_seeds=PLAN_MAX, max_datasets=PLAN_MAX,
-                        n_sims=PLAN_SIMS)
+    table = _plan(effect, comps, power) if table is None else table
     n_ds, n_seeds = int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1)
     seeds, datasets = first_reaching(table, "seeds", power), first_reaching(table, "datasets", power)
     by_seeds = (f"about {int(seeds['n_seeds'])} seeds (on {n_ds} datasets)" if seeds is not None
@@ -89,18 +88,14 @@ def power_note(effect: float, units: pd.DataFrame, what: str, power: float = POW
             f"{comps['dataset_sd']:.2f}, as `study plan`)")
 
 
-def _design(units: pd.DataFrame) -> tuple[int, int]:
-    """(datasets, seeds per dataset) of ``units``' design, as ``study plan`` reads a pilot."""
-    comps = variance_components(units)
-    return int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1)
-
-
-def design_power(effect: float, units: pd.DataFrame) -> float:
-    """Simulated power of ``units``' own design (its datasets × seeds) to detect ``effect`` points
-    under the verdict rule (``analysis.power.simulated_power``, seeded 0, as ``study plan``)."""
-    comps = variance_components(units)
-    return simulated_power(abs(effect), comps["seed_sd"], comps["dataset_sd"], *_design(units),
-                           np.random.default_rng(0), PLAN_SIMS)
+def _note(units: pd.DataFrame, observed: float, paper_effect: float | None) -> str:
+    """The power note of a verdict short of one: for the paper's effect when the units' own design
+    would miss it (simulated power below ``POWER``), else for the effect observed here."""
+    if len(units) >= 2 and paper_effect is not None and np.isfinite(units["value"].to_numpy(dtype=float)).all():
+        table = _plan(paper_effect, variance_components(units))
+        if table["power"].iloc[0] < POWER:  # the first row is this design
+            return power_note(paper_effect, units, "the paper's effect", table=table)
+    return power_note(observed, units, "the effect observed here")
 
 
 def _sides(x: np.ndarray, low: float, high: float, expect: str, margin: float,
@@ -155,14 +150,15 @@ def decide(units: pd.DataFrame, expect: str, rng: np.random.Generator, margin: f
     sd = float(x.std(ddof=1)) if g > 1 else float("nan")
     if g < MIN_UNITS:
         verdict = "underpowered"
-    floor = simulated_mde(variance_components(units), *_design(units), n_sims=PLAN_SIMS) if g >= 2 else mde(sd, g)
+    if g >= 2:
+        comps = variance_components(units)
+        floor = simulated_mde(comps, int(comps["n_datasets"]), max(int(comps["n_seeds"]), 1), n_sims=PLAN_SIMS)
+    else:
+        floor = mde(sd, g)
     detectable = None if paper_effect is None else bool(abs(paper_effect) >= floor)
     note = ""
     if verdict in ("inconclusive", "underpowered"):
         observed = float(x.mean()) - (margin if expect == "positive" else -margin if expect == "negative" else 0.0)
-        if g >= 2 and paper_effect is not None and design_power(paper_effect, units) < POWER:
-            note = power_note(paper_effect, units, "the paper's effect")
-        else:  # no paper effect, or this design already detects it: size for the effect seen here
-            note = power_note(observed, units, "the effect observed here")
+        note = _note(units, observed, paper_effect)
     return UnitResult(float(x.mean()) if g else float("nan"), low, high, p, verdict, rule, g, sd, floor,
                       detectable, note, units)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.cost import averaged_cost, tuned_cost
+from analysis.cost import averaged_cost, block_costs, tuned_cost
 
 
 def _row(table: pd.DataFrame, factor: str, level: str) -> pd.Series:
@@ -149,3 +149,14 @@ def test_averaged_cost_unbalanced_raises(balanced):
     holey = balanced[~((balanced["dataset"] == "d2") & (balanced["f"] == "q") & (balanced["g"] == "v"))]
     with pytest.raises(ValueError, match=r"not balanced: 1 of 8 .*dataset=d2, f=q, g=v"):
         averaged_cost(holey, "score", ["f", "g"], ["dataset"])
+
+
+def test_block_costs_are_tuned_costs_before_averaging(tiny):
+    per = block_costs(tiny, "score", "obj", block="dataset")
+    got = {(str(r.dataset), r.level): round(r.cost, 9) for r in per.itertuples()}
+    # d3 ran one level (no row); c was never run in d2 (no row, not a zero cost)
+    assert got == {("d1", "a"): 0.0, ("d1", "b"): 0.05, ("d1", "c"): 0.2, ("d2", "a"): 0.12, ("d2", "b"): 0.0}
+    means = per.groupby("level")["cost"].mean()
+    table = tuned_cost(tiny, "score", "obj", block="dataset")
+    for level in ("a", "b", "c"):
+        assert means[level] == pytest.approx(_row(table, "obj", level)["mean_cost"])

@@ -207,7 +207,7 @@ class Tracker:
         if exp is not None:
             if create and not self.read_only and contract.TAG_MLFLOW_EXPERIMENT_KIND not in exp.tags:
                 locks.set_tag_racing(self.client.set_experiment_tag, exp.experiment_id,
-                               contract.TAG_MLFLOW_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
+                                     contract.TAG_MLFLOW_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
             return exp.experiment_id
         if not create:
             return None
@@ -281,7 +281,7 @@ class Tracker:
             locks.set_tag_racing(self.client.set_experiment_tag, exp_id, contract.TAG_MLFLOW_NOTE, description.strip())
         if source is not None:
             locks.set_tag_racing(self.client.set_experiment_tag, exp_id, contract.TAG_GRID_SOURCE,
-                           str(Path(source).resolve()))
+                                 str(Path(source).resolve()))
 
     def log_datasets(self, run_id: str, records: Iterable[DatasetRecord]) -> None:
         """Log ``records`` as the run's dataset inputs (the Dataset column, the run's lineage)."""
