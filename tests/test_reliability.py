@@ -163,6 +163,64 @@ def test_a_held_sigterm_is_raised_anyway_after_the_grace(monkeypatch):
     assert 0.25 < time.monotonic() - t0 < 5
 
 
+def _signal_on(tracker: Tracker, statement: str):
+    """Send this process SIGTERM right after the store executes a statement starting ``statement``
+    (once): a signal in the middle of a store request."""
+    from sqlalchemy import event
+
+    engine = tracker.client.wrapped._tracking_client.store.engine
+    sent = []
+
+    def after(conn, cursor, text, *args):
+        if not sent and text.startswith(statement):
+            sent.append(text)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    event.listen(engine, "after_cursor_execute", after)
+    return sent
+
+
+def test_a_sigterm_during_a_store_request_is_raised_when_it_returns(runs):
+    tracker = Tracker()
+    run_id = tracker.start("g", "cell", {"study.kind": "cell", "study.cell_id": "c1"}, {})
+    sent = _signal_on(tracker, "INSERT INTO tags")
+    with pytest.raises(Terminated):
+        with signals_as_interrupt():
+            tracker.client.set_tag(run_id, "x", "1")  # interrupted after its INSERT, before its COMMIT
+            pytest.fail("the deferred signal was not raised when the request returned")
+    assert sent and tracker.client.get_run(run_id).data.tags["x"] == "1"  # the write was not cut short
+
+
+def test_a_sigterm_while_a_run_is_created_ends_that_run_killed(runs):
+    tracker = Tracker()
+    tracker.experiment_id("g")
+    sent = _signal_on(tracker, "INSERT INTO runs")
+    with pytest.raises(Terminated):
+        with signals_as_interrupt():
+            tracker.start("g", "cell", {"study.kind": "cell", "study.cell_id": "c1"}, {"lr": "1"})
+    assert sent and tracker.cell_status("g") == {"c1": "killed"}  # created, then ended: none left RUNNING
+
+
+def test_a_write_the_interruption_left_open_does_not_lock_the_run_out_of_ending(runs):
+    """Ctrl-C is not deferred: raised in the middle of a write, the frames it unwinds keep the
+    connection, and its sqlite lock, alive; ``fail`` drops them before it ends the run KILLED."""
+    tracker = Tracker()
+    run_id = tracker.start("g", "cell", {"study.kind": "cell", "study.cell_id": "c1"}, {})
+    engine = tracker.client.wrapped._tracking_client.store.engine
+
+    def interrupted_write():
+        connection = engine.connect()  # what an interrupted request leaves: a write not committed
+        connection.exec_driver_sql("INSERT INTO tags (key, value, run_uuid) VALUES ('y', '1', ?)", (run_id,))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        interrupted_write()
+    t0 = time.monotonic()
+    tracker.fail(run_id, info.value)
+    assert tracker.client.get_run(run_id).info.status == "KILLED"
+    assert time.monotonic() - t0 < 10  # not after sqlite's busy timeouts (20 s per attempt)
+
+
 def test_ui_process_group_is_stopped_with_its_parent():
     """Fault 8: SIGTERM to ``study ui`` ends every process of the server's group."""
     from study.cli import run_process_group

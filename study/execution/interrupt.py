@@ -9,6 +9,12 @@ the checkpointer sees it (:func:`pending`), writes every member's checkpoint and
 checkpoint. A second signal, or ``HOLD_GRACE_S`` seconds without reaching a batch's end (a dev
 evaluation, a teacher pass), raises at once: a scheduler's grace period (Slurm's KillWait, 30 s by
 default) is not overrun.
+
+A store request is never cut in half (:func:`deferred`, around every call of the tracker's MLflow
+client): a signal that arrives during one is raised when the request returns. Raised inside it, the
+interruption could end the process with the run it was creating committed but its id unknown (left
+RUNNING), or with a write transaction the exception's frames keep open, so the sqlite store stays
+locked while the run is being ended KILLED.
 """
 
 from __future__ import annotations
@@ -33,6 +39,15 @@ class _Signals:
         self.holding = 0  # depth of held() blocks
         self.pending: int | None = None  # a held signal's number
         self.timer: threading.Timer | None = None
+        self.deferring = 0  # depth of deferred() blocks
+        self.deferred: int | None = None  # a signal that arrived inside one
+
+    def hold(self, signum: int) -> None:
+        """Keep ``signum`` pending for the checkpointer; after ``HOLD_GRACE_S`` it is sent again."""
+        self.pending = signum
+        self.timer = threading.Timer(HOLD_GRACE_S, os.kill, (os.getpid(), signum))
+        self.timer.daemon = True
+        self.timer.start()
 
     def raise_now(self, signum: int) -> None:
         self.fired, self.pending = True, None
@@ -67,11 +82,11 @@ def signals_as_interrupt() -> Iterator[None]:
     def handler(signum, frame):
         if state.fired:
             return
+        if state.deferring and state.deferred is None and state.pending is None:  # raised on return
+            state.deferred = signum
+            return
         if state.holding and state.pending is None:  # held: the checkpointer raises it
-            state.pending = signum
-            state.timer = threading.Timer(HOLD_GRACE_S, os.kill, (os.getpid(), signum))
-            state.timer.daemon = True
-            state.timer.start()
+            state.hold(signum)
             return
         state.raise_now(signum)
 
@@ -104,6 +119,30 @@ def held() -> Iterator[None]:
         state.holding -= 1
     if state.holding == 0 and state.pending is not None and not state.fired:
         state.raise_now(state.pending)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within the block (and inside :func:`signals_as_interrupt`, in the main thread), the first
+    SIGTERM/SIGHUP is recorded, not raised; when the outermost block ends it is raised, or, inside
+    :func:`held`, left pending for the checkpointer. A second signal raises at once (a request that
+    hangs on a store that is away). Elsewhere it does nothing. For a store request (an MLflow client
+    call), which an exception in its middle can leave half done."""
+    state = _active
+    if state is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state.deferring += 1
+    try:
+        yield
+    finally:
+        state.deferring -= 1
+        if state.deferring == 0 and state.deferred is not None:
+            signum, state.deferred = state.deferred, None
+            if state.holding and not state.fired:
+                state.hold(signum)  # the checkpointer raises it at the batch's end
+            elif not state.fired:
+                state.raise_now(signum)
 
 
 def pending() -> bool:

@@ -12,6 +12,7 @@ its data as dataset inputs (``log_datasets``) and, on request, system metrics (`
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -42,7 +43,7 @@ from study.core import contract
 from study.core.errors import EnvironmentFault, StudyConfigError
 from study.core.faults import environment_fault, server_stopped
 from study.core.paths import SOURCE_ROOT, make_directory, tracking_uri
-from study.execution import locks
+from study.execution import interrupt, locks
 
 TEACHER_EXPERIMENT = "teachers"
 #: Where stage runs are logged (``study.execution.stages``): one experiment shared by every grid.
@@ -168,6 +169,7 @@ class Tracker:
             raise
         except Exception as exc:
             raise StudyConfigError(_open_error(self.uri, exc)) from None
+        self.client = UninterruptedClient(self.client)
 
     def _open_sqlite(self, db: str) -> MlflowClient:
         folder = Path(db).parent
@@ -334,15 +336,19 @@ class Tracker:
         """Create a RUNNING run held by this process (``locks.holder_tags``, heartbeat renewed
         until ``finish``/``fail``/``release``) with ``tags`` set atomically at creation, then its
         params; return its id."""
-        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
-                                     tags={**locks.holder_tags(), **{k: str(v) for k, v in tags.items()}})
+        experiment_id = self.experiment_id(experiment)
+        run_id = None
         try:  # an interruption right after the run exists must not leave it RUNNING
-            locks.Heartbeat.of(self.uri).add(run.info.run_id)
-            self.annotate(run.info.run_id, {}, params)
+            with interrupt.deferred():  # one during the creation is raised once the id is known
+                run_id = self.client.create_run(experiment_id, run_name=run_name, tags={
+                    **locks.holder_tags(), **{k: str(v) for k, v in tags.items()}}).info.run_id
+                locks.Heartbeat.of(self.uri).add(run_id)
+            self.annotate(run_id, {}, params)
         except BaseException as exc:
-            self.fail(run.info.run_id, (environment_fault(exc, self.uri) or exc) if isinstance(exc, Exception) else exc)
+            if run_id is not None:
+                self.fail(run_id, (environment_fault(exc, self.uri) or exc) if isinstance(exc, Exception) else exc)
             raise
-        return run.info.run_id
+        return run_id
 
     def annotate(self, run_id: str, tags: dict[str, str], params: dict[str, str]) -> None:
         """Log ``tags`` and ``params`` on a run, in batches of 100 of each (MLflow's limit)."""
@@ -390,6 +396,9 @@ class Tracker:
         if isinstance(exc, Exception) and not isinstance(exc, EnvironmentFault):
             exc = environment_fault(exc, self.uri) or exc  # a dead server's error is its fault, not the run's
         if isinstance(exc, (KeyboardInterrupt, EnvironmentFault)):
+            # The frames the interruption left keep their locals alive: a store connection in the
+            # middle of a write (Ctrl-C is not deferred) would hold the sqlite lock while we write.
+            traceback.clear_frames(exc.__traceback__)
             self._end_killed(run_id, exc)
             return
         message = f"{type(exc).__name__}: {exc}"[:4000]
@@ -435,6 +444,28 @@ class Tracker:
         its process is gone from this machine, or another machine's heartbeat is older than
         ``claim_timeout_s``); a live run elsewhere is left alone. Returns how many."""
         return len(locks.reap(self, runs, self.claim_timeout_s))
+
+
+class UninterruptedClient:
+    """An ``MlflowClient`` whose every call runs under ``interrupt.deferred()``: a SIGTERM that
+    arrives during a store request is raised when the request returns, so the request is never cut
+    in half (a run created but its id lost, a write transaction left open and the store locked)."""
+
+    def __init__(self, client: MlflowClient):
+        self.wrapped = client
+
+    def __getattr__(self, name: str):
+        if name == "wrapped":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        attr = getattr(self.wrapped, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with interrupt.deferred():
+                return attr(*args, **kwargs)
+        return call
 
 
 _ALLOWED_URIS = ("allowed: http(s)://HOST:PORT of a running MLflow server, or sqlite:///PATH, given "
