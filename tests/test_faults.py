@@ -4,9 +4,11 @@ temp folders left behind; and each bad input refused with exit 2 in one line.
 
 Every scenario starts ``study`` processes (a few seconds of imports each) and trains a 4-cell
 grid, so this module takes minutes on a 2-core CPU; ``-m "not faults"`` leaves it out. By default
-(and so in CI, which must stay under 20 minutes) it runs a short form: three workers starting
-together, SIGTERM mid-cell, a deleted store, and the bad inputs. ``STUDY_FAULTS=full`` adds the
-rest (SIGKILL during the teacher, Ctrl-C, zeroed and truncated teachers, a garbled
+(and so in CI, which must stay under 20 minutes) it runs a short form: SIGTERM mid-cell and the
+bad inputs. ``STUDY_FAULTS=full`` (or ``STUDY_TESTS=full``) adds the rest (three workers starting
+together on a new project, whose parts ``tests/test_reliability.py`` (the schema), ``tests/test_locks.py``
+(six processes racing for a cell) and ``tests/test_distributed.py`` (two drivers, one teacher) test
+in CI; a deleted store; SIGKILL during the teacher, Ctrl-C, zeroed and truncated teachers, a garbled
 ``teacher.json``, a copied store, stopping the UI, a full disk while the teacher is saved, the
 tracking server SIGKILLed mid-cell and restarted, ``study server`` SIGKILLed; the checkpoint
 cases: a group of 8 SIGKILLed at 80% and resumed bit-identical, a kill during a checkpoint's write,
@@ -25,7 +27,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
-FULL = os.environ.get("STUDY_FAULTS") == "full"
+FULL = os.environ.get("STUDY_FAULTS") == "full" or os.environ.get("STUDY_TESTS") == "full"
 full_only = pytest.mark.skipif(not FULL, reason="full fault suite only: set STUDY_FAULTS=full")
 
 _spec = importlib.util.spec_from_file_location(
@@ -60,7 +62,7 @@ def _check(row) -> None:
     assert row.ok, faults.format_row(row)
 
 
-@pytest.mark.parametrize("name", ["concurrent", pytest.param("kill_teacher", marks=full_only),
+@pytest.mark.parametrize("name", [pytest.param("concurrent", marks=full_only), pytest.param("kill_teacher", marks=full_only),
                                   pytest.param("ui", marks=full_only), pytest.param("full_disk", marks=full_only),
                                   pytest.param("server_sigkill", marks=full_only)])
 def test_fault_from_scratch(name, base, data):
@@ -69,7 +71,7 @@ def test_fault_from_scratch(name, base, data):
 
 @pytest.mark.parametrize("name", [
     "sigterm", pytest.param("ctrl_c", marks=full_only), pytest.param("zeroed_teacher", marks=full_only),
-    pytest.param("truncated_teacher", marks=full_only), "store_deleted",
+    pytest.param("truncated_teacher", marks=full_only), pytest.param("store_deleted", marks=full_only),
     pytest.param("prep_failure", marks=full_only), pytest.param("copied_store", marks=full_only),
     pytest.param("server_killed", marks=full_only), pytest.param("server_frozen", marks=full_only),
     pytest.param("kill_80", marks=full_only),
