@@ -13,6 +13,7 @@ its data as dataset inputs (``log_datasets``) and, on request, system metrics (`
 from __future__ import annotations
 
 import functools
+import gc
 import getpass
 import json
 import os
@@ -398,7 +399,9 @@ class Tracker:
         if isinstance(exc, (KeyboardInterrupt, EnvironmentFault)):
             # The frames the interruption left keep their locals alive: a store connection in the
             # middle of a write (Ctrl-C is not deferred) would hold the sqlite lock while we write.
+            # Cleared, and the cycles they were in collected, the pool rolls that write back.
             traceback.clear_frames(exc.__traceback__)
+            gc.collect()
             self._end_killed(run_id, exc)
             return
         message = f"{type(exc).__name__}: {exc}"[:4000]

@@ -19,7 +19,7 @@ from study.objectives import prediction as prediction_mod
 from study.objectives.features import FEATURES, FeatureSource
 from study.objectives.intermediate import resolve_entry, split_entry
 from study.objectives.losses import INTERMEDIATE_LOSSES, LossContext
-from study.objectives.mappings import LAYER_MAPPINGS
+from study.objectives.mappings import LAYER_MAPPINGS, ConcatMapping
 from study.tasks.types import get_type
 
 
@@ -70,16 +70,18 @@ class IntermediateTerm(torch.nn.Module):
         loss_params, mapping_params, self.feature_params = split_entry(entry)
         self.feature = FEATURES[entry["features"]]
         self.weight = entry["weight"]
-        self.mapping = LAYER_MAPPINGS[entry["mapping"]](
-            mapping_params, student_layers=student.layers, teacher_layers=teacher.layers,
-            embeddings=self.feature.embeddings)
         if self.feature.kind in ("states", "vector"):
             dims = (student.hidden, teacher.hidden)
         else:
             heads = self.feature_params.get("relation_heads")
             dims = (heads or student.heads, heads or teacher.heads)
+        self.mapping = LAYER_MAPPINGS[entry["mapping"]](
+            mapping_params, student_layers=student.layers, teacher_layers=teacher.layers,
+            embeddings=self.feature.embeddings, student_dim=dims[0], teacher_dim=dims[1])
         pairs = getattr(self.mapping, "pairs", None)
-        if pairs is not None:
+        if isinstance(self.mapping, ConcatMapping):  # one comparison of the joined features
+            dims, n_pairs = self.mapping.joined_dims(), 1
+        elif pairs is not None:
             n_pairs = len(pairs())
         else:  # a learned mapping may compare every pair
             student_layers, teacher_layers = self.mapping.layers_used()
@@ -90,6 +92,11 @@ class IntermediateTerm(torch.nn.Module):
 
     def forward(self, inputs: KDInputs) -> Tensor:
         name, fp = self.feature.name, self.feature_params
+        if isinstance(self.mapping, ConcatMapping):
+            s_layers, t_layers = self.mapping.layers_used()
+            student, teacher = self.mapping.join([inputs.student.get(name, m, fp) for m in sorted(s_layers)],
+                                                 [inputs.teacher.get(name, n, fp).detach() for n in sorted(t_layers)])
+            return self.loss(student, teacher, inputs.mask, inputs.index)
 
         def pair_loss(m: int, n: int) -> Tensor:
             return self.loss(inputs.student.get(name, m, fp), inputs.teacher.get(name, n, fp).detach(),

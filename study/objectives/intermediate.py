@@ -42,6 +42,7 @@ def resolve_entry(entry: dict[str, Any] | None, where: str = "intermediate entry
     loss_cls = lookup(INTERMEDIATE_LOSSES, given["loss"], "intermediate loss")
     mapping_cls = lookup(LAYER_MAPPINGS, given["mapping"], "layer mapping")
     loss_cls.check_kind(feature.name, feature.kind)
+    mapping_cls.check_kind(feature.name, feature.kind)
     loss_params, mapping_params, feature_params = {}, {}, {}
     allowed = {*ENTRY_DEFAULTS, *loss_cls.defaults, *mapping_cls.defaults, *FEATURE_PARAMS}
     for key, value in given.items():

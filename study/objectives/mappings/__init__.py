@@ -4,6 +4,6 @@ A mapping decides which student layer is distilled from which teacher layer, and
 weight; see ``base.LayerMapping``. Adding a mapping is one new module here and its test.
 """
 
-from study.objectives.mappings.base import LAYER_MAPPINGS, FixedMapping, LayerMapping
+from study.objectives.mappings.base import LAYER_MAPPINGS, ConcatMapping, FixedMapping, LayerMapping
 
-__all__ = ["LAYER_MAPPINGS", "FixedMapping", "LayerMapping"]
+__all__ = ["LAYER_MAPPINGS", "ConcatMapping", "FixedMapping", "LayerMapping"]

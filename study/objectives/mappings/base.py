@@ -5,7 +5,9 @@ it (``hidden``, ``cls``: HF ``output_hidden_states`` has L + 1 entries, embeddin
 attention-like features have L). A mapping is built for (L_s, L_t, whether layer 0 exists) and
 combines per-pair losses: ``mapping(pair_loss)`` where ``pair_loss(m, n)`` is the scalar loss
 between student layer m and teacher layer n. Fixed mappings list weighted pairs; learned ones
-(EMD) may call ``pair_loss`` on every pair and hold parameters of their own.
+(EMD) may call ``pair_loss`` on every pair and hold parameters of their own. A concatenating
+mapping (``ConcatMapping``: Wang et al. 2023's ``combine``) compares no pairs: it joins every
+layer's features of each model into one and the loss compares the two once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class LayerMapping(Component, torch.nn.Module):
     kind: ClassVar[str] = "layer mapping"
 
     def __init__(self, params: dict[str, Any] | None, *, student_layers: int, teacher_layers: int,
-                 embeddings: bool = False):
+                 embeddings: bool = False, student_dim: int = 0, teacher_dim: int = 0):
         torch.nn.Module.__init__(self)
         for what, n in (("student_layers", student_layers), ("teacher_layers", teacher_layers)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -42,6 +44,13 @@ class LayerMapping(Component, torch.nn.Module):
         self.student_layers = student_layers
         self.teacher_layers = teacher_layers
         self.embeddings = embeddings
+        #: the features' last dimension (H_s, H_t; 0 when not given): what a concatenating mapping sizes
+        self.student_dim, self.teacher_dim = student_dim, teacher_dim
+
+    @classmethod
+    def check_kind(cls, feature: str, kind: str) -> None:
+        """Raises StudyConfigError when this mapping cannot take ``feature`` (of ``kind``); every
+        mapping of layer pairs takes every feature."""
 
     def layers_used(self) -> tuple[set[int], set[int]]:
         """(student layers, teacher layers) whose features ``forward`` reads."""
@@ -49,6 +58,27 @@ class LayerMapping(Component, torch.nn.Module):
         return set(range(first, self.student_layers + 1)), set(range(first, self.teacher_layers + 1))
 
     def forward(self, pair_loss: Callable[[int, int], Tensor]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ConcatMapping(LayerMapping):
+    """A mapping that joins each model's layers into one feature (``join``) for a single call of
+    the loss; only for ``states`` and ``vector`` features (``accepts``)."""
+
+    accepts: ClassVar[tuple[str, ...]] = ("states", "vector")
+
+    @classmethod
+    def check_kind(cls, feature: str, kind: str) -> None:
+        """Raises StudyConfigError for a feature this mapping cannot join (attention maps)."""
+        if kind not in cls.accepts:
+            raise StudyConfigError(f"Layer mapping {cls.name!r} joins hidden states or vectors; feature {feature!r} "
+                                   f"is a {kind} feature. Use skip, last or emd for it.")
+
+    def joined_dims(self) -> tuple[int, int]:  # pragma: no cover - abstract
+        """(student, teacher) last dimension of ``join``'s outputs, as the loss sees them."""
+        raise NotImplementedError
+
+    def join(self, student: list[Tensor], teacher: list[Tensor]) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
 

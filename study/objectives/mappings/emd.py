@@ -88,9 +88,8 @@ class EMD(LayerMapping):
     defaults: ClassVar[dict] = {"update_weights": True}
     checks: ClassVar[dict] = {"update_weights": _flag}
 
-    def __init__(self, params, *, student_layers: int, teacher_layers: int, embeddings: bool = False):
-        super().__init__(params, student_layers=student_layers, teacher_layers=teacher_layers,
-                         embeddings=embeddings)
+    def __init__(self, params, *, student_layers: int, teacher_layers: int, **kwargs):
+        super().__init__(params, student_layers=student_layers, teacher_layers=teacher_layers, **kwargs)
         self.register_buffer("student_weights", torch.full((student_layers,), 1.0 / student_layers,
                                                            dtype=torch.float64))
         self.register_buffer("teacher_weights", torch.full((teacher_layers,), 1.0 / teacher_layers,
