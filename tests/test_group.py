@@ -43,7 +43,8 @@ bert = tiny_bert
 
 
 #: (objective preset, student width, mix-up): widths differ so hidden_mse learns a projection
-STUDENTS = [("hidden_mse", 16, {"alpha": 0.4, "weight": 1.0}), ("attention_kl", 32, None), ("logit_kd", 32, None)]
+STUDENTS = [("hidden_mse", 16, {"alpha": 0.4, "weight": 1.0}), ("attention_kl", 32, None), ("logit_kd", 32, None),
+            ("crd", 16, None)]  # crd: a memory bank read by example index, CRD's critic, layers joined
 
 
 def make_student(setup, name: str, hidden: int, mixup, lr: float | None = None, log=None) -> Student:
@@ -81,14 +82,16 @@ def test_a_student_in_a_group_is_bit_identical_to_it_alone(setup):
              for i, (name, hidden, mixup) in enumerate(STUDENTS)]
     results = run_group(setup, group)
     for s, result, log, (weights, obj_weights, ref), ref_log in zip(group, results, logs, alone, alone_logs):
-        assert isinstance(result, TrainResult) and result.group_size == 3
+        assert isinstance(result, TrainResult) and result.group_size == len(STUDENTS)
         assert all(torch.equal(v, weights[k]) for k, v in s.model.state_dict().items()), s.desc
         assert all(torch.equal(v, obj_weights[k]) for k, v in s.objective.state_dict().items()), s.desc
         assert log == ref_log and len(log) > 16  # every loss component per step, dev metrics per epoch
         assert result.dev_metrics == ref.dev_metrics and result.history == ref.history
     # the students really differ (dropout, objectives): the test is not comparing one run with itself
     losses = [[v for k, v, _ in log if k == "train_loss"] for log in logs]
-    assert losses[0] != losses[1] != losses[2]
+    assert len({tuple(x) for x in losses}) == len(STUDENTS)
+    crd = [v for k, v, _ in logs[3] if k == "train_loss_cls_infonce"]  # 0 until the bank holds negatives
+    assert crd and crd[0] == 0.0 and max(crd) > 0
 
 
 def test_a_diverging_student_leaves_the_group_and_the_others_go_on(setup):

@@ -162,3 +162,65 @@ def test_config_errors():
         loss(fixed(2, H, k=0.3), fixed(2, H, k=0.5), MASK[:2])
     with pytest.raises(ValueError, match="outside the training set"):
         loss(fixed(2, H, k=0.3), fixed(2, H, k=0.5), MASK[:2], torch.tensor([3, 4]))
+
+
+def ref_nce_direction(anchors, positives, negatives, tau, n, z=None):
+    """CRD's NCE loss for one direction (Tian et al. 2020, eq. 18, ContrastLoss), in plain Python;
+    returns (loss, Z) with Z = mean of every exp score * n when not given."""
+    dot = lambda u, v: sum(x * y for x, y in zip(u, v))
+    rows = [[math.exp(dot(a, p) / tau)] + [math.exp(dot(a, q) / tau) for q in negatives]
+            for a, p in zip(anchors, positives)]
+    if z is None:
+        z = sum(sum(r) for r in rows) / sum(len(r) for r in rows) * n
+    noise, eps = len(negatives) / n, 1e-7
+    total = 0.0
+    for r in rows:
+        p = [x / z for x in r]
+        total += math.log(p[0] / (p[0] + noise + eps)) + sum(math.log(noise / (q + noise + eps)) for q in p[1:])
+    return -total / len(anchors), z
+
+
+def test_crd_nce_critic_step_by_step():
+    tau, n = 0.5, 4
+    loss = make(h_s=2, h_t=2, embed_dim=2, temperature=tau, negatives="memory", critic="nce", bank_size=10,
+                train_size=n)
+    identity_heads(loss, 2)
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64)
+    first = loss(a.clone().requires_grad_(), b, MASK[:2], torch.tensor([0, 1]))
+    assert first.item() == 0.0 and first.requires_grad  # nothing to contrast yet, but backward works
+    assert loss.normalisers == [None, None]  # Z waits for a call with negatives
+    s2 = torch.tensor([[2.0, 1.0], [-1.0, 3.0]], dtype=torch.float64)
+    t2 = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    zs, zt = unit(s2.tolist()), unit(t2.tolist())
+    bank_t, bank_s = unit(b.tolist()), unit(a.tolist())
+    s_dir, z_s = ref_nce_direction(zs, zt, bank_t, tau, n)
+    t_dir, z_t = ref_nce_direction(zt, zs, bank_s, tau, n)
+    assert loss(s2, t2, MASK[:2], torch.tensor([2, 3])).item() == pytest.approx(s_dir + t_dir, rel=1e-12)
+    assert loss.normalisers == pytest.approx([z_s, z_t], rel=1e-12)
+    # Z stays what the first contrast set: the next call is scored with it, not a new mean
+    s3, t3 = torch.tensor([[0.0, 2.0], [3.0, 1.0]], dtype=torch.float64), t2.flip(0)
+    negatives_s = [loss.teacher_bank[i].tolist() for i in (1, 3)]
+    negatives_t = [loss.student_bank[i].tolist() for i in (1, 3)]
+    zs3, zt3 = unit(s3.tolist()), unit(t3.tolist())
+    expected = (ref_nce_direction(zs3, zt3, negatives_s, tau, n, z_s)[0]
+                + ref_nce_direction(zt3, zs3, negatives_t, tau, n, z_t)[0])
+    assert loss(s3, t3, MASK[:2], torch.tensor([0, 2])).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_student_aligned_with_its_teacher_scores_lower_under_the_nce_critic():
+    def trained(student, teacher):
+        loss = make(embed_dim=H, temperature=0.1, negatives="memory", critic="nce", train_size=8)
+        identity_heads(loss, H)
+        loss(fixed(8, H, k=0.9), fixed(8, H, k=1.3), MASK4.repeat(2, 1), torch.arange(8))  # fill the banks
+        return loss(student, teacher, MASK[:4], torch.arange(4)).item()
+
+    teacher = fixed(4, H, k=0.37)
+    assert trained(teacher.clone(), teacher) < trained(teacher.flip(0), teacher)
+
+
+def test_the_nce_critic_needs_a_memory_bank():
+    with pytest.raises(StudyConfigError, match="critic: nce needs negatives: memory"):
+        make(critic="nce")
+    with pytest.raises(StudyConfigError, match="critic must be one of softmax, nce, got 'hinge'"):
+        make(critic="hinge")

@@ -269,3 +269,12 @@ def test_a_general_axis_gives_one_stage_per_value():
     # cells that train no general stage do not read it: one random cell, two general ones
     mixed = grid_of({"general.max_steps": [10, 20], "initialisation": ["random", "general"]}).cells()
     assert len(mixed) == 3 and sum(not c.stages for c in mixed) == 1
+
+
+def test_crd_runs_in_a_cell_and_a_task_stage_and_is_refused_on_raw_text():
+    """CRD's memory bank keeps a row per training example: a cell and two_stage's task stage have
+    one; a general stage (task_agnostic) has no example indices and is refused before training."""
+    assert len(grid_of({"initialisation": ["teacher_lower"], "objective": ["crd"],
+                        "schedule": ["one_stage", "two_stage"]}).validate()) == 2
+    with pytest.raises(StudyConfigError, match="stage .*memory keeps a bank row per training example.*not raw text"):
+        grid_of({"initialisation": ["teacher_lower"], "schedule": ["task_agnostic"], "objective": ["crd"]}).validate()

@@ -261,10 +261,10 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     """Start an MLflow tracking server for the project, that workers on every machine log to.
 
     It serves the runs (default: the project's sqlite store) and proxies artifacts (teachers), so
-    workers need only its URI: `study run --tracking-uri http://HOST:PORT`. Stopping it
-    (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group, in up to ~20 s while MLflow's job
-    consumers exit; a SIGKILL of this process stops it too (a guard process watches it). A port
-    already in use is refused.
+    workers need only its URI: `study run --tracking-uri http://HOST:PORT`. MLflow's job consumers
+    (GenAI jobs) are not started unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says so. Stopping it
+    (Ctrl-C, SIGTERM, SIGHUP) stops its whole process group; a SIGKILL of this process stops it
+    too (a guard process watches it). A port already in use is refused.
     """
     store = backend_store_uri or resolve_uri(None)
     if store.startswith(("http://", "https://")):
@@ -292,14 +292,20 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     raise typer.Exit(run_process_group(cmd))
 
 
+#: MLflow 3's server starts job consumers (huey; about ten processes of ~270 MB each, for its GenAI
+#: jobs) unless told not to; the runs of a study need none of them. A value the user set wins.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def run_process_group(cmd: list[str], grace_s: float = 10.0) -> int:
-    """Run ``cmd`` in a new session (its own process group) and return its exit status.
+    """Run ``cmd`` in a new session (its own process group) and return its exit status; its
+    environment is this one's, with ``SERVER_ENV`` where this one does not set those names.
 
     SIGINT, SIGTERM and SIGHUP received meanwhile are passed to the whole group as SIGTERM;
     when the command ends, for whatever reason, any process left in its group gets SIGTERM, then
     SIGKILL after ``grace_s`` seconds, so no server process outlives this one.
     """
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**SERVER_ENV, **os.environ})
     _guard_group(proc.pid, grace_s)
 
     def signal_group(sig: int) -> None:

@@ -194,7 +194,8 @@ class Grid:
                 scfg = student_model_config(tcfg, size, start)
                 check_initialisation(start, size, tcfg)
                 task = data_mod.TASKS[cell.dataset]
-                cell.build_objective(task.task_type, ModelDims.of(scfg), ModelDims.of(tcfg))
+                # train_size 1: a labelled set of some size (a memory bank is sized at training)
+                cell.build_objective(task.task_type, ModelDims.of(scfg), ModelDims.of(tcfg), train_size=1)
                 for stage in cell.stages:
                     check_stage(stage, scfg, tcfg)
             except StudyConfigError as exc:

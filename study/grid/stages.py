@@ -279,6 +279,7 @@ def check_stage(stage: Stage, student_config, teacher_config) -> None:
             "(e.g. bert-base-uncased).")
     try:
         Distillation(stage.prediction or {"alpha": 0.0}, list(stage.intermediate), task_type="classification",
-                     student=ModelDims.of(student_config), teacher=ModelDims.of(teacher_config))
+                     student=ModelDims.of(student_config), teacher=ModelDims.of(teacher_config),
+                     train_size=1 if stage.kind == "task" else 0)  # raw text has no example indices
     except StudyConfigError as exc:
         raise StudyConfigError(f"{where}: {exc}") from None

@@ -14,6 +14,7 @@
 | ``minilm``     | as logit_kd                                      | attention kl + value_relation kl, last (MiniLM) |
 | ``minilm_v2``  | as logit_kd                                      | query/key/value_relation kl, last (MiniLMv2) |
 | ``attention_kl_hidden_mse``, ``attention_mse_hidden_mse`` | as logit_kd | the two entries, skip (Wang et al.'s combinations) |
+| ``crd``        | as logit_kd                                      | cls of every layer joined (combine, no projection), infonce with CRD's NCE critic and memory bank (16,384 negatives, tau 0.07, momentum 0.5, 128-d heads), weight 1 (Wang et al.'s crd) |
 
 The names after ``attention_kl`` follow Wang et al. 2023's code (``../shared/PAPERS.md`` 2.4, 2.7);
 on raw text (a general stage, ``study.grid.stages``) only their intermediate entries are used.
@@ -33,6 +34,13 @@ from study.core.registry import lookup
 from study.core.schema import UnitNumber, validate_settings
 
 _KD = {"distance": "kl", "teacher_temperature": 2.0, "student_temperature": 2.0, "alpha": 0.5}
+
+#: CRD as Wang et al. 2023's code runs it (PAPERS.md 2.4; Tian et al. 2020's crd/criterion.py): the
+#: [CLS] vector of every layer concatenated on each side (their s_dim_feat 3,072, t_dim_feat 9,984),
+#: weight 1 (their crd_weight), CRD's own defaults otherwise. Their negatives are drawn per class
+#: (sample_neg_idx); these are drawn from every other example.
+_CRD = {"features": "cls", "loss": "infonce", "mapping": "combine", "projection": False, "negatives": "memory",
+        "critic": "nce", "bank_size": 16384, "weight": 1.0}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "ce": {"prediction": {"alpha": 0.0}, "intermediate": []},
@@ -65,6 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                                                    "weight": 1.0},
                                                   {"features": "hidden", "loss": "mse", "mapping": "skip",
                                                    "weight": 1.0}]},
+    "crd": {"prediction": dict(_KD), "intermediate": [dict(_CRD)]},
 }
 
 

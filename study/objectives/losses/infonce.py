@@ -15,11 +15,20 @@ from study.objectives.losses.base import IntermediateLoss
 from study.objectives.losses.mi_alpha import pool
 
 NEGATIVES = ("batch", "memory")
+CRITICS = ("softmax", "nce")
+#: CRD's ``eps`` in its NCE loss (``ContrastLoss``), keeping the logs finite.
+NCE_EPS = 1e-7
 
 
 def _negatives(component: str, key: str, value: Any) -> str:
     if value not in NEGATIVES:
         raise StudyConfigError(f"{component}: {key} must be one of {', '.join(NEGATIVES)}, got {value!r}.")
+    return value
+
+
+def _critic(component: str, key: str, value: Any) -> str | None:
+    if value is not None and value not in CRITICS:
+        raise StudyConfigError(f"{component}: {key} must be one of {', '.join(CRITICS)}, got {value!r}.")
     return value
 
 
@@ -48,22 +57,38 @@ class InfoNCE(IntermediateLoss):
     seen. Until other rows are filled there are no negatives and the loss is 0. The banks are
     non-persistent buffers (not checkpointed: a resumed run refills them).
 
+    ``critic``: unset is the softmax form above (added unset, so entries without it keep their
+    identity); ``critic: nce`` (with ``negatives: memory``) scores each direction with CRD's binary NCE
+    critic instead (Tian et al. 2020, eq. 18, as its code's ``ContrastMemory`` and
+    ``ContrastLoss``): for an anchor with K negatives drawn from N training examples,
+    ``p = exp(a.x / tau) / Z`` for the positive and each negative, with ``Z`` set once, at the first
+    call with negatives, to ``mean(exp(a.x / tau)) * N`` over that call's scores (one ``Z`` per
+    direction; like the banks, not checkpointed: a resumed run sets it again), and::
+
+        l = -( log(p_pos / (p_pos + K / N + eps)) + sum_k log((K / N) / (p_k + K / N + eps)) )
+
+    averaged over the batch's anchors and **summed** over the two directions, as CRD's loss is.
+    One difference from CRD's code: the positive is the other model's embedding of the example
+    now, as in the softmax form; CRD reads it from the memory bank (its momentum copy).
+
     Features: ``vector`` (B, H) as given; ``states`` (B, T, H) mean-pooled over real tokens.
     Units: nats per example; not 0 at identity (its minimum, for B distinct examples, goes to 0
     only as tau -> 0), lower the better the student's embedding identifies its teacher's.
 
     Raises:
         StudyConfigError: ``memory`` without a training-set size, or with a mapping of more than
-            one layer pair (``LossContext.pairs``; the bank holds one embedding per example).
+            one layer pair (``LossContext.pairs``; the bank holds one embedding per example);
+            ``critic: nce`` without ``negatives: memory``.
         ValueError: ``memory`` called without ``index``, or an index outside the training set.
     """
 
     name: ClassVar[str] = "infonce"
     accepts: ClassVar[tuple[str, ...]] = ("vector", "states")
     defaults: ClassVar[dict] = {"negatives": "batch", "bank_size": 4096, "temperature": 0.07,
-                                "embed_dim": 128, "momentum": 0.5}
+                                "embed_dim": 128, "momentum": 0.5, "critic": None}
     checks: ClassVar[dict] = {
         "negatives": _negatives,
+        "critic": _critic,
         "bank_size": integer(1, "an integer >= 1"),
         "temperature": number(lambda x: x > 0.0, "a finite number > 0"),
         "embed_dim": integer(1, "an integer >= 1"),
@@ -75,11 +100,18 @@ class InfoNCE(IntermediateLoss):
         dim = self.params["embed_dim"]
         self.student_embed = torch.nn.Linear(context.student_dim, dim)
         self.teacher_embed = torch.nn.Linear(context.teacher_dim, dim)
+        if self.params["critic"] == "nce" and self.params["negatives"] != "memory":
+            raise StudyConfigError("Intermediate loss 'infonce' with critic: nce needs negatives: memory "
+                                   f"(CRD's critic scores bank rows against the training-set size), got "
+                                   f"negatives: {self.params['negatives']}.")
+        #: CRD's normalising constants Z (student anchor, teacher anchor), set at the first call with negatives
+        self.normalisers: list[float | None] = [None, None]
         if self.params["negatives"] == "memory":
             if context.train_size < 1:
                 raise StudyConfigError(
-                    "Intermediate loss 'infonce' with negatives: memory needs the training-set size "
-                    "(LossContext.train_size), got 0.")
+                    "Intermediate loss 'infonce' with negatives: memory keeps a bank row per training "
+                    "example, so it needs a labelled training set (a cell, or a task stage), not raw "
+                    "text (a general stage); got no training-set size (LossContext.train_size 0).")
             if context.pairs != 1:
                 # one bank row per example: a second layer pair would overwrite it with another layer
                 raise StudyConfigError(
@@ -110,8 +142,11 @@ class InfoNCE(IntermediateLoss):
         if index.min() < 0 or index.max() >= self.filled.shape[0]:
             raise ValueError(f"index outside the training set of {self.filled.shape[0]} examples")
         neg = self.negatives(index)  # (K,)
-        loss = 0.5 * (self._anchor_loss(z_s, z_t, self.teacher_bank[neg].to(z_s.dtype), tau)
-                      + self._anchor_loss(z_t, z_s, self.student_bank[neg].to(z_t.dtype), tau))
+        t_neg, s_neg = self.teacher_bank[neg].to(z_s.dtype), self.student_bank[neg].to(z_t.dtype)
+        if self.params["critic"] == "nce":
+            loss = self._nce_loss(z_s, z_t, t_neg, 0) + self._nce_loss(z_t, z_s, s_neg, 1)
+        else:
+            loss = 0.5 * (self._anchor_loss(z_s, z_t, t_neg, tau) + self._anchor_loss(z_t, z_s, s_neg, tau))
         if self.training:
             self._update(index, z_s.detach(), z_t.detach())
         return loss
@@ -131,6 +166,21 @@ class InfoNCE(IntermediateLoss):
         pos = (anchor * positive).sum(dim=-1, keepdim=True) / tau  # (B, 1)
         logits = torch.cat([pos, anchor @ negatives.T / tau], dim=1)  # (B, 1 + K)
         return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+
+    def _nce_loss(self, anchor: Tensor, positive: Tensor, negatives: Tensor, direction: int) -> Tensor:
+        """CRD's NCE loss for one direction: anchors (B, d), positives (B, d), negatives (K, d)."""
+        if negatives.shape[0] == 0:  # nothing filled yet: no contrast, a zero that keeps the graph
+            return anchor.sum() * 0.0
+        n, k = self.filled.shape[0], negatives.shape[0]
+        scores = torch.exp(torch.cat([(anchor * positive).sum(dim=-1, keepdim=True), anchor @ negatives.T], dim=1)
+                           / self.params["temperature"])  # (B, 1 + K)
+        if self.normalisers[direction] is None:
+            self.normalisers[direction] = float(scores.detach().mean()) * n  # one synchronisation, once
+        p = scores / self.normalisers[direction]
+        noise = k / n  # K * P_n, P_n = 1 / N
+        log_d1 = torch.log(p[:, 0] / (p[:, 0] + noise + NCE_EPS))
+        log_d0 = torch.log(noise / (p[:, 1:] + noise + NCE_EPS))
+        return -(log_d1.sum() + log_d0.sum()) / anchor.shape[0]
 
     @torch.no_grad()
     def _update(self, index: Tensor, z_s: Tensor, z_t: Tensor) -> None:

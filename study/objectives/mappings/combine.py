@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+from pydantic import StrictBool
 from torch import Tensor
 
 from study.core.errors import StudyConfigError
@@ -33,6 +34,11 @@ class Combine(ConcatMapping):
 
     name: ClassVar[str] = "combine"
     version: ClassVar[str] = "1"
+    #: ``projection: false`` joins without the linear map: the loss gets (n_s * H_s, n_t * H_t)
+    #: features and sizes them itself (CRD's embedding heads: Wang et al.'s CRD concatenates the
+    #: [CLS] vector of every layer, 4 * 768 = 3,072 and 13 * 768 = 9,984, PAPERS.md 2.4).
+    defaults: ClassVar[dict] = {"projection": True}
+    checks: ClassVar[dict] = {"projection": StrictBool}
 
     def __init__(self, params, *, student_layers: int, teacher_layers: int, **kwargs):
         super().__init__(params, student_layers=student_layers, teacher_layers=teacher_layers, **kwargs)
@@ -40,13 +46,15 @@ class Combine(ConcatMapping):
             raise StudyConfigError("Layer mapping 'combine' needs the features' widths (student_dim, teacher_dim), "
                                    f"got {self.student_dim!r} and {self.teacher_dim!r}.")
         n_s, n_t = (len(layers) for layers in self.layers_used())
-        self.projection = torch.nn.Linear(n_t * self.teacher_dim, n_s * self.student_dim)
+        self.widths = (n_s * self.student_dim, n_t * self.teacher_dim)
+        self.projection = torch.nn.Linear(self.widths[1], self.widths[0]) if self.params["projection"] else None
 
     def joined_dims(self) -> tuple[int, int]:
-        width = self.projection.out_features
-        return width, width
+        return (self.widths[0], self.widths[0]) if self.projection is not None else self.widths
 
     def join(self, student: list[Tensor], teacher: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """(student concat, projected teacher concat), each (..., n_s * H_s); ``student`` and
-        ``teacher`` list every used layer's features in layer order."""
-        return torch.cat(student, dim=-1), self.projection(torch.cat(teacher, dim=-1))
+        """(student concat (..., n_s * H_s), teacher concat projected to (..., n_s * H_s), or as it
+        is (..., n_t * H_t) without the projection); ``student`` and ``teacher`` list every used
+        layer's features in layer order."""
+        joined = torch.cat(teacher, dim=-1)
+        return torch.cat(student, dim=-1), joined if self.projection is None else self.projection(joined)
