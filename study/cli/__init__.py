@@ -292,7 +292,7 @@ def server(backend_store_uri: Optional[str] = typer.Option(None, "--backend-stor
     raise typer.Exit(run_process_group(cmd))
 
 
-#: MLflow 3's server starts job consumers (huey; about ten processes of ~270 MB each, for its GenAI
+#: MLflow 3's server starts job consumers (huey: 7 more processes of ~270 MB each here, for its GenAI
 #: jobs) unless told not to; the runs of a study need none of them. A value the user set wins.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
