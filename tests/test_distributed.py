@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -56,28 +57,6 @@ def env_for(runs: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def descendant_commands(pid: int) -> list[str]:
-    """The command lines of every live process descended from ``pid`` (Linux /proc)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    out = []
-    for child in parents:
-        p = child
-        while p in parents and p != pid:
-            p = parents[p]
-        if p == pid and child != pid:
-            try:
-                out.append((Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                continue
-    return out
-
-
 @pytest.fixture
 def server(tmp_path):
     """``study server`` on a free port of 127.0.0.1 with a fresh store; yields its URI. Its output
@@ -101,7 +80,7 @@ def server(tmp_path):
                 pytest.fail(f"study server did not start: {(tmp_path / 'server.log').read_text()[-1000:]}")
             time.sleep(0.5)
     # study server starts MLflow without its job consumers (study.cli.SERVER_ENV)
-    assert not [c for c in descendant_commands(proc.pid) if "huey" in c]
+    assert not [c for c in psutil.Process(proc.pid).children(recursive=True) if "huey" in " ".join(c.cmdline())]
     yield uri
     os.killpg(proc.pid, signal.SIGKILL)  # a graceful stop takes ~5 s; the fault suite tests that one
     proc.wait(timeout=30)

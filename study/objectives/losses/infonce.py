@@ -20,16 +20,13 @@ CRITICS = ("softmax", "nce")
 NCE_EPS = 1e-7
 
 
-def _negatives(component: str, key: str, value: Any) -> str:
-    if value not in NEGATIVES:
-        raise StudyConfigError(f"{component}: {key} must be one of {', '.join(NEGATIVES)}, got {value!r}.")
-    return value
-
-
-def _critic(component: str, key: str, value: Any) -> str | None:
-    if value is not None and value not in CRITICS:
-        raise StudyConfigError(f"{component}: {key} must be one of {', '.join(CRITICS)}, got {value!r}.")
-    return value
+def _one_of(values: tuple[str, ...], optional: bool = False):
+    """A validator that accepts one of ``values`` (and None when ``optional``)."""
+    def check(component: str, key: str, value: Any) -> str | None:
+        if value in values or (optional and value is None):
+            return value
+        raise StudyConfigError(f"{component}: {key} must be one of {', '.join(values)}, got {value!r}.")
+    return check
 
 
 class InfoNCE(IntermediateLoss):
@@ -87,8 +84,8 @@ class InfoNCE(IntermediateLoss):
     defaults: ClassVar[dict] = {"negatives": "batch", "bank_size": 4096, "temperature": 0.07,
                                 "embed_dim": 128, "momentum": 0.5, "critic": None}
     checks: ClassVar[dict] = {
-        "negatives": _negatives,
-        "critic": _critic,
+        "negatives": _one_of(NEGATIVES),
+        "critic": _one_of(CRITICS, optional=True),
         "bank_size": integer(1, "an integer >= 1"),
         "temperature": number(lambda x: x > 0.0, "a finite number > 0"),
         "embed_dim": integer(1, "an integer >= 1"),
